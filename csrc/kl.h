@@ -291,4 +291,14 @@ typedef struct kl_backend {
 
 KL_INTERNAL extern const kl_backend kl_backend_impl;
 
+/* ------------------------------------------------------------------ */
+/* Small OS services (sys_posix.c / etw/sys_win.c; the build picks one) */
+/* ------------------------------------------------------------------ */
+
+KL_INTERNAL double kl_monotime(void);     /* seconds, monotonic */
+KL_INTERNAL double kl_walltime(void);     /* unix seconds */
+KL_INTERNAL void kl_sleep(double seconds);/* returns early on a signal */
+KL_INTERNAL int kl_isatty(int fd);        /* 1 if fd is a terminal */
+KL_INTERNAL long kl_getpid(void);
+
 #endif /* KL_H */
