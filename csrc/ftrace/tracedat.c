@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <tracefs.h>
@@ -440,6 +441,22 @@ static long read_long_file(const char *path) {
   return strtol(buf, NULL, 10);
 }
 
+/* The "bytes:" line of a per_cpu stats file (unread bytes in the ring),
+ * or UINT64_MAX when unknown. */
+static uint64_t stat_bytes(const char *path) {
+  char buf[1024], *p;
+  ssize_t r;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return UINT64_MAX;
+  r = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (r <= 0) return UINT64_MAX;
+  buf[r] = '\0';
+  p = strstr(buf, "\nbytes:");
+  if (p == NULL) return UINT64_MAX;
+  return strtoull(p + 8, NULL, 10);
+}
+
 int kl_tracedat_write(struct tracefs_instance *inst, const kl_dump_opts *o,
                       uint64_t *bytes_written, kl_err *err) {
   kl_atomic_file af;
@@ -611,15 +628,38 @@ int kl_tracedat_write(struct tracefs_instance *inst, const kl_dump_opts *o,
     (void)fcntl(pipefd[1], F_SETPIPE_SZ, PIPE_BYTES);
   else
     pipefd[0] = pipefd[1] = -1;
+  /* Reading the ring consumes it: make sure the data fits on the disk
+   * before taking any, so that a full disk costs no events. */
+  {
+    uint64_t need = off;
+    struct statvfs vfs;
+    for (cpu = 0; cpu < ncpus; cpu++) {
+      uint64_t est;
+      char szpath[KL_PATH_MAX];
+      snprintf(szpath, sizeof szpath, "%s/per_cpu/cpu%d/buffer_size_kb", dir, cpu);
+      kb = read_long_file(szpath);
+      /* The ring's pages (each holds page_size less its header of data,
+       * and the kernel rounds up), the reader page and one being filled. */
+      cpu_size[cpu] = kb > 0 ? ((uint64_t)kb * 1024 / (page_size - 64) + 4) * page_size
+                             : (uint64_t)1 << 40;
+      snprintf(szpath, sizeof szpath, "%s/per_cpu/cpu%d/stats", dir, cpu);
+      est = stat_bytes(szpath);
+      est = est == UINT64_MAX ? cpu_size[cpu] : (est / (page_size - 64) + 3) * page_size;
+      need += est < cpu_size[cpu] ? est : cpu_size[cpu];
+    }
+    if (fstatvfs(af.fd, &vfs) == 0 &&
+        (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize < need - off) {
+      kl_err_set(err, KL_E_DISK_FULL, ENOSPC,
+                 "writing '%s' (session %s): not enough space: %llu bytes free, about %llu "
+                 "needed: %s (errno %d)",
+                 o->path, o->session ? o->session : "?",
+                 (unsigned long long)vfs.f_bavail * (unsigned long long)vfs.f_frsize,
+                 (unsigned long long)need, strerror(ENOSPC), ENOSPC);
+      goto done;
+    }
+  }
   for (cpu = 0; cpu < ncpus; cpu++) {
-    uint64_t limit, moved = 0;
-    char szpath[KL_PATH_MAX];
-    snprintf(szpath, sizeof szpath, "%s/per_cpu/cpu%d/buffer_size_kb", dir, cpu);
-    kb = read_long_file(szpath);
-    /* The ring's pages (each holds page_size less its header of data, and
-     * the kernel rounds up), the reader page and one being filled. */
-    limit = kb > 0 ? ((uint64_t)kb * 1024 / (page_size - 64) + 4) * page_size
-                   : (uint64_t)1 << 40;
+    uint64_t limit = cpu_size[cpu], moved = 0;
     cpu_off[cpu] = off;
     if (dump_cpu(dir, cpu, af.fd, pipefd, page, page_size, limit, &moved, o, err) != 0)
       goto done;
