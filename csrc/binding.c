@@ -800,9 +800,10 @@ static int l_query(lua_State *L) {
 
 static int l_stop(lua_State *L) {
   kl_err err;
-  kl_status *st = new_status(L);
   int overwrite, rc;
+  /* the arguments first: new_status pushes onto the stack */
   const char *file = write_args(L, 2, &overwrite);
+  kl_status *st = new_status(L);
   kl_session *h = open_by_name(L, 1, &err);
   if (h == NULL) return push_fail(L, &err);
   rc = B.stop(h, file, overwrite, st, &err);

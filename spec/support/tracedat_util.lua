@@ -12,7 +12,7 @@ local counter = 0
 --- A unique session name for this process: klt_<area>_<pid>_<n>.
 function M.name(area)
   counter = counter + 1
-  return string.format("klt_%s_%d_%d", area, kl._getpid(), counter)
+  return string.format("klt_%s_%d_%d", area, kl._core._getpid(), counter)
 end
 
 local function sh_quote(s)
@@ -56,6 +56,7 @@ end
 
 --- Remove a test session whatever state it is in (teardown).
 function M.cleanup(name)
+  if not name then return end
   pcall(kl.stop, name)
   os.execute("rmdir " .. sh_quote(TRACING .. "/instances/" .. name) .. " 2>/dev/null")
   os.remove("/run/kernellogger/" .. name .. ".state")
@@ -90,7 +91,7 @@ function M.markers(name, first, count, pad)
   f:setvbuf("no")
   local filler = string.rep("x", pad or 0)
   for i = first, first + count - 1 do
-    f:write("klseq ", i, " ", filler, "\n")
+    f:write(("klseq %d %s\n"):format(i, filler)) -- one string: one write(2), one event
   end
   f:close()
 end
@@ -133,7 +134,7 @@ function M.libtracecmd(path)
   assert(ok, "libtracecmd could not read " .. path .. ": " .. err .. out)
   assert(err == "", "libtracecmd warned on " .. path .. ": " .. err)
   local r = {}
-  for k, v in out:gmatch("(%w+) (%-?%d+)") do r[k] = tonumber(v) end
+  for k, v in out:gmatch("([%w_]+) (%-?%d+)") do r[k] = tonumber(v) end
   return r
 end
 
