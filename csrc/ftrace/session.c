@@ -375,6 +375,21 @@ static int set_clock(struct tracefs_instance *inst, kl_clock c, char *out, size_
     return kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
                       "session %s: clock '%s' has no ftrace equivalent on Linux", name,
                       kl_clock_names[c]);
+  /* Writing trace_clock resets the ring and waits for an RCU grace period
+   * (about 30 ms here) even when the clock does not change: skip it when
+   * the instance already uses this clock ("[local] global ..."). */
+  {
+    char *cur = tracefs_instance_file_read(inst, "trace_clock", NULL);
+    char want[40];
+    int same;
+    snprintf(want, sizeof want, "[%s]", ck);
+    same = cur != NULL && strstr(cur, want) != NULL;
+    free(cur);
+    if (same) {
+      snprintf(out, n, "%s", ck);
+      return 0;
+    }
+  }
   errno = 0;
   if (tracefs_instance_file_write(inst, "trace_clock", ck) < 0) {
     e = errno ? errno : EINVAL;
