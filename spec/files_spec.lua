@@ -57,6 +57,26 @@ describe("capture files #linux", function()
       assert.is_false(U.instance_exists(name))
       local _, r2 = U.check_file(file)
       assert.equal(200, r2.last_seq) -- newer: holds what came after the flush
+      assert.equal(200, r2.markers)  -- and, the ring not being full, what came before
+      assert.is_true(U.size(file) > q.bytes_written)
+    end)
+
+    it("stays within circular_mb across flushes, keeping the newest events", function()
+      local file = dir .. "/cf.dat"
+      local mb = 1
+      local s = assert(kl.start{name = name, flags = {TP}, file = file, circular_mb = mb})
+      local per = mb * 1024 * 1024 // 600
+      for round = 0, 3 do
+        U.markers(name, round * per + 1, per, 500)
+        assert(s:flush())
+        local _, r = U.check_file(file)
+        assert.equal((round + 1) * per, r.last_seq)
+      end
+      assert(s:stop())
+      local _, r = U.check_file(file)
+      assert.equal(4 * per, r.last_seq)
+      assert.is_true(r.markers < 4 * per and r.markers > per // 2)
+      assert.is_true(U.size(file) <= mb * 1024 * 1024 + 256 * 1024)
     end)
 
     it("stop by name from another process writes the file", function()

@@ -439,6 +439,13 @@ static int write_file(kl_session *s, kl_state *st, const char *file, int overwri
   o.events = events;
   o.nevents = nev;
   o.session = s->name;
+  /* A circular file flushed before: reading the ring consumed what that
+   * flush wrote, so the writer carries its newest pages forward. */
+  if (st->mode == KL_MODE_CIRCULAR && st->file[0] && strcmp(file, st->file) == 0 &&
+      st->last_flush > 0 && st->bytes_written > 0) {
+    o.carry = file;
+    o.carry_size = st->bytes_written;
+  }
   if (kl_tracedat_write(s->inst, &o, &bytes, err) != 0) return -1;
   st->bytes_written = bytes;
   st->last_flush = kl_walltime();

@@ -441,6 +441,145 @@ static long read_long_file(const char *path) {
   return strtol(buf, NULL, 10);
 }
 
+/* ---- carrying the previous file's pages (circular files) ---- */
+
+typedef struct carry {
+  int fd;
+  int ncpus;
+  uint64_t *off, *size;
+} carry;
+
+static void carry_close(carry *c) {
+  if (c->fd >= 0) close(c->fd);
+  free(c->off);
+  free(c->size);
+  c->fd = -1;
+  c->off = c->size = NULL;
+  c->ncpus = 0;
+}
+
+static int rd(int fd, uint64_t *pos, void *buf, size_t n) {
+  ssize_t r = pread(fd, buf, n, (off_t)*pos);
+  if (r != (ssize_t)n) return -1;
+  *pos += n;
+  return 0;
+}
+
+static int skip_sized(int fd, uint64_t *pos, int width, uint64_t end) {
+  uint64_t n = 0;
+  if (width == 8) {
+    if (rd(fd, pos, &n, 8)) return -1;
+  } else {
+    uint32_t v;
+    if (rd(fd, pos, &v, 4)) return -1;
+    n = v;
+  }
+  if (n > end || *pos + n > end) return -1;
+  *pos += n;
+  return 0;
+}
+
+static int skip_string(int fd, uint64_t *pos, uint64_t end) {
+  char ch;
+  int i;
+  for (i = 0; i < 4096; i++) {
+    if (*pos >= end || rd(fd, pos, &ch, 1)) return -1;
+    if (ch == '\0') return 0;
+  }
+  return -1;
+}
+
+/* Find the per-CPU data of a trace.dat v6 written by this writer (or any
+ * v6 of the same layout).  Returns 0 with c filled, -1 when the file is not
+ * usable (no error: nothing is carried then). */
+static int carry_open(carry *c, const char *path, uint64_t expect_size, uint32_t page_size) {
+  static const char magic[] = {0x17, 0x08, 0x44, 't', 'r', 'a', 'c', 'i', 'n', 'g', '6', 0};
+  union { uint16_t u; uint8_t b[2]; } endian = {1};
+  char head[sizeof magic + 2];
+  uint64_t pos = 0, end;
+  uint32_t u32, i, j, nsys, nev;
+  uint16_t id;
+  char label[10];
+  struct stat st;
+
+  c->fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  c->off = c->size = NULL;
+  c->ncpus = 0;
+  if (c->fd < 0) return -1;
+  if (fstat(c->fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != expect_size)
+    goto bad;
+  end = (uint64_t)st.st_size;
+  if (rd(c->fd, &pos, head, sizeof head) || memcmp(head, magic, sizeof magic) != 0 ||
+      head[sizeof magic] != (endian.b[0] == 1 ? 0 : 1) ||
+      head[sizeof magic + 1] != (char)sizeof(long))
+    goto bad;
+  if (rd(c->fd, &pos, &u32, 4) || u32 != page_size) goto bad;
+  if (skip_string(c->fd, &pos, end) || skip_sized(c->fd, &pos, 8, end)) goto bad; /* header_page */
+  if (skip_string(c->fd, &pos, end) || skip_sized(c->fd, &pos, 8, end)) goto bad; /* header_event */
+  if (rd(c->fd, &pos, &nev, 4)) goto bad;                                         /* ftrace */
+  for (i = 0; i < nev; i++)
+    if (skip_sized(c->fd, &pos, 8, end)) goto bad;
+  if (rd(c->fd, &pos, &nsys, 4)) goto bad;                                        /* events */
+  for (i = 0; i < nsys; i++) {
+    if (skip_string(c->fd, &pos, end) || rd(c->fd, &pos, &nev, 4)) goto bad;
+    for (j = 0; j < nev; j++)
+      if (skip_sized(c->fd, &pos, 8, end)) goto bad;
+  }
+  if (skip_sized(c->fd, &pos, 4, end) || skip_sized(c->fd, &pos, 4, end) || /* kallsyms, printk */
+      skip_sized(c->fd, &pos, 8, end))                                       /* cmdlines */
+    goto bad;
+  if (rd(c->fd, &pos, &u32, 4) || u32 == 0 || u32 > KL_MAX_CPUS) goto bad;
+  c->ncpus = (int)u32;
+  if (rd(c->fd, &pos, label, 10)) goto bad;
+  if (memcmp(label, "options  ", 10) == 0) {
+    for (;;) {
+      if (rd(c->fd, &pos, &id, 2)) goto bad;
+      if (id == 0) break;
+      if (skip_sized(c->fd, &pos, 4, end)) goto bad;
+    }
+    if (rd(c->fd, &pos, label, 10)) goto bad;
+  }
+  if (memcmp(label, "flyrecord", 10) != 0) goto bad;
+  c->off = calloc((size_t)c->ncpus, sizeof *c->off);
+  c->size = calloc((size_t)c->ncpus, sizeof *c->size);
+  if (c->off == NULL || c->size == NULL) goto bad;
+  for (i = 0; i < (uint32_t)c->ncpus; i++) {
+    if (rd(c->fd, &pos, &c->off[i], 8) || rd(c->fd, &pos, &c->size[i], 8)) goto bad;
+    if (c->size[i] % page_size != 0 || c->off[i] > end || c->size[i] > end - c->off[i]) goto bad;
+  }
+  return 0;
+
+bad:
+  carry_close(c);
+  return -1;
+}
+
+/* Append len bytes of the previous file at `from` to out. */
+static int carry_copy(carry *c, uint64_t from, uint64_t len, int out, char *page,
+                      size_t page_size, const kl_dump_opts *o, kl_err *err) {
+  while (len) {
+    loff_t in_off = (loff_t)from;
+    ssize_t n = copy_file_range(c->fd, &in_off, out, NULL, (size_t)len, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP))
+      break; /* not on this file system: copy by hand below */
+    if (n < 0) return wr_fail(err, o, "copying the previous capture failed", errno);
+    if (n == 0) return wr_fail(err, o, "copying the previous capture failed", EIO);
+    from += (uint64_t)n;
+    len -= (uint64_t)n;
+  }
+  while (len) {
+    size_t k = len < page_size ? (size_t)len : page_size;
+    ssize_t r = pread(c->fd, page, k, (off_t)from);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return wr_fail(err, o, "reading the previous capture failed", r < 0 ? errno : EIO);
+    if (write_all(out, page, (size_t)r, o, err) != 0) return -1;
+    from += (uint64_t)r;
+    len -= (uint64_t)r;
+  }
+  return 0;
+}
+
 /* The "bytes:" line of a per_cpu stats file (unread bytes in the ring),
  * or UINT64_MAX when unknown. */
 static uint64_t stat_bytes(const char *path) {
@@ -460,6 +599,8 @@ static uint64_t stat_bytes(const char *path) {
 int kl_tracedat_write(struct tracefs_instance *inst, const kl_dump_opts *o,
                       uint64_t *bytes_written, kl_err *err) {
   kl_atomic_file af;
+  carry prev = {-1, 0, NULL, NULL};
+  uint64_t *keep = NULL;
   hbuf h = {NULL, 0, 0};
   char *dir = NULL;
   const char *top;
@@ -503,8 +644,9 @@ int kl_tracedat_write(struct tracefs_instance *inst, const kl_dump_opts *o,
   }
   cpu_off = calloc((size_t)ncpus, sizeof *cpu_off);
   cpu_size = calloc((size_t)ncpus, sizeof *cpu_size);
+  keep = calloc((size_t)ncpus, sizeof *keep);
   page = malloc(page_size);
-  if (cpu_off == NULL || cpu_size == NULL || page == NULL) {
+  if (cpu_off == NULL || cpu_size == NULL || keep == NULL || page == NULL) {
     oom(err, o);
     goto done;
   }
@@ -618,6 +760,8 @@ int kl_tracedat_write(struct tracefs_instance *inst, const kl_dump_opts *o,
   if (hb_file(&h, path, 8, o, err) != 0) goto done;
 
   /* ---- the file ---- */
+  if (o->carry != NULL && carry_open(&prev, o->carry, o->carry_size, (uint32_t)page_size) != 0)
+    prev.fd = -1; /* not ours any more, or not readable: start afresh */
   if (kl_atomic_open(&af, o->path, o->overwrite, o->file_mode ? o->file_mode : 0600, err) != 0)
     goto done;
   if (write_all(af.fd, h.p, h.len, o, err) != 0) goto done;
@@ -645,7 +789,13 @@ int kl_tracedat_write(struct tracefs_instance *inst, const kl_dump_opts *o,
       snprintf(szpath, sizeof szpath, "%s/per_cpu/cpu%d/stats", dir, cpu);
       est = stat_bytes(szpath);
       est = est == UINT64_MAX ? cpu_size[cpu] : (est / (page_size - 64) + 3) * page_size;
-      need += est < cpu_size[cpu] ? est : cpu_size[cpu];
+      if (est > cpu_size[cpu]) est = cpu_size[cpu];
+      /* the newest pages of the previous file that still fit in the ring */
+      if (prev.fd >= 0 && cpu < prev.ncpus && prev.size[cpu] > 0 && est < cpu_size[cpu]) {
+        keep[cpu] = (cpu_size[cpu] - est) / page_size * page_size;
+        if (keep[cpu] > prev.size[cpu]) keep[cpu] = prev.size[cpu];
+      }
+      need += est + keep[cpu];
     }
     if (fstatvfs(af.fd, &vfs) == 0 &&
         (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize < need - off) {
@@ -661,9 +811,16 @@ int kl_tracedat_write(struct tracefs_instance *inst, const kl_dump_opts *o,
   for (cpu = 0; cpu < ncpus; cpu++) {
     uint64_t limit = cpu_size[cpu], moved = 0;
     cpu_off[cpu] = off;
+    if (keep[cpu]) {
+      if (carry_copy(&prev, prev.off[cpu] + prev.size[cpu] - keep[cpu], keep[cpu], af.fd, page,
+                     page_size, o, err) != 0)
+        goto done;
+      off += keep[cpu];
+      limit = limit > keep[cpu] ? limit - keep[cpu] : page_size;
+    }
     if (dump_cpu(dir, cpu, af.fd, pipefd, page, page_size, limit, &moved, o, err) != 0)
       goto done;
-    cpu_size[cpu] = moved;
+    cpu_size[cpu] = keep[cpu] + moved;
     off += moved;
   }
   for (cpu = 0; cpu < ncpus; cpu++) {
@@ -692,6 +849,8 @@ int kl_tracedat_write(struct tracefs_instance *inst, const kl_dump_opts *o,
 
 done:
   kl_atomic_abort(&af);
+  carry_close(&prev);
+  free(keep);
   for (i = 0; i < 2; i++)
     if (pipefd[i] >= 0) close(pipefd[i]);
   free(page);
