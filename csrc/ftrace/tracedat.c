@@ -756,8 +756,19 @@ int kl_tracedat_write(struct tracefs_instance *inst, const kl_dump_opts *o,
       goto done;
     }
   }
-  /* with a TRACECLOCK option, the clock text follows the table */
-  if (hb_file(&h, path, 8, o, err) != 0) goto done;
+  /* with a TRACECLOCK option, the clock text follows the table; it is
+   * stored NUL-terminated, as readers print it as a C string */
+  {
+    size_t size_at = h.len;
+    uint64_t sz;
+    if (hb_file(&h, path, 8, o, err) != 0) goto done;
+    if (hb_put(&h, "", 1)) {
+      oom(err, o);
+      goto done;
+    }
+    sz = (uint64_t)(h.len - size_at - 8);
+    memcpy(h.p + size_at, &sz, 8);
+  }
 
   /* ---- the file ---- */
   if (o->carry != NULL && carry_open(&prev, o->carry, o->carry_size, (uint32_t)page_size) != 0)
