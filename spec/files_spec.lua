@@ -151,6 +151,44 @@ describe("capture files #linux", function()
     end)
   end)
 
+  describe("overwrite", function()
+    it("start and update refuse an existing file unless overwrite = true", function()
+      local file = dir .. "/old.dat"
+      U.write(file, "old")
+      local ok, msg, code = kl.start{name = name, flags = {TP}, file = file, circular_mb = 1}
+      assert.is_nil(ok)
+      assert.equal("already_exists", code)
+      assert.matches("old.dat", msg)
+      assert.is_false(U.instance_exists(name))
+      local s = assert(kl.start{name = name, flags = {TP}})
+      local _
+      ok, _, code = s:update{file = file}
+      assert.is_nil(ok)
+      assert.equal("already_exists", code)
+      assert.equal("old", U.read(file))
+      assert(s:update{file = file, overwrite = true})
+      U.markers(name, 1, 5, 10)
+      assert(s:stop())
+      local _, r = U.check_file(file)
+      assert.equal(5, r.last_seq)
+    end)
+
+    it("a file that appeared at the target meanwhile is left alone, and stop can retry", function()
+      local file = dir .. "/late.dat"
+      local s = assert(kl.start{name = name, flags = {TP}, file = file, circular_mb = 1})
+      U.markers(name, 1, 5, 10)
+      U.write(file, "someone else's")
+      local ok, _, code = s:stop()
+      assert.is_nil(ok)
+      assert.equal("already_exists", code)
+      assert.equal("someone else's", U.read(file))
+      assert.is_true(U.instance_exists(name))
+      assert(s:stop{file = file, overwrite = true})
+      local _, r = U.check_file(file)
+      assert.equal(5, r.last_seq)
+    end)
+  end)
+
   describe("safe files", function()
     local s
 
