@@ -682,6 +682,13 @@ static int etw_flush(kl_session *s, const char *file, int overwrite, kl_err *err
   ULONG rc;
   int ret = -1;
   if (file == NULL && s->file[0] == '\0' && s->target[0] != '\0') file = s->target;
+  if (file != NULL && !same_path(file, s->file) && s->file[0] != '\0' && !overwrite) {
+    int exists = 0;
+    if (file_exists(file, err, &exists) != 0) return -1;
+    if (exists)
+      return kl_err_set(err, KL_E_ALREADY_EXISTS, ERROR_FILE_EXISTS,
+                        "flush '%s': the file '%s' exists; pass overwrite = true", s->name, file);
+  }
   if (file != NULL && s->file[0] == '\0') {
     /* Buffering: the buffers reach a file only after UPDATE names one. */
     int exists = 0;
@@ -718,15 +725,20 @@ static int etw_stop(kl_session *s, const char *file, int overwrite, kl_status *s
   kl_etw_props *b = NULL;
   ULONG rc;
   int ret = -1;
-  if (file == NULL && s->file[0] == '\0' && s->target[0] != '\0') file = s->target;
-  if (file != NULL && s->file[0] == '\0') {
+  if (file != NULL && file[0] == '\0') {
+    file = NULL; /* "": write no file (ETW's own file, if any, stays as it is) */
+  } else if (file == NULL && s->file[0] == '\0' && s->target[0] != '\0') {
+    file = s->target;
+  }
+  if (file != NULL && !same_path(file, s->file)) {
+    /* Refuse before stopping: a failed file write leaves the session running. */
     int exists = 0;
     if (file_exists(file, err, &exists) != 0) return -1;
     if (exists && !overwrite)
       return kl_err_set(err, KL_E_ALREADY_EXISTS, ERROR_FILE_EXISTS,
                         "stop '%s': the file '%s' exists; pass overwrite = true", s->name, file);
-    if (switch_file(s, "stop", file, err) != 0) return -1;
   }
+  if (file != NULL && s->file[0] == '\0' && switch_file(s, "stop", file, err) != 0) return -1;
   b = malloc(sizeof *b);
   if (b == NULL) {
     kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "stop '%s': out of memory",
@@ -771,7 +783,7 @@ static int etw_list(kl_list_cb cb, void *ud, kl_err *err) {
   kl_etw_props *blocks = NULL;
   PEVENT_TRACE_PROPERTIES *ptrs = NULL;
   kl_status *st = NULL;
-  ULONG cap = KL_ETW_MAX_LOGGERS, n = 0, rc = ERROR_MORE_DATA, i;
+  ULONG cap = 16, n = 0, rc = ERROR_MORE_DATA, i;
   int tries, ret = -1;
 
   st = malloc(sizeof *st);
@@ -789,8 +801,14 @@ static int etw_list(kl_list_cb cb, void *ud, kl_err *err) {
     n = 0;
     rc = kl_etw.QueryAllTracesW(ptrs, cap, &n);
     if (rc == ERROR_MORE_DATA) {
-      /* More sessions than blocks (or a block too small): grow and retry. */
-      cap = n > cap ? n + 8 : cap * 2;
+      /* More sessions than blocks: grow (ETW takes at most 64) and retry. */
+      if (cap >= KL_ETW_MAX_LOGGERS) {
+        rc = ERROR_SUCCESS; /* the first 64 are filled: report those */
+        n = cap;
+        break;
+      }
+      cap = n > cap ? n : cap * 2;
+      if (cap > KL_ETW_MAX_LOGGERS) cap = KL_ETW_MAX_LOGGERS;
     }
   }
   if (rc != ERROR_SUCCESS) {

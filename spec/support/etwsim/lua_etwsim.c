@@ -246,7 +246,7 @@ static int l_start_foreign(lua_State *L) {
     lua_setfield(L, 1, "kernel_guid");
   }
   lua_pop(L, 1);
-  return l_raw_start(L) - 1;
+  return l_raw_start(L);
 }
 
 static int l_raw_control(lua_State *L) {
