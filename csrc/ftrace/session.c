@@ -60,13 +60,22 @@ static const char *tracing_dir(kl_err *err, const char *op, const char *name) {
     return kl_err_set(err, KL_E_ACCESS_DENIED, EACCES,
                       "%s %s: kernel tracing needs root; run as root (sudo)", op, name),
            NULL;
+  errno = 0;
   dir = tracefs_tracing_dir();
-  if (dir == NULL || access(dir, W_OK) != 0) {
+  if (dir == NULL) {
     int e = errno ? errno : ENODEV;
-    kl_err_set(err, e == EACCES || e == EPERM ? KL_E_ACCESS_DENIED : KL_E_UNAVAILABLE, e,
+    kl_err_set(err, KL_E_UNAVAILABLE, e,
                "%s %s: tracefs is not available (%s, errno %d); mount it with "
                "'mount -t tracefs nodev /sys/kernel/tracing' or use a kernel with ftrace",
                op, name, strerror(e), e);
+    return NULL;
+  }
+  if (access(dir, W_OK) != 0) {
+    int e = errno;
+    kl_err_set(err, KL_E_ACCESS_DENIED, e,
+               "%s %s: %s is not writable (%s, errno %d); run as root, outside a "
+               "locked-down container",
+               op, name, dir, strerror(e), e);
     return NULL;
   }
   return dir;
@@ -96,6 +105,8 @@ static unsigned long long proc_start(long pid) {
   p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
   if (p == NULL) return 0;
   p++;
+  while (*p == ' ') p++;
+  if (*p == 'Z' || *p == 'X') return 0; /* a zombie is dead, reaped or not */
   /* after ')' come fields 3..; starttime is field 22 */
   for (i = 3; i <= 22 && p; i++) {
     while (*p == ' ') p++;
@@ -220,17 +231,20 @@ static int valid_tracepoint(const char *tp, char *sys, size_t ns, char *ev, size
 
 static int ftrace_tracepoint_exists(const char *tp) {
   char sys[128], ev[128], path[KL_PATH_MAX];
-  const char *dir = tracefs_tracing_dir();
-  if (dir == NULL || !valid_tracepoint(tp, sys, sizeof sys, ev, sizeof ev)) return 0;
+  const char *dir;
+  if (!valid_tracepoint(tp, sys, sizeof sys, ev, sizeof ev)) return 0;
+  dir = geteuid() == 0 ? tracefs_tracing_dir() : NULL;
+  if (dir == NULL || access(dir, X_OK) != 0) return -1; /* start will say why */
   snprintf(path, sizeof path, "%s/events/%s/%s/enable", dir, sys, ev);
   return access(path, F_OK) == 0;
 }
 
 static int ftrace_flag_supported(const kl_flag *f) {
   const char *const *tp;
+  int r;
   if (f->tracepoints == NULL) return 0;
   for (tp = f->tracepoints; *tp; tp++)
-    if (!ftrace_tracepoint_exists(*tp)) return 0;
+    if ((r = ftrace_tracepoint_exists(*tp)) != 1) return r;
   return 1;
 }
 
