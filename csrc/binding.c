@@ -496,6 +496,8 @@ static void push_status(lua_State *L, const kl_status *st) {
   set_int(L, "owner_pid", st->owner_pid);
   set_int(L, "bytes_written", st->bytes_written);
   set_int(L, "circular_mb", st->circular_mb);
+  set_int(L, "cpu_buffer_kb", st->cpu_buffer_kb);
+  set_int(L, "ring_kb", st->ring_kb);
   set_int(L, "logger_thread_id", st->logger_thread_id);
   set_int(L, "log_buffers_lost", st->log_buffers_lost);
   set_int(L, "realtime_buffers_lost", st->realtime_buffers_lost);

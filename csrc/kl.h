@@ -170,7 +170,7 @@ typedef struct kl_status {
           max_file_mb, flush_timer, min_buffers, max_buffers;
   /* Linux extras */
   int64_t entries, overrun, dropped, commit_overrun, bytes, owner_pid,
-          bytes_written, circular_mb;
+          bytes_written, circular_mb, cpu_buffer_kb, ring_kb;
   double start_time;               /* unix seconds, -1 unknown */
   double last_flush;               /* unix seconds, -1 never */
   /* Windows extras */

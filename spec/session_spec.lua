@@ -43,7 +43,15 @@ describe("a Linux session #linux", function()
     assert.equal(name, q.name)
     assert.equal("buffering", q.mode)
     assert.equal("mono", q.clock)
-    assert.equal(per_cpu, q.buffer_kb)
+    assert.equal(per_cpu, q.cpu_buffer_kb)
+    assert.equal(per_cpu * ncpus(), q.ring_kb)
+    -- ETW's words: buffer_kb is one buffer (an ftrace sub-buffer), buffers their count
+    assert.equal(tonumber(H.read_instance(name, "buffer_subbuf_size_kb")), q.buffer_kb)
+    assert.equal(per_cpu // q.buffer_kb * ncpus(), q.buffers)
+    assert.is_true(q.free_buffers > 0 and q.free_buffers <= q.buffers)
+    for _, k in ipairs{"events_lost", "buffers_written", "flush_timer", "max_file_mb"} do
+      if k ~= "max_file_mb" then assert.is_number(q[k], k) end
+    end
     assert.equal(ncpus(), #q.per_cpu)
     assert(s:stop())
     assert.is_false(H.instance_exists(name))

@@ -622,7 +622,7 @@ static void read_cpu_stats(struct tracefs_instance *inst, int cpu, kl_cpu_stats 
 static int fill_status(kl_session *s, const kl_state *state, kl_status *st) {
   char *clk;
   int cpu, n;
-  long long kb;
+  long long kb = 0, sub = 0;
   kl_status_init(st);
   snprintf(st->name, sizeof st->name, "%s", s->name);
   st->foreign = !state->present;
@@ -644,13 +644,18 @@ static int fill_status(kl_session *s, const kl_state *state, kl_status *st) {
     snprintf(st->clock, sizeof st->clock, "%s", clk);
     free(clk);
   }
+  /* ETW's words for the ring: buffers are ftrace's sub-buffers (pages),
+   * buffer_kb the size of one; the per-CPU ring size is cpu_buffer_kb. */
+  if (tracefs_instance_file_read_number(s->inst, "buffer_subbuf_size_kb", &sub) != 0 || sub <= 0)
+    sub = sysconf(_SC_PAGESIZE) / 1024;
+  st->buffer_kb = sub;
   if (tracefs_instance_file_read_number(s->inst, "buffer_size_kb", &kb) == 0)
-    st->buffer_kb = kb;
+    st->cpu_buffer_kb = kb;
   n = ncpus_of(s->inst);
   if (n > KL_MAX_CPUS) n = KL_MAX_CPUS;
   st->ncpus = n;
-  st->buffers = n;
   st->entries = st->overrun = st->commit_overrun = st->bytes = st->dropped = 0;
+  st->free_buffers = 0;
   for (cpu = 0; cpu < n; cpu++) {
     kl_cpu_stats *c = &st->per_cpu[cpu];
     read_cpu_stats(s->inst, cpu, c);
@@ -659,7 +664,14 @@ static int fill_status(kl_session *s, const kl_state *state, kl_status *st) {
     st->commit_overrun += c->commit_overrun;
     st->bytes += c->bytes;
     st->dropped += c->dropped;
+    if (kb > 0 && kb * 1024 > c->bytes) st->free_buffers += (kb * 1024 - c->bytes) / (sub * 1024);
   }
+  if (kb > 0) {
+    st->ring_kb = kb * n;
+    st->buffers = kb / sub * n;
+  }
+  st->flush_timer = 0; /* Linux writes on flush/stop only */
+  st->buffers_written = state->present ? (int64_t)(state->bytes_written / (uint64_t)(sub * 1024)) : 0;
   st->events_lost = st->dropped + st->commit_overrun;
   return 0;
 }
