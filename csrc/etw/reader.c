@@ -30,7 +30,7 @@ enum {
 typedef struct chunk {
   struct chunk *next;
   size_t used, cap;
-  char data[];
+  char *data;  /* right after the header, in the same allocation */
 } chunk;
 
 typedef struct rec {
@@ -60,6 +60,7 @@ static void *arena_alloc(kl_trace *t, size_t n) {
     size_t cap = n > 65536 ? n : 65536;
     c = malloc(sizeof *c + cap);
     if (c == NULL) return NULL;
+    c->data = (char *)(c + 1);
     c->next = t->arena;
     c->used = 0;
     c->cap = cap;
