@@ -161,6 +161,31 @@ describe("ETW backend (simulator) #windows", function()
     end)
   end)
 
+  describe("names and paths", function()
+    it("go to ETW as UTF-16 and come back as UTF-8", function()
+      local n = uname("\u{fc}n\u{ef}c\u{f6}d\u{e9}")
+      local f = tmpfile("caf\u{e9}_\u{65e5}\u{672c}")
+      local s = assert(kl.start{name = n, file = f, max_mb = 1})
+      local x = assert(sim.session(n), "the simulator sees the UTF-16 name")
+      assert.equal(f, x.file)
+      local q = assert(s:query())
+      assert.equal(n, q.name)
+      assert.equal(f, q.file)
+      local found
+      for _, e in ipairs(assert(kl.sessions())) do
+        if e.name == n then found = e end
+      end
+      assert.is_table(found)
+      assert.equal(f, found.file)
+      assert(s:stop())
+    end)
+    it("refuses a name that is not UTF-8", function()
+      local r, _, code = kl.start{name = "klt_bad_\xff\xfe", realtime = true}
+      assert.is_nil(r)
+      assert.equal("invalid", code)
+    end)
+  end)
+
   describe("errors", function()
     it("already_exists names the holder's settings", function()
       assert.equal(0, sim.start_foreign{name = KERNEL, file = tmpfile("holder")})

@@ -549,7 +549,8 @@ static int etw_query(kl_session *s, kl_status *st, kl_err *err) {
     goto done;
   }
   rc = query_props(s->handle, s->wname, b);
-  if (rc != ERROR_SUCCESS) {
+  /* ERROR_MORE_DATA: a name did not fit; the counters are there all the same. */
+  if (rc != ERROR_SUCCESS && rc != ERROR_MORE_DATA) {
     kl_etw_err(err, rc, "query", s->name,
                rc == ERROR_WMI_INSTANCE_NOT_FOUND ? "the session is not running"
                : rc == ERROR_ACCESS_DENIED ? "administrator rights are needed" : NULL);
