@@ -129,6 +129,14 @@ static void props_init(kl_etw_props *b) {
   b->p.LogFileNameOffset = (ULONG)offsetof(kl_etw_props, log_file);
 }
 
+/* A block for ControlTraceW on the session named wname: the kernel logger
+ * is also named by its GUID, as the documentation's examples do. */
+static void props_for(kl_etw_props *b, const WCHAR *wname) {
+  props_init(b);
+  if (wname != NULL && _wcsicmp(wname, KERNEL_LOGGER_NAMEW) == 0)
+    b->p.Wnode.Guid = kl_etw_system_trace_guid;
+}
+
 /* A name in a block returned by ETW, at the offset ETW used. */
 static const WCHAR *props_wstr(const kl_etw_props *b, ULONG off) {
   if (off < sizeof(EVENT_TRACE_PROPERTIES) ||
@@ -238,7 +246,7 @@ static int clock_context(kl_clock c, const char *name, ULONG *ctx, kl_err *err) 
 /* QUERY by name into b; returns the Win32 result. */
 static ULONG query_props(TRACEHANDLE h, const WCHAR *wname, kl_etw_props *b) {
   ULONG rc;
-  props_init(b);
+  props_for(b, wname);
   rc = kl_etw.ControlTraceW(h, wname, &b->p, EVENT_TRACE_CONTROL_QUERY);
   props_terminate(b);
   return rc;
@@ -492,7 +500,7 @@ static kl_session *etw_start(const kl_config *cfg, kl_err *err) {
     goto error;
   }
   if (cfg->stacks && set_stacks(s, mask, err) != 0) {
-    props_init(b);
+    props_for(b, s->wname);
     (void)kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_STOP);
     goto error;
   }
@@ -705,7 +713,7 @@ static int etw_flush(kl_session *s, const char *file, int overwrite, kl_err *err
                s->name);
     goto done;
   }
-  props_init(b);
+  props_for(b, s->wname);
   rc = kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_FLUSH);
   if (rc != ERROR_SUCCESS) {
     kl_etw_err(err, rc, "flush", s->name,
@@ -746,7 +754,7 @@ static int etw_stop(kl_session *s, const char *file, int overwrite, kl_status *s
                s->name);
     goto done;
   }
-  props_init(b);
+  props_for(b, s->wname);
   rc = kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_STOP);
   props_terminate(b);
   /* ERROR_MORE_DATA: the block was too small for the names, but the
