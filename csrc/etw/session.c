@@ -764,6 +764,8 @@ static int etw_stop(kl_session *s, const char *file, int overwrite, kl_status *s
     if (rc == ERROR_WMI_INSTANCE_NOT_FOUND) detail = "the session is not running";
     else if (rc == ERROR_ACCESS_DENIED) detail = "administrator rights are needed";
     else if (rc == ERROR_ACTIVE_CONNECTIONS) detail = "the session is already stopping";
+    else if (rc == ERROR_INVALID_PARAMETER)
+      detail = "refused (older Windows answers this for a session another user owns)";
     kl_etw_err(err, rc, "stop", s->name, detail);
     goto done;
   }

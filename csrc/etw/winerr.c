@@ -79,6 +79,13 @@ void kl_etw_strerror(DWORD e, char *out, size_t cap) {
 
 int kl_etw_err(kl_err *err, DWORD e, const char *op, const char *session, const char *detail) {
   char text[256];
+  if (detail == NULL) {
+    /* What every operation should say about the common ones. */
+    if (e == ERROR_ACCESS_DENIED)
+      detail = "administrator rights are needed to control kernel sessions (run elevated)";
+    else if (e == ERROR_WMI_INSTANCE_NOT_FOUND)
+      detail = "the session is not running";
+  }
   kl_etw_strerror(e, text, sizeof text);
   return kl_err_set(err, kl_etw_code(e), (long)e, "%s '%s': %s%s(Win32 error %lu: %s)", op,
                     session ? session : "", detail ? detail : "", detail ? " " : "",
