@@ -74,7 +74,8 @@ function H.lua_cmd(code)
     (package.cpath:match("^[^;]*;") or "build/?.so;"))
   if H.windows then
     -- cmd.exe cannot take the snippet inline: run the same lua.exe on a file.
-    local exe = arg and arg[-1] or "lua"
+    local exe, i = "lua", -1
+    while arg and arg[i] do exe, i = arg[i], i - 1 end -- the interpreter: arg's lowest index
     local file = ("%s\\klt_lua_%d_%d.lua"):format(os.getenv("TEMP") or ".", core._getpid(),
                                                    math.random(1, 1e9))
     local f = assert(io.open(file, "w"))
