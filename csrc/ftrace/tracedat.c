@@ -307,6 +307,12 @@ static int put_event_formats(hbuf *b, const char *events_dir, const kl_dump_opts
         kl_err_set(err, KL_E_INVALID, 0, "event name too long: %s", evs[i]);
         goto done;
       }
+      {
+        struct stat st;
+        /* a tracepoint gone since it was enabled (module unloaded): its
+         * records cannot be decoded, but the rest of the capture can */
+        if (stat(fmt, &st) != 0 && errno == ENOENT) continue;
+      }
       if (hb_file(b, fmt, 8, o, err) != 0) goto done;
       count++;
     }

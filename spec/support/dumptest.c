@@ -23,7 +23,7 @@ static double now(void) {
 
 int main(int argc, char **argv) {
   const char *events[] = {"sock:inet_sock_set_state", "sched:sched_switch",
-                          "sched:sched_process_exec", "sched:sched_wakeup"};
+                          "sched:sched_process_exec", "sched:sched_wakeup", "nosuch:event"};
   char name[64], dir[256];
   int n = argc > 2 ? atoi(argv[2]) : 5, ring_kb = argc > 3 ? atoi(argv[3]) : 1024;
   struct tracefs_instance *inst;
@@ -76,7 +76,7 @@ int main(int argc, char **argv) {
   o.overwrite = argc > 4 ? atoi(argv[4]) : 1;
   o.file_mode = 0600;
   o.events = events;
-  o.nevents = 4;
+  o.nevents = 5;
   o.session = name;
   o.kallsyms = getenv("KALLSYMS") != NULL;
   t0 = now();
