@@ -42,10 +42,20 @@ function M.tmpdir()
 end
 
 function M.rmtree(dir)
-  if dir and dir:match("^/tmp/") then
-    os.execute("umount " .. sh_quote(dir) .. " 2>/dev/null")
-    os.execute("rm -rf " .. sh_quote(dir))
+  if not (dir and dir:match("^/tmp/")) then return end
+  -- unmount what a failed test left mounted below dir, deepest first
+  local mounts = {}
+  local f = io.open("/proc/mounts", "r")
+  if f then
+    for line in f:lines() do
+      local at = line:match("^%S+ (%S+)")
+      if at and (at == dir or at:sub(1, #dir + 1) == dir .. "/") then mounts[#mounts + 1] = at end
+    end
+    f:close()
   end
+  table.sort(mounts, function(a, b) return #a > #b end)
+  for _, at in ipairs(mounts) do os.execute("umount " .. sh_quote(at) .. " 2>/dev/null") end
+  os.execute("rm -rf " .. sh_quote(dir))
 end
 
 function M.instance_exists(name)
