@@ -127,6 +127,7 @@ describe("trace.dat capture files #linux", function()
     local file = dir .. "/formats.dat"
     local s = assert(kl.start{name = name, flags = {TP, "sched:sched_process_exec"}, file = file,
                               circular_mb = 1})
+    U.markers(name, 1, 10, 10)
     assert(s:stop())
     local sum = U.summary(file)
     assert.matches("%[Events format, 2 systems%]", sum)
@@ -139,6 +140,11 @@ describe("trace.dat capture files #linux", function()
     local ok, stat = U.run("trace-cmd report --stat -i " .. U.q(file))
     assert.is_true(ok)
     assert.matches("CPU: 0\nentries:", stat)
+    -- taken after the ring was read, as trace-cmd does: nothing left, all read
+    local read = 0
+    for e in stat:gmatch("\nentries: (%d+)") do assert.equal("0", e) end
+    for k in stat:gmatch("\nread events: (%d+)") do read = read + tonumber(k) end
+    assert.is_true(read >= 10)
   end)
 
   it("keeps the newest events within circular_mb plus headers", function()

@@ -8,7 +8,7 @@
  *   the formats of the enabled events only, grouped by system
  *   kallsyms (empty unless asked for; read as /proc/kallsyms shows it)
  *   printk_formats, saved_cmdlines, CPU count
- *   options: one CPUSTAT per CPU (per_cpu/cpuN/stats), TRACECLOCK
+ *   options: one CPUSTAT per CPU (per_cpu/cpuN/stats after the read), TRACECLOCK
  *   "flyrecord": per CPU (offset, size), then the trace_clock text
  *   padding to a page boundary, then each CPU's raw ring pages
  *
@@ -350,13 +350,12 @@ static int write_all(int fd, const void *p, size_t n, const kl_dump_opts *o, kl_
   return 0;
 }
 
-static int pad_to(int fd, uint64_t *off, uint64_t align, const kl_dump_opts *o, kl_err *err) {
+/* Write zeros from *off up to `target`. */
+static int pad_to(int fd, uint64_t *off, uint64_t target, const kl_dump_opts *o, kl_err *err) {
   static const char zeros[4096];
-  uint64_t pad = (align - (*off % align)) % align;
-  while (pad) {
-    size_t k = pad > sizeof zeros ? sizeof zeros : (size_t)pad;
+  while (*off < target) {
+    size_t k = target - *off > sizeof zeros ? sizeof zeros : (size_t)(target - *off);
     if (write_all(fd, zeros, k, o, err) != 0) return -1;
-    pad -= k;
     *off += k;
   }
   return 0;
@@ -602,20 +601,67 @@ static uint64_t stat_bytes(const char *path) {
   return strtoull(p + 8, NULL, 10);
 }
 
+/* The end of the header: options (one CPUSTAT per CPU with its stats as
+ * they read now, TRACECLOCK), "flyrecord", the per-CPU offset/size table
+ * and the clock text (NUL-terminated: readers print it as a C string). */
+static int put_tail(hbuf *t, const char *dir, int ncpus, const uint64_t *cpu_off,
+                    const uint64_t *cpu_size, const char *clock_path, const kl_dump_opts *o,
+                    kl_err *err) {
+  char path[KL_PATH_MAX];
+  size_t size_at, start;
+  uint32_t sz;
+  uint64_t sz8;
+  int cpu;
+
+  if (hb_put(t, "options  ", 10)) return oom(err, o);
+  for (cpu = 0; cpu < ncpus; cpu++) {
+    char label[32];
+    int n = snprintf(label, sizeof label, "CPU: %d\n", cpu);
+    if (hb_u16(t, OPT_CPUSTAT) || hb_u32(t, 0)) return oom(err, o);
+    size_at = t->len - 4;
+    start = t->len;
+    if (hb_put(t, label, (size_t)n)) return oom(err, o);
+    if (snprintf(path, sizeof path, "%s/per_cpu/cpu%d/stats", dir, cpu) < (int)sizeof path)
+      (void)hb_file(t, path, 0, o, err); /* an offline CPU has no stats: keep the label */
+    if (hb_put(t, "", 1)) return oom(err, o);
+    sz = (uint32_t)(t->len - start);
+    memcpy(t->p + size_at, &sz, 4);
+  }
+  if (hb_u16(t, OPT_TRACECLOCK) || hb_u32(t, 0)) return oom(err, o);
+  size_at = t->len - 4;
+  start = t->len;
+  if (hb_file(t, clock_path, 0, o, err) != 0) return -1;
+  if (hb_put(t, "", 1)) return oom(err, o);
+  sz = (uint32_t)(t->len - start);
+  memcpy(t->p + size_at, &sz, 4);
+  if (hb_u16(t, OPT_DONE)) return oom(err, o);
+
+  if (hb_put(t, "flyrecord", 10)) return oom(err, o);
+  for (cpu = 0; cpu < ncpus; cpu++)
+    if (hb_u64(t, cpu_off[cpu]) || hb_u64(t, cpu_size[cpu])) return oom(err, o);
+  /* with a TRACECLOCK option, the clock text follows the table */
+  size_at = t->len;
+  if (hb_file(t, clock_path, 8, o, err) != 0) return -1;
+  if (hb_put(t, "", 1)) return oom(err, o);
+  sz8 = (uint64_t)(t->len - size_at - 8);
+  memcpy(t->p + size_at, &sz8, 8);
+  return 0;
+}
+
 int kl_tracedat_write(struct tracefs_instance *inst, const kl_dump_opts *o,
                       uint64_t *bytes_written, kl_err *err) {
   kl_atomic_file af;
   carry prev = {-1, 0, NULL, NULL};
   uint64_t *keep = NULL;
-  hbuf h = {NULL, 0, 0};
+  hbuf h = {NULL, 0, 0}, t = {NULL, 0, 0};
   char *dir = NULL;
   const char *top;
-  char path[KL_PATH_MAX], events_dir[KL_PATH_MAX];
+  char path[KL_PATH_MAX], events_dir[KL_PATH_MAX], clock_path[KL_PATH_MAX];
   char *page = NULL;
   int pipefd[2] = {-1, -1};
   int ncpus, cpu, rc = -1;
-  size_t page_size, table_at, i;
-  uint64_t off, *cpu_off = NULL, *cpu_size = NULL;
+  size_t page_size, i;
+  uint64_t off, data_start, *cpu_off = NULL, *cpu_size = NULL;
   union { uint16_t u; uint8_t b[2]; } endian = {1};
   long kb;
 
@@ -699,91 +745,23 @@ int kl_tracedat_write(struct tracefs_instance *inst, const kl_dump_opts *o,
     oom(err, o);
     goto done;
   }
-  /* ---- options: per-CPU stats (taken before the ring is drained), clock ---- */
-  if (hb_put(&h, "options  ", 10)) {
-    oom(err, o);
-    goto done;
-  }
-  for (cpu = 0; cpu < ncpus; cpu++) {
-    char label[32];
-    size_t size_at, start;
-    uint32_t sz;
-    int n = snprintf(label, sizeof label, "CPU: %d\n", cpu);
-    if (hb_u16(&h, OPT_CPUSTAT) || hb_u32(&h, 0)) {
-      oom(err, o);
-      goto done;
-    }
-    size_at = h.len - 4;
-    start = h.len;
-    if (hb_put(&h, label, (size_t)n)) {
-      oom(err, o);
-      goto done;
-    }
-    if (snprintf(path, sizeof path, "%s/per_cpu/cpu%d/stats", dir, cpu) < (int)sizeof path)
-      (void)hb_file(&h, path, 0, o, err); /* an offline CPU has no stats: keep the label */
-    if (hb_put(&h, "", 1)) {
-      oom(err, o);
-      goto done;
-    }
-    sz = (uint32_t)(h.len - start);
-    memcpy(h.p + size_at, &sz, 4);
-  }
-  if (jpath(path, sizeof path, dir, "trace_clock", err) != 0) goto done;
-  {
-    size_t size_at, start;
-    uint32_t sz;
-    if (hb_u16(&h, OPT_TRACECLOCK) || hb_u32(&h, 0)) {
-      oom(err, o);
-      goto done;
-    }
-    size_at = h.len - 4;
-    start = h.len;
-    if (hb_file(&h, path, 0, o, err) != 0) goto done;
-    if (hb_put(&h, "", 1)) {
-      oom(err, o);
-      goto done;
-    }
-    sz = (uint32_t)(h.len - start);
-    memcpy(h.p + size_at, &sz, 4);
-  }
-  if (hb_u16(&h, OPT_DONE)) {
-    oom(err, o);
-    goto done;
-  }
-  /* ---- flyrecord: the table is filled in once the data is written ---- */
-  if (hb_put(&h, "flyrecord", 10)) {
-    oom(err, o);
-    goto done;
-  }
-  table_at = h.len;
-  for (cpu = 0; cpu < ncpus; cpu++) {
-    if (hb_u64(&h, 0) || hb_u64(&h, 0)) {
-      oom(err, o);
-      goto done;
-    }
-  }
-  /* with a TRACECLOCK option, the clock text follows the table; it is
-   * stored NUL-terminated, as readers print it as a C string */
-  {
-    size_t size_at = h.len;
-    uint64_t sz;
-    if (hb_file(&h, path, 8, o, err) != 0) goto done;
-    if (hb_put(&h, "", 1)) {
-      oom(err, o);
-      goto done;
-    }
-    sz = (uint64_t)(h.len - size_at - 8);
-    memcpy(h.p + size_at, &sz, 8);
-  }
+  /* The options and the flyrecord table are built once to know their size
+   * and again after the ring has been read, so that the stats say what
+   * trace-cmd's do: "entries" left in the ring, "read events" taken. */
+  if (jpath(clock_path, sizeof clock_path, dir, "trace_clock", err) != 0) goto done;
+  if (put_tail(&t, dir, ncpus, cpu_off, cpu_size, clock_path, o, err) != 0) goto done;
+  data_start = h.len + t.len + (uint64_t)ncpus * 256; /* room for the stats to grow */
+  data_start = (data_start + page_size - 1) / page_size * page_size;
 
   /* ---- the file ---- */
   if (o->carry != NULL && carry_open(&prev, o->carry, o->carry_size, (uint32_t)page_size) != 0)
     prev.fd = -1; /* not ours any more, or not readable: start afresh */
   if (kl_atomic_open(&af, o->path, o->overwrite, o->file_mode ? o->file_mode : 0600, err) != 0)
     goto done;
-  if (write_all(af.fd, h.p, h.len, o, err) != 0) goto done;
-  off = h.len;
-  if (pad_to(af.fd, &off, page_size, o, err) != 0) goto done;
+  if (write_all(af.fd, h.p, h.len, o, err) != 0 || write_all(af.fd, t.p, t.len, o, err) != 0)
+    goto done;
+  off = h.len + t.len;
+  if (pad_to(af.fd, &off, data_start, o, err) != 0) goto done;
 
   if (pipe2(pipefd, O_CLOEXEC) == 0)
     (void)fcntl(pipefd[1], F_SETPIPE_SZ, PIPE_BYTES);
@@ -840,14 +818,24 @@ int kl_tracedat_write(struct tracefs_instance *inst, const kl_dump_opts *o,
     cpu_size[cpu] = keep[cpu] + moved;
     off += moved;
   }
-  for (cpu = 0; cpu < ncpus; cpu++) {
-    memcpy(h.p + table_at + (size_t)cpu * 16, &cpu_off[cpu], 8);
-    memcpy(h.p + table_at + (size_t)cpu * 16 + 8, &cpu_size[cpu], 8);
+  t.len = 0;
+  if (put_tail(&t, dir, ncpus, cpu_off, cpu_size, clock_path, o, err) != 0) goto done;
+  if (h.len + t.len > data_start) {
+    kl_err_set(err, KL_E_IO, 0, "writing '%s' (session %s): the header outgrew its room",
+               o->path, o->session ? o->session : "?");
+    goto done;
   }
   {
-    size_t len = (size_t)ncpus * 16;
-    const char *p = h.p + table_at;
-    off_t at = (off_t)table_at;
+    /* the tail and zeros up to the data */
+    size_t len = (size_t)(data_start - h.len);
+    const char *p;
+    off_t at = (off_t)h.len;
+    if (hb_reserve(&t, len - t.len) != 0) {
+      oom(err, o);
+      goto done;
+    }
+    memset(t.p + t.len, 0, len - t.len);
+    p = t.p;
     while (len) {
       ssize_t w = pwrite(af.fd, p, len, at);
       if (w < 0 && errno == EINTR) continue;
@@ -874,6 +862,7 @@ done:
   free(cpu_off);
   free(cpu_size);
   free(h.p);
+  free(t.p);
   if (dir) tracefs_put_tracing_file(dir);
   return rc;
 }
