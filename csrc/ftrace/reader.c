@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <event-parse.h>
@@ -152,71 +153,99 @@ static int read_cstr(int fd, char *buf, size_t cap) {
   return -1;
 }
 
-/* v6 only: walk the header sections to the flyrecord table and read the
- * trace clock that follows it.  Best effort: any surprise leaves clock "". */
-static void v6_clock(kl_trace *t, int fd, off_t fsize) {
+/* v6 only: walk every header section to the flyrecord table, checking
+ * that each size stays inside the file and that every CPU's data does too
+ * (libtracecmd 3.1.6 crashes on some truncated files instead of failing).
+ * Reads the trace clock that follows the table on the way. */
+static int v6_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
   unsigned char b[16];
   char name[64];
-  uint32_t i, j, n, m;
+  uint32_t i, j, n, m, ncpus;
   int big = t->big_endian, have_clock = 0;
   uint64_t sz;
+  const char *what = "header";
 
-  if (lseek(fd, 0, SEEK_SET) < 0 || read_full(fd, b, 10) < 0) return;
-  if (read_cstr(fd, name, sizeof name) < 0 || read_full(fd, b, 6) < 0) return;
-  /* header_page, header_event */
+#define NEED(cond, w) do { if (!(cond)) { what = (w); goto bad; } } while (0)
+  NEED(lseek(fd, 0, SEEK_SET) == 0 && read_full(fd, b, 10) == 0, "magic");
+  NEED(read_cstr(fd, name, sizeof name) == 0 && read_full(fd, b, 6) == 0, "header");
   for (i = 0; i < 2; i++) {
-    if (read_cstr(fd, name, sizeof name) < 0 || read_full(fd, b, 8) < 0) return;
-    if (skip_bytes(fd, rd64(b, big), fsize) < 0) return;
+    NEED(read_cstr(fd, name, sizeof name) == 0 && read_full(fd, b, 8) == 0, "header_page");
+    NEED(skip_bytes(fd, rd64(b, big), fsize) == 0, "header_page");
   }
-  /* ftrace formats */
-  if (read_full(fd, b, 4) < 0) return;
+  NEED(read_full(fd, b, 4) == 0, "ftrace formats");
   n = rd32(b, big);
   for (i = 0; i < n; i++) {
-    if (read_full(fd, b, 8) < 0 || skip_bytes(fd, rd64(b, big), fsize) < 0) return;
+    NEED(read_full(fd, b, 8) == 0 && skip_bytes(fd, rd64(b, big), fsize) == 0, "ftrace formats");
   }
-  /* event systems */
-  if (read_full(fd, b, 4) < 0) return;
+  NEED(read_full(fd, b, 4) == 0, "event formats");
   n = rd32(b, big);
   for (i = 0; i < n; i++) {
-    if (read_cstr(fd, name, sizeof name) < 0 || read_full(fd, b, 4) < 0) return;
+    NEED(read_cstr(fd, name, sizeof name) == 0 && read_full(fd, b, 4) == 0, "event formats");
     m = rd32(b, big);
     for (j = 0; j < m; j++) {
-      if (read_full(fd, b, 8) < 0 || skip_bytes(fd, rd64(b, big), fsize) < 0) return;
+      NEED(read_full(fd, b, 8) == 0 && skip_bytes(fd, rd64(b, big), fsize) == 0, "event formats");
     }
   }
-  /* kallsyms, printk (u32 sizes), cmdlines (u64) */
   for (i = 0; i < 2; i++) {
-    if (read_full(fd, b, 4) < 0 || skip_bytes(fd, rd32(b, big), fsize) < 0) return;
+    NEED(read_full(fd, b, 4) == 0 && skip_bytes(fd, rd32(b, big), fsize) == 0,
+         i ? "printk formats" : "kallsyms");
   }
-  if (read_full(fd, b, 8) < 0 || skip_bytes(fd, rd64(b, big), fsize) < 0) return;
-  if (read_full(fd, b, 4) < 0) return;  /* cpus */
-  if (read_full(fd, name, 10) < 0) return;
+  NEED(read_full(fd, b, 8) == 0 && skip_bytes(fd, rd64(b, big), fsize) == 0, "command lines");
+  NEED(read_full(fd, b, 4) == 0, "CPU count");
+  ncpus = rd32(b, big);
+  NEED(ncpus <= KL_MAX_CPUS, "CPU count");
+  NEED(read_full(fd, name, 10) == 0, "options");
   if (memcmp(name, "options  ", 10) == 0) {
     for (;;) {
       uint16_t id;
-      if (read_full(fd, b, 2) < 0) return;
+      NEED(read_full(fd, b, 2) == 0, "options");
       id = (uint16_t)(big ? (b[0] << 8 | b[1]) : (b[1] << 8 | b[0]));
       if (id == 0) break;
-      if (read_full(fd, b, 4) < 0 || skip_bytes(fd, rd32(b, big), fsize) < 0) return;
+      NEED(read_full(fd, b, 4) == 0 && skip_bytes(fd, rd32(b, big), fsize) == 0, "options");
       if (id == 4) have_clock = 1;  /* TRACECLOCK */
     }
-    if (read_full(fd, name, 10) < 0) return;
+    NEED(read_full(fd, name, 10) == 0, "data kind");
   }
-  if (memcmp(name, "flyrecord", 10) != 0 || !have_clock) return;
-  if (skip_bytes(fd, (uint64_t)t->ncpus * 16, fsize) < 0) return;
-  if (read_full(fd, b, 8) < 0) return;
-  sz = rd64(b, big);
-  if (sz > 0 && sz < 4096) {
-    char text[4096], *s, *e;
-    if (read_full(fd, text, (size_t)sz) < 0) return;
-    text[sz] = '\0';
-    s = strchr(text, '[');
-    e = s ? strchr(s, ']') : NULL;
-    if (s && e && (size_t)(e - s - 1) < sizeof t->clock) {
-      memcpy(t->clock, s + 1, (size_t)(e - s - 1));
-      t->clock[e - s - 1] = '\0';
+  if (memcmp(name, "latency  ", 10) == 0) {
+    kl_err_set(err, KL_E_NOT_SUPPORTED, 0, "open trace %s: a latency trace (text), not events",
+               t->path);
+    return -1;
+  }
+  NEED(memcmp(name, "flyrecord", 10) == 0, "data kind");
+  for (i = 0; i < ncpus; i++) {
+    uint64_t off, size;
+    NEED(read_full(fd, b, 16) == 0, "CPU table");
+    off = rd64(b, big);
+    size = rd64(b + 8, big);
+    if (off > (uint64_t)fsize || size > (uint64_t)fsize - off) {
+      kl_err_set(err, KL_E_INVALID, 0,
+                 "open trace %s: truncated: CPU %u data (offset %llu, %llu bytes) "
+                 "runs past the end of the file (%lld bytes)", t->path, i,
+                 (unsigned long long)off, (unsigned long long)size, (long long)fsize);
+      return -1;
     }
   }
+  if (have_clock && read_full(fd, b, 8) == 0) {
+    sz = rd64(b, big);
+    if (sz > 0 && sz < 4096) {
+      char text[4096], *s, *e;
+      if (read_full(fd, text, (size_t)sz) == 0) {
+        text[sz] = '\0';
+        s = strchr(text, '[');
+        e = s ? strchr(s, ']') : NULL;
+        if (s && e && (size_t)(e - s - 1) < sizeof t->clock) {
+          memcpy(t->clock, s + 1, (size_t)(e - s - 1));
+          t->clock[e - s - 1] = '\0';
+        }
+      }
+    }
+  }
+  return 0;
+#undef NEED
+bad:
+  kl_err_set(err, KL_E_INVALID, 0, "open trace %s: truncated or corrupt trace.dat (%s section)",
+             t->path, what);
+  return -1;
 }
 
 /* Check the header of path; fills version, endianness, sizes. */
@@ -277,13 +306,58 @@ static int check_header(kl_trace *t, const char *path, kl_err *err) {
     goto error;
   }
   t->clock[0] = '\0';
-  /* the clock needs the CPU count: read after libtracecmd opened the file */
+  if (t->version == 6 && v6_walk(t, fd, st.st_size, err) < 0) goto error;
   close(fd);
   return 0;
 
 error:
   if (fd >= 0) close(fd);
   return -1;
+}
+
+#define KL_TC_FLAGS (TRACECMD_FL_LOAD_NO_PLUGINS | TRACECMD_FL_LOAD_NO_SYSTEM_PLUGINS)
+
+/* libtracecmd 3.1.6 and libtraceevent 1.7 crash on some corrupt headers
+ * (a flipped byte in an event format, an error path of tracecmd_open that
+ * frees what it never allocated).  Open the file once in a child process
+ * first: if that child dies, the file is reported corrupt and this process
+ * never runs the code that would crash it.  The child also reads the first
+ * page of every CPU, and an alarm bounds it in time. */
+static int probe_open(kl_trace *t, kl_err *err) {
+  pid_t pid, w;
+  int status = 0, c;
+
+  fflush(NULL);
+  pid = fork();
+  if (pid < 0) return 0;  /* cannot probe (no resources): open directly */
+  if (pid == 0) {
+    struct tracecmd_input *h;
+    struct tep_handle *tep;
+    alarm(30);
+    h = tracecmd_open(t->path, KL_TC_FLAGS);
+    if (!h) _exit(3);
+    tep = tracecmd_get_tep(h);
+    if (!tep) _exit(3);
+    for (c = 0; c < tep_get_cpus(tep) && c < KL_MAX_CPUS; c++) {
+      struct tep_record *r = tracecmd_read_cpu_first(h, c);
+      if (r) tracecmd_free_record(r);
+    }
+    _exit(0);
+  }
+  do {
+    w = waitpid(pid, &status, 0);
+  } while (w < 0 && errno == EINTR);
+  if (w < 0) return 0;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+  if (WIFEXITED(status)) {
+    return kl_err_set(err, KL_E_INVALID, 0,
+                      "open trace %s: libtracecmd cannot read it (truncated or corrupt "
+                      "trace.dat v%d)", t->path, t->version);
+  }
+  return kl_err_set(err, KL_E_INVALID, 0,
+                    "open trace %s: corrupt trace.dat v%d (libtracecmd fails on it: %s)",
+                    t->path, t->version,
+                    WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "unknown status");
 }
 
 /* ------------------------------------------------------------------ */
@@ -335,8 +409,6 @@ void kl_ftrace_trace_close(kl_trace *t) {
 
 kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
   kl_trace *t = NULL;
-  int fd = -1;
-  struct stat st;
 
   if (!path || !*path) {
     kl_err_set(err, KL_E_BAD_PATH, 0, "open trace: empty path");
@@ -351,7 +423,8 @@ kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
   if (check_header(t, path, err) < 0) goto error;
 
   tracecmd_set_loglevel(TEP_LOG_NONE);
-  t->h = tracecmd_open(path, TRACECMD_FL_LOAD_NO_PLUGINS | TRACECMD_FL_LOAD_NO_SYSTEM_PLUGINS);
+  if (probe_open(t, err) < 0) goto error;
+  t->h = tracecmd_open(path, KL_TC_FLAGS);
   if (!t->h) {
     kl_err_set(err, KL_E_INVALID, 0,
                "open trace %s: libtracecmd cannot read it (truncated or corrupt trace.dat v%d)",
@@ -370,11 +443,6 @@ kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
   if (!t->head || !t->done) {
     kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "open trace %s: out of memory", path);
     goto error;
-  }
-  if (t->version == 6) {
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0 && fstat(fd, &st) == 0) v6_clock(t, fd, st.st_size);
-    if (fd >= 0) close(fd);
   }
   t->filter_gen = 1;
   return t;
@@ -885,7 +953,7 @@ static int scan_info(kl_trace *t, kl_err *err) {
   int nev;
   uint64_t first = UINT64_MAX, last = 0;
 
-  h = tracecmd_open(t->path, TRACECMD_FL_LOAD_NO_PLUGINS | TRACECMD_FL_LOAD_NO_SYSTEM_PLUGINS);
+  h = tracecmd_open(t->path, KL_TC_FLAGS);
   if (!h) {
     kl_err_set(err, KL_E_INVALID, 0, "read trace %s: cannot reopen it (changed or corrupt?)",
                t->path);
