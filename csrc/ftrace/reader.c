@@ -24,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,6 +34,33 @@
 #include <trace-cmd.h>
 
 #define KL_ADDR_TEXT 48          /* INET6_ADDRSTRLEN (46) rounded up */
+
+/* libtracecmd 3.1.6 keeps what it has read: v6 files stay mapped whole
+ * (one mapping per CPU, resident as it is read) and v7 files keep every
+ * decompressed chunk until the handle is closed (free_zpage never finds
+ * the chunk).  So after this many bytes of records the handle is replaced
+ * by a fresh one positioned at the same records: memory stays bounded
+ * whatever the file size. */
+#define KL_RECYCLE_BYTES ((uint64_t)8 << 20)
+
+/* v6 files cannot be recycled that way: libtracecmd 3.1.6 does not unmap
+ * a handle's mappings on close.  Instead, once every record of a trace page
+ * has been read, that page is released with madvise(MADV_DONTNEED), but
+ * only after checking in /proc/self/maps that the address lies in a
+ * read-only private mapping of this very file: there, the advice only
+ * drops clean pages that would be read again from the file if touched, so
+ * it can never change what libtracecmd sees. */
+typedef struct kl_dropper {
+  dev_t dev;
+  ino_t ino;
+  int disabled;
+  long syspage;
+  int page_size;
+  size_t nranges;
+  struct { uintptr_t a, b; } ranges[32];
+} kl_dropper;
+
+static void drop_init(kl_dropper *d, const char *path, int version, int page_size);
 
 /* How one field of an event type is decoded. */
 typedef enum {
@@ -80,6 +109,7 @@ struct kl_trace {
   int started;                  /* heads positioned at the first records */
   struct tep_record *cur;       /* record whose fields were handed out */
   struct tep_record *pending;   /* record to return after a lost marker */
+  uint64_t consumed;            /* record bytes read since the handle was opened */
 
   /* decoding plans, open addressing on the event id */
   evplan *plans;
@@ -97,6 +127,9 @@ struct kl_trace {
   unsigned filter_gen;
   const char *const *fnames;
   size_t fnnames;
+
+  kl_dropper drop;
+  uintptr_t cur_drop, pending_drop;  /* page to release once that record is freed */
 
   /* info(), computed once by a scan */
   int info_done;
@@ -128,7 +161,7 @@ static int read_full(int fd, void *buf, size_t n) {
     ssize_t r = read(fd, p, n);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) {
-      if (r == 0) errno = 0;
+      if (r == 0) errno = 0;  /* end of file: not an I/O error */
       return -1;
     }
     p += r;
@@ -274,9 +307,10 @@ static int check_header(kl_trace *t, const char *path, kl_err *err) {
     kl_err_set(err, KL_E_INVALID, 0, "open trace %s: not a regular file", path);
     goto error;
   }
+  errno = 0;
   if (read_full(fd, hdr, sizeof hdr) < 0 || memcmp(hdr, kl_magic, sizeof hdr) != 0) {
     e = errno;
-    if (e) {
+    if (e && e != EISDIR) {
       kl_err_set(err, KL_E_IO, e, "open trace %s: read: %s (errno %d)", path, strerror(e), e);
     } else {
       kl_err_set(err, KL_E_INVALID, 0, "open trace %s: not a trace.dat file (bad magic)", path);
@@ -378,6 +412,7 @@ static void release_records(kl_trace *t) {
   if (t->cur) tracecmd_free_record(t->cur);
   if (t->pending) tracecmd_free_record(t->pending);
   t->cur = t->pending = NULL;
+  t->cur_drop = t->pending_drop = 0;
   if (t->head) {
     for (c = 0; c < t->ncpus; c++) {
       if (t->head[c]) tracecmd_free_record(t->head[c]);
@@ -444,6 +479,7 @@ kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
     kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "open trace %s: out of memory", path);
     goto error;
   }
+  drop_init(&t->drop, path, t->version, t->page_size);
   t->filter_gen = 1;
   return t;
 
@@ -801,6 +837,147 @@ oom:
   return -1;
 }
 
+static void drop_init(kl_dropper *d, const char *path, int version, int page_size) {
+  struct stat st;
+  memset(d, 0, sizeof *d);
+  d->syspage = sysconf(_SC_PAGESIZE);
+  d->page_size = page_size;
+  d->disabled = version != 6 || d->syspage <= 0 || page_size % d->syspage != 0 ||
+                stat(path, &st) != 0;
+  if (!d->disabled) {
+    d->dev = st.st_dev;
+    d->ino = st.st_ino;
+  }
+}
+
+/* Is [a, b) inside a private read-only mapping of the file? */
+static int drop_mapped(kl_dropper *d, uintptr_t a, uintptr_t b) {
+  size_t i;
+  FILE *f;
+  char line[512];
+  for (i = 0; i < d->nranges; i++) {
+    if (a >= d->ranges[i].a && b <= d->ranges[i].b) return 1;
+  }
+  f = fopen("/proc/self/maps", "re");
+  if (!f) {
+    d->disabled = 1;
+    return 0;
+  }
+  d->nranges = 0;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo, hi, ino;
+    unsigned maj, min;
+    char perms[8];
+    unsigned long long off;
+    if (sscanf(line, "%lx-%lx %7s %llx %x:%x %lu", &lo, &hi, perms, &off, &maj, &min, &ino) != 7)
+      continue;
+    if (strcmp(perms, "r--p") != 0 || ino != (unsigned long)d->ino ||
+        makedev(maj, min) != d->dev)
+      continue;
+    if (d->nranges < sizeof d->ranges / sizeof d->ranges[0]) {
+      d->ranges[d->nranges].a = lo;
+      d->ranges[d->nranges].b = hi;
+      d->nranges++;
+    }
+  }
+  fclose(f);
+  for (i = 0; i < d->nranges; i++) {
+    if (a >= d->ranges[i].a && b <= d->ranges[i].b) return 1;
+  }
+  d->disabled = 1;  /* not a mapping of the file (read mode): never try again */
+  return 0;
+}
+
+/* The address of the trace page holding r, to release later; 0 if none. */
+static uintptr_t drop_addr(const kl_dropper *d, const struct tep_record *r) {
+  uintptr_t est;
+  if (d->disabled || !r || !r->data) return 0;
+  est = (uintptr_t)r->data - (uintptr_t)(r->offset % (unsigned long long)d->page_size);
+  return est & ~((uintptr_t)d->syspage - 1);
+}
+
+static void drop_release(kl_dropper *d, uintptr_t a) {
+  if (!a || d->disabled) return;
+  if (drop_mapped(d, a, a + (uintptr_t)d->page_size))
+    (void)madvise((void *)a, (size_t)d->page_size, MADV_DONTNEED);
+}
+
+/* Re-read the record at r's offset through handle h; frees r. */
+static struct tep_record *reread(struct tracecmd_input *h, struct tep_record *r, int *ok) {
+  int cpu = -1;
+  struct tep_record *n;
+  if (!r) return NULL;
+  n = tracecmd_read_at(h, r->offset, &cpu);
+  if (!n || cpu != r->cpu || n->ts != r->ts) {
+    if (n) tracecmd_free_record(n);
+    n = NULL;
+    *ok = 0;
+  }
+  tracecmd_free_record(r);
+  return n;
+}
+
+/* Replace the handle by a fresh one at the same position (see
+ * KL_RECYCLE_BYTES).  On any failure the trace keeps its old handle. */
+static void recycle(kl_trace *t) {
+  struct tracecmd_input *nh;
+  struct tep_record **heads = NULL;
+  struct tep_record *pending = NULL;
+  int c, ok = 1;
+
+  t->consumed = 0;
+  if (t->cur) return;  /* its data still points into the old handle */
+  nh = tracecmd_open(t->path, KL_TC_FLAGS);
+  if (!nh) return;
+  heads = calloc((size_t)t->ncpus + 1, sizeof *heads);
+  if (!heads || !tracecmd_get_tep(nh) || tep_get_cpus(tracecmd_get_tep(nh)) != t->ncpus) {
+    free(heads);
+    tracecmd_close(nh);
+    return;
+  }
+  /* position the new handle: read each CPU's head again, at its offset */
+  for (c = 0; c < t->ncpus && ok; c++) {
+    if (!t->head[c]) continue;
+    {
+      int cpu = -1;
+      heads[c] = tracecmd_read_at(nh, t->head[c]->offset, &cpu);
+      if (!heads[c] || cpu != c || heads[c]->ts != t->head[c]->ts) ok = 0;
+    }
+  }
+  if (ok && t->pending) {
+    int cpu = -1;
+    /* the pending record precedes its CPU's head: read it last so the
+     * CPU's cursor ends after the head, as before */
+    pending = tracecmd_read_at(nh, t->pending->offset, &cpu);
+    if (!pending || pending->ts != t->pending->ts) ok = 0;
+    c = t->pending->cpu;
+    if (ok && c >= 0 && c < t->ncpus && t->head[c]) {
+      int cpu2 = -1;
+      tracecmd_free_record(heads[c]);
+      heads[c] = tracecmd_read_at(nh, t->head[c]->offset, &cpu2);
+      if (!heads[c] || heads[c]->ts != t->head[c]->ts) ok = 0;
+    }
+  }
+  if (!ok) {
+    for (c = 0; c < t->ncpus; c++) {
+      if (heads[c]) tracecmd_free_record(heads[c]);
+    }
+    if (pending) tracecmd_free_record(pending);
+    free(heads);
+    tracecmd_close(nh);
+    return;
+  }
+  release_records(t);
+  free(t->head);
+  t->head = heads;
+  t->pending = pending;
+  tracecmd_close(t->h);
+  free_plans(t);
+  t->h = nh;
+  t->tep = tracecmd_get_tep(nh);
+  t->filter_gen++;
+}
+
 /* ------------------------------------------------------------------ */
 /* Iteration                                                           */
 /* ------------------------------------------------------------------ */
@@ -826,7 +1003,7 @@ static void start_heads(kl_trace *t, const kl_filter *f) {
 }
 
 /* The record with the smallest timestamp, removed from its CPU's head. */
-static struct tep_record *take_next(kl_trace *t) {
+static struct tep_record *take_next(kl_trace *t, uintptr_t *drop) {
   int c, best = -1;
   struct tep_record *r;
   for (c = 0; c < t->ncpus; c++) {
@@ -835,9 +1012,19 @@ static struct tep_record *take_next(kl_trace *t) {
   }
   if (best < 0) return NULL;
   r = t->head[best];
+  t->consumed += r->record_size > 0 ? (uint64_t)r->record_size : 16;
   t->head[best] = t->done[best] ? NULL : tracecmd_read_data(t->h, best);
   if (!t->head[best]) t->done[best] = 1;
+  *drop = 0;
+  if (!t->head[best] || t->head[best]->offset / (unsigned)t->page_size !=
+                            r->offset / (unsigned)t->page_size)
+    *drop = drop_addr(&t->drop, r);  /* r is the last record of its page */
   return r;
+}
+
+static void free_rec(kl_trace *t, struct tep_record *r, uintptr_t drop) {
+  tracecmd_free_record(r);
+  drop_release(&t->drop, drop);
 }
 
 static void fill_event(kl_trace *t, const struct tep_record *r, kl_event *ev) {
@@ -853,6 +1040,7 @@ static void fill_event(kl_trace *t, const struct tep_record *r, kl_event *ev) {
 int kl_ftrace_trace_next(kl_trace *t, const kl_filter *f, int rewind, kl_event *ev,
                          kl_err *err) {
   struct tep_record *r;
+  uintptr_t drop = 0;
 
   if (!t || !ev) return kl_err_set(err, KL_E_INVALID, 0, "read trace: no trace");
   if (rewind || !t->started) {
@@ -865,9 +1053,10 @@ int kl_ftrace_trace_next(kl_trace *t, const kl_filter *f, int rewind, kl_event *
     t->filter_gen++;
   }
   if (t->cur) {
-    tracecmd_free_record(t->cur);
+    free_rec(t, t->cur, t->cur_drop);
     t->cur = NULL;
   }
+  if (t->consumed >= KL_RECYCLE_BYTES && t->version != 6) recycle(t);
   for (;;) {
     evplan *p;
     int id, pid;
@@ -875,19 +1064,21 @@ int kl_ftrace_trace_next(kl_trace *t, const kl_filter *f, int rewind, kl_event *
 
     if (t->pending) {
       r = t->pending;
+      drop = t->pending_drop;
       t->pending = NULL;
     } else {
-      r = take_next(t);
+      r = take_next(t, &drop);
       if (!r) return 0;
       if (f && f->t1 && r->ts > f->t1) {
         /* ordered by time: nothing after this can match */
-        tracecmd_free_record(r);
+        free_rec(t, r, drop);
         release_records(t);
         return 0;
       }
       if (r->missed_events != 0 && cpu_wanted(f, r->cpu) && lost_matches(f) &&
           (!f || f->pid < 0) && (!f || r->ts >= f->t0)) {
         t->pending = r;
+        t->pending_drop = drop;
         fill_event(t, r, ev);
         ev->name = "lost_events";
         ev->system = NULL;
@@ -901,7 +1092,7 @@ int kl_ftrace_trace_next(kl_trace *t, const kl_filter *f, int rewind, kl_event *
     p = get_plan(t, id, err);
     if (!p) {
       if (err && err->code == KL_E_NO_RESOURCES) {
-        tracecmd_free_record(r);
+        free_rec(t, r, drop);
         return -1;
       }
       goto skip;  /* a type without a format: libtracecmd skips it too */
@@ -914,7 +1105,7 @@ int kl_ftrace_trace_next(kl_trace *t, const kl_filter *f, int rewind, kl_event *
     pid = tep_data_pid(t->tep, r);
     if (f && f->pid >= 0 && pid != f->pid) goto skip;
     if (decode(t, p, r, &n, err) < 0) {
-      tracecmd_free_record(r);
+      free_rec(t, r, drop);
       return -1;
     }
     fill_event(t, r, ev);
@@ -924,10 +1115,11 @@ int kl_ftrace_trace_next(kl_trace *t, const kl_filter *f, int rewind, kl_event *
     ev->comm = tep_data_comm_from_pid(t->tep, pid);
     ev->nfields = n;
     t->cur = r;
+    t->cur_drop = drop;
     return 1;
 
   skip:
-    tracecmd_free_record(r);
+    free_rec(t, r, drop);
   }
 }
 
@@ -952,7 +1144,9 @@ static int scan_info(kl_trace *t, kl_err *err) {
   struct tep_event **events;
   int nev;
   uint64_t first = UINT64_MAX, last = 0;
+  kl_dropper scandrop;
 
+  drop_init(&scandrop, t->path, t->version, t->page_size);
   h = tracecmd_open(t->path, KL_TC_FLAGS);
   if (!h) {
     kl_err_set(err, KL_E_INVALID, 0, "read trace %s: cannot reopen it (changed or corrupt?)",
@@ -970,11 +1164,43 @@ static int scan_info(kl_trace *t, kl_err *err) {
   ncpu = tep_get_cpus(tep);
   for (c = 0; c < ncpu && c < t->ncpus; c++) {
     struct tep_record *r = tracecmd_read_cpu_first(h, c);
+    uint64_t consumed = 0;
     while (r) {
       int id = r->size >= 2 ? tep_data_type(tep, r) : -1;
       if (id >= 0 && id <= maxid) byid[id]++;
       if (r->ts < first) first = r->ts;
       if (r->ts > last) last = r->ts;
+      consumed += r->record_size > 0 ? (uint64_t)r->record_size : 16;
+      if (!scandrop.disabled) {
+        struct tep_record *nx = tracecmd_read_data(h, c);
+        uintptr_t da = (!nx || nx->offset / (unsigned)t->page_size !=
+                                   r->offset / (unsigned)t->page_size)
+                           ? drop_addr(&scandrop, r) : 0;
+        tracecmd_free_record(r);
+        drop_release(&scandrop, da);
+        r = nx;
+        continue;
+      }
+      if (consumed >= KL_RECYCLE_BYTES) {
+        /* bound memory as the iteration does: a fresh handle, same place */
+        struct tracecmd_input *nh = tracecmd_open(t->path, KL_TC_FLAGS);
+        int ok = 1;
+        consumed = 0;
+        if (nh) {
+          r = reread(nh, r, &ok);
+          if (!ok) {
+            tracecmd_close(nh);
+            kl_err_set(err, KL_E_INVALID, 0, "read trace %s: the file changed while read",
+                       t->path);
+            goto error;
+          }
+          tracecmd_close(h);
+          h = nh;
+          tep = tracecmd_get_tep(h);
+          events = tep_list_events(tep, TEP_EVENT_SORT_ID);
+          nev = tep_get_events_count(tep);
+        }
+      }
       tracecmd_free_record(r);
       r = tracecmd_read_data(h, c);
     }
