@@ -1065,6 +1065,19 @@ static int opt_int_or(lua_State *L, int idx, const char *key, int def, int arg) 
   return v;
 }
 
+/* A format field named like one of the header keys (sched_wakeup's pid and
+ * comm are the woken task's, not the current one's) is stored as
+ * "field_<name>", so that ev.pid is always the pid the event ran in. */
+static int header_key(const char *k) {
+  static const char *const keys[] = {"name", "system", "time", "cpu", "pid", "comm", "lost",
+                                     NULL};
+  int i;
+  if (!strchr("nstcpl", k[0])) return 0;
+  for (i = 0; keys[i]; i++)
+    if (strcmp(keys[i], k) == 0) return 1;
+  return 0;
+}
+
 /* Push one event as a table. */
 static void push_event(lua_State *L, const kl_event *ev) {
   size_t i;
@@ -1120,7 +1133,13 @@ static void push_event(lua_State *L, const kl_event *ev) {
       }
       default: lua_pushnil(L); break;
     }
-    lua_setfield(L, -2, f->name);
+    if (header_key(f->name)) {
+      lua_pushfstring(L, "field_%s", f->name);
+      lua_insert(L, -2);
+      lua_rawset(L, -3);
+    } else {
+      lua_setfield(L, -2, f->name);
+    }
   }
 }
 
