@@ -1177,11 +1177,21 @@ static int t_events(lua_State *L) {
   } else {
     lua_pushnil(L);
   }
-  /* normalise names to a list at index 3 */
+  /* normalise names to a list: a string is one name or a comma-separated list */
   if (lua_type(L, -1) == LUA_TSTRING) {
-    lua_createtable(L, 1, 0);
-    lua_insert(L, -2);
-    lua_rawseti(L, -2, 1);
+    const char *p = lua_tostring(L, -1), *c;
+    lua_Integer k = 0;
+    lua_newtable(L);
+    while (*p) {
+      c = strchr(p, ',');
+      if (!c) c = p + strlen(p);
+      if (c > p) {
+        lua_pushlstring(L, p, (size_t)(c - p));
+        lua_rawseti(L, -2, ++k);
+      }
+      p = *c ? c + 1 : c;
+    }
+    lua_remove(L, -2);
   } else if (!lua_isnil(L, -1) && !lua_istable(L, -1)) {
     return luaL_argerror(L, 2, "'names' must be a string or a list of strings");
   }
@@ -1200,6 +1210,8 @@ static int t_events(lua_State *L) {
   it->f.pid = has_opts ? opt_int_or(L, 2, "pid", -1, 2) : -1;
   it->f.t0 = has_opts ? opt_ns(L, 2, "from", "t0", 2) : 0;
   it->f.t1 = has_opts ? opt_ns(L, 2, "to", "t1", 2) : 0;
+  if (it->f.t1 == 0 && has_opts && (opt_present(L, 2, "to") || opt_present(L, 2, "t1")))
+    luaL_argerror(L, 2, "'to' must be a positive time (ns)");
   it->gen = ++t->gen;
   /* upvalues: trace, iterator state, names */
   lua_pushvalue(L, 1);

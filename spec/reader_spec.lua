@@ -413,6 +413,8 @@ describe("Trace:events", function()
     assert.equal(count(function(e) return e.name == "bprint" or e.name == "sched_switch" end),
                  run{names = {"ftrace:bprint", "sched:sched_switch"}})
     assert.equal(0, run{names = {"no_such_event"}})
+    assert.equal(run{names = {"bprint", "sched_switch"}}, run{names = "bprint,sched_switch"})
+    assert.equal(#all, run{names = "bprint,sched_switch"})
     assert.equal(count(function(e) return e.cpu == 2 end), run{cpu = 2})
     local pid = all[#all // 2].pid
     assert.equal(count(function(e) return e.pid == pid end), run{pid = pid})
@@ -427,6 +429,8 @@ describe("Trace:events", function()
     assert.has_error(function() t:events{cpu = "x"} end)
     assert.has_error(function() t:events{names = 3} end)
     assert.has_error(function() t:events{from = -1} end)
+    assert.has_error(function() t:events{to = 0} end, "bad argument #1 to 'events' " ..
+                     "('to' must be a positive time (ns))")
   end)
 
   it("invalidates an older iterator when a new one starts", function()

@@ -103,8 +103,9 @@ M.start = core.start
 --   file once (no decoding; about 10 M records/s) and caches the result.
 -- - `trace:events{...}` → an iterator of event tables in timestamp order
 --   across CPUs. Options, all applied before a table is built: `names` (a
---   string or a list of `"event"`, `"system"` or `"system:event"`), `cpu`,
---   `pid`, `from`/`to` (or `t0`/`t1`): a time window in ns, inclusive.
+--   list of `"event"`, `"system"` or `"system:event"`, or one comma-separated
+--   string), `cpu`, `pid`, `from`/`to` (or `t0`/`t1`): a time window in ns,
+--   inclusive (`to` > 0).
 --   Each event has `name`, `system`, `time` (ns), `cpu`, `pid`, `comm` and
 --   every format field: integers (unsigned 64-bit values above 2^63 read as
 --   negative integers: print them with `("%x"):format(v)`), strings,
