@@ -526,7 +526,7 @@ describe("memory #linux", function()
     m:close()
     assert(s:stop())
     local size = assert(io.open(file, "rb")):seek("end")
-    assert.is_true(size > 24 * 1024 * 1024, "capture size " .. size)
+    assert.is_true(size > 16 * 1024 * 1024, "capture size " .. size)
     local code = ([[
       local kl = require "kernellogger"
       local function kb(k)
