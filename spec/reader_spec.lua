@@ -475,6 +475,7 @@ describe("the comparison with trace-cmd report -R #linux", function()
                                  H.q(TESTDATA .. "trappy_raw_trace.dat"), H.q(out))) == true)
     local t <close> = assert(kl.open(out))
     assert.equal(7, t:info().version)
+    assert.equal("local", t:info().clock)  -- from the BUFFER option
     assert.equal(757, (compare_all(out)))
   end)
 

@@ -281,6 +281,62 @@ bad:
   return -1;
 }
 
+/* v7 only: the clock, from the top-level BUFFER option (or TRACECLOCK) of
+ * the uncompressed options sections.  Best effort: anything unexpected,
+ * or a compressed options section, leaves clock "". */
+static void v7_clock(kl_trace *t, int fd, off_t fsize) {
+  unsigned char b[16];
+  char name[64];
+  uint64_t off;
+  int big = t->big_endian, sections;
+
+  /* compression name and version follow the common header */
+  if (read_cstr(fd, name, sizeof name) < 0 || read_cstr(fd, name, sizeof name) < 0) return;
+  if (read_full(fd, b, 8) < 0) return;
+  off = rd64(b, big);
+  for (sections = 0; off && sections < 64; sections++) {
+    uint64_t size, end, pos;
+    if (off > (uint64_t)fsize || lseek(fd, (off_t)off, SEEK_SET) < 0) return;
+    if (read_full(fd, b, 16) < 0) return;
+    if ((big ? (b[2] << 8 | b[3]) : (b[3] << 8 | b[2])) & 1) return;  /* compressed */
+    size = rd64(b + 8, big);
+    if (size > (uint64_t)fsize - off - 16) return;
+    end = off + 16 + size;
+    off = 0;
+    for (pos = end - size; pos + 6 <= end;) {
+      unsigned id;
+      uint32_t osz;
+      if (read_full(fd, b, 6) < 0) return;
+      id = big ? (unsigned)(b[0] << 8 | b[1]) : (unsigned)(b[1] << 8 | b[0]);
+      osz = rd32(b + 2, big);
+      pos += 6;
+      if (osz > end - pos) return;
+      if (id == 0 && osz == 8) {  /* DONE: the next options section */
+        if (read_full(fd, b, 8) < 0) return;
+        off = rd64(b, big);
+        break;
+      }
+      if ((id == 3 || id == 4) && osz < 4096) {  /* BUFFER, TRACECLOCK */
+        char data[4096], *c, *e;
+        if (read_full(fd, data, osz) < 0) return;
+        data[osz] = '\0';
+        if (id == 3 && osz > 9 && data[8] == '\0') {   /* offset, "" (top level), clock */
+          snprintf(t->clock, sizeof t->clock, "%.31s", data + 9);
+          return;
+        }
+        if (id == 4 && (c = strchr(data, '[')) && (e = strchr(c, ']')) &&
+            (size_t)(e - c - 1) < sizeof t->clock) {
+          memcpy(t->clock, c + 1, (size_t)(e - c - 1));
+          t->clock[e - c - 1] = '\0';
+        }
+      } else if (lseek(fd, (off_t)osz, SEEK_CUR) < 0) {
+        return;
+      }
+      pos += osz;
+    }
+  }
+}
+
 /* Check the header of path; fills version, endianness, sizes. */
 static int check_header(kl_trace *t, const char *path, kl_err *err) {
   unsigned char hdr[10];
@@ -341,6 +397,7 @@ static int check_header(kl_trace *t, const char *path, kl_err *err) {
   }
   t->clock[0] = '\0';
   if (t->version == 6 && v6_walk(t, fd, st.st_size, err) < 0) goto error;
+  if (t->version == 7) v7_clock(t, fd, st.st_size);
   close(fd);
   return 0;
 
