@@ -285,6 +285,13 @@ describe("kernellogger.open", function()
     f = assert(io.open(dir .. "/empty.dat", "w"))
     f:close()
     assert.equal("invalid", select(3, kl.open(dir .. "/empty.dat")))
+    -- a FIFO must not block the open
+    if os.execute("mkfifo " .. H.q(dir .. "/fifo.dat")) then
+      t, msg, code = kl.open(dir .. "/fifo.dat")
+      assert.is_nil(t)
+      assert.equal("invalid", code)
+      assert.matches("not a regular file", msg)
+    end
     assert.has_error(function() kl.open() end)
   end)
 

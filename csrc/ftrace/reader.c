@@ -347,7 +347,8 @@ static int check_header(kl_trace *t, const char *path, kl_err *err) {
   char *end;
   long v;
 
-  fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO in place of the file must not hang the open */
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     e = errno;
     kl_err_set(err, kl_code_from_errno(e), e, "open trace %s: %s (errno %d)", path,
@@ -389,7 +390,7 @@ static int check_header(kl_trace *t, const char *path, kl_err *err) {
   t->long_size = b[1];
   t->page_size = (int)rd32(b + 2, t->big_endian);
   if ((t->long_size != 4 && t->long_size != 8) || t->page_size < 64 ||
-      (t->page_size & (t->page_size - 1)) != 0) {
+      t->page_size > (1 << 24) || (t->page_size & (t->page_size - 1)) != 0) {
     kl_err_set(err, KL_E_INVALID, 0,
                "open trace %s: corrupt header (long size %d, page size %d)", path,
                t->long_size, t->page_size);
