@@ -24,7 +24,7 @@ local function capture()
   local file = os.tmpname()
   os.remove(file)
   file = file .. ".dat"
-  local name = ("kl_cs_example_%d"):format(kl._core._getpid())
+  local name = os.getenv("KL_SESSION") or ("kl_cs_example_%d"):format(kl._core._getpid())
   local s, err, code = kl.start{name = name, flags = {"cswitch"}, file = file, circular_mb = 8}
   if not s then fail(err, code) end
   print(("started %s; two seconds of a small workload"):format(tostring(s)))

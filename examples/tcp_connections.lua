@@ -56,7 +56,7 @@ local function capture()
   local file = os.tmpname()
   os.remove(file)
   file = file .. ".dat"
-  local name = ("kl_tcp_example_%d"):format(kl._core._getpid())
+  local name = os.getenv("KL_SESSION") or ("kl_tcp_example_%d"):format(kl._core._getpid())
   local s, err, code = kl.start{name = name, flags = {"tcpip"}, file = file, circular_mb = 5}
   if not s then fail(err, code) end
   print(("started %s"):format(tostring(s)))
