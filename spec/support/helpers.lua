@@ -72,6 +72,18 @@ function H.lua_cmd(code)
   local pre = ("package.path=%q..package.path; package.cpath=%q..package.cpath; "):format(
     package.path:match("^[^;]*;[^;]*;") or "lua/?.lua;lua/?/init.lua;",
     (package.cpath:match("^[^;]*;") or "build/?.so;"))
+  if H.windows then
+    -- cmd.exe cannot take the snippet inline: run the same lua.exe on a file.
+    local exe, i = "lua", -1
+    while arg and arg[i] do exe, i = arg[i], i - 1 end -- the interpreter: arg's lowest index
+    local file = ("%s\\klt_lua_%d_%d.lua"):format(os.getenv("TEMP") or ".", core._getpid(),
+                                                   math.random(1, 1e9))
+    local f = assert(io.open(file, "w"))
+    f:write(pre, code)
+    f:close()
+    -- (unquoted: cmd.exe strips a leading quote; these paths have no spaces)
+    return ("%s %s"):format(exe, file)
+  end
   return "lua5.4 -e " .. shell_quote(pre .. code)
 end
 
