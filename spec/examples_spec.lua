@@ -20,7 +20,7 @@ local function forget_capture(out)
   if f then os.remove(f) end
 end
 
-describe("examples", function()
+describe("examples on trace.dat #linux", function()
   it("cswitch.lua reads a given file: top pairs and their CPUs", function()
     local ok, out = example("cswitch", TESTDATA .. "trappy_raw_trace.dat")
     assert.is_true(ok, out)

@@ -235,7 +235,7 @@ end
 
 -- ---------------------------------------------------------------- --
 
-describe("kernellogger.open", function()
+describe("kernellogger.open on trace.dat #linux", function()
   it("opens a trace.dat and says what it is #valgrind", function()
     local t = assert(kl.open(TESTDATA .. "trappy_trace_idle.dat"))
     assert.matches('^kernellogger%.Trace "', tostring(t))
@@ -380,7 +380,7 @@ describe("kernellogger.open", function()
   end)
 end)
 
-describe("Trace:events", function()
+describe("Trace:events on trace.dat #linux", function()
   local file = TESTDATA .. "trappy_raw_trace.dat"
 
   it("yields every event in timestamp order with its header", function()

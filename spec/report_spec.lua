@@ -17,7 +17,7 @@ local function run(args)
   return rc, out.text(), err.text()
 end
 
-describe("kernellogger.report", function()
+describe("kernellogger.report on trace.dat #linux", function()
   it("summarises a capture: types, counts, span, lost events, rate", function()
     local rc, out, err = run{TESTDATA .. "trappy_trace.dat", "--width", "20"}
     assert.equal(0, rc, err)
@@ -61,6 +61,9 @@ describe("kernellogger.report", function()
     assert.matches("^usage:", out)
   end)
 
+end)
+
+describe("kernellogger.report.sparkline", function()
   it("draws sparklines scaled to the maximum and averaged to the width", function()
     assert.equal("", report.sparkline({}, 10))
     assert.equal("▁▁▁", report.sparkline({0, 0, 0}, 10))
