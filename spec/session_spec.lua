@@ -161,6 +161,30 @@ describe("a Linux session #linux", function()
     assert.is_nil(H.read(H.state_dir .. "/" .. name .. ".state"))
   end)
 
+  it("stops cleanly while another process keeps querying it", function()
+    local s = assert(kl.start{name = name, flags = "tcpip,cswitch"})
+    -- the child queries until the session is gone, then says how many it made
+    local p = assert(io.popen(H.lua_cmd(([[
+      local kl = require "kernellogger"
+      local n, deadline = 0, kl._core._monotime() + 10
+      io.write("go\n") io.flush()
+      while kl._core._monotime() < deadline do
+        local q, _, code = kl.query(%q)
+        if not q then io.write(code, " ", n, "\n") break end
+        n = n + 1
+      end
+    ]]):format(name))))
+    assert.equal("go", p:read("l"))
+    kl._core._sleep(0.2)
+    local st, msg, code = s:stop()
+    local tail = p:read("a")
+    p:close()
+    assert.is_table(st, tostring(msg) .. " " .. tostring(code))
+    local why, n = tail:match("^(%S+) (%d+)")
+    assert.equal("not_found", why)
+    assert.is_true(tonumber(n) > 0, tail)
+  end)
+
   it("keeps its state file root-only", function()
     local s = assert(kl.start{name = name, flags = "tcpip"})
     local p = assert(io.popen("stat -c '%a %U' " .. H.state_dir .. " " .. H.state_dir .. "/" ..

@@ -196,19 +196,21 @@ static void remove_state(const char *name) {
   if (state_path(path, sizeof path, name) == 0) unlink(path);
 }
 
-/* Serialise the multi-step operations of all processes on sessions: an
- * flock on the state folder itself, so no lock file is ever left behind.
- * The name is unused: one lock for all sessions keeps it simple, and every
- * holder is brief (a file write at most). */
-static int lock_session(const char *name) {
+/* Serialise the operations of all processes on sessions: an flock on the
+ * state folder itself, so no lock file is ever left behind.  Changes
+ * (start, update, flush, stop) take it exclusive; readers (query, list)
+ * shared, so that a query never holds a stats file open while a stop
+ * removes the instance (rmdir would fail with EBUSY).  One lock for all
+ * sessions keeps it simple; every holder is brief (a file write at most). */
+static int lock_sessions(int how) {
   int fd;
-  (void)name;
   if (mkdir(KL_STATE_DIR, 0700) != 0 && errno != EEXIST) return -1;
   fd = open(KL_STATE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return -1;
-  while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {}
+  while (flock(fd, how) != 0 && errno == EINTR) {}
   return fd;
 }
+#define lock_session(name) lock_sessions(LOCK_EX)
 
 static void unlock_session(int fd) {
   if (fd >= 0) close(fd);
@@ -700,9 +702,13 @@ static int fill_status(kl_session *s, const kl_state *state, kl_status *st) {
 
 static int ftrace_query(kl_session *s, kl_status *st, kl_err *err) {
   kl_state state;
-  if (gone(s, "query", err)) return -1;
+  int lock = lock_sessions(LOCK_SH), rc = -1;
+  if (gone(s, "query", err)) goto out;
   if (read_state(s->name, &state) != 0) state.present = 0;
-  return fill_status(s, &state, st);
+  rc = fill_status(s, &state, st);
+out:
+  unlock_session(lock);
+  return rc;
 }
 
 static int ftrace_update(kl_session *s, const kl_config *cfg, unsigned what, kl_err *err) {
@@ -716,8 +722,8 @@ static int ftrace_update(kl_session *s, const kl_config *cfg, unsigned what, kl_
                       "update %s: only flags, file and circular_mb can change while a Linux "
                       "session runs",
                       s->name);
-  if (gone(s, "update", err)) return -1;
   lock = lock_session(s->name);
+  if (gone(s, "update", err)) goto out;
   if (read_state(s->name, &state) != 0) {
     kl_err_set(err, KL_E_INVALID, 0,
                "update %s: not a kernellogger session (no state); it cannot be changed",
@@ -788,8 +794,8 @@ static int own_file_replaceable(const kl_state *st) {
 static int ftrace_flush(kl_session *s, const char *file, int overwrite, kl_err *err) {
   kl_state state;
   int lock, rc = -1;
-  if (gone(s, "flush", err)) return -1;
   lock = lock_session(s->name);
+  if (gone(s, "flush", err)) goto out;
   if (read_state(s->name, &state) != 0) memset(&state, 0, sizeof state);
   if (file == NULL) {
     file = state.file[0] ? state.file : NULL;
@@ -812,9 +818,9 @@ out:
 static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status *st,
                        kl_err *err) {
   kl_state state;
-  int lock, rc = -1, e;
-  if (gone(s, "stop", err)) return -1;
+  int lock, rc = -1, e = 0, tries;
   lock = lock_session(s->name);
+  if (gone(s, "stop", err)) goto out;
   if (read_state(s->name, &state) != 0) memset(&state, 0, sizeof state);
   tracefs_instance_file_write(s->inst, "tracing_on", "0");
   if (file == NULL && state.file[0]) {
@@ -830,8 +836,15 @@ static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status
   }
   fill_status(s, &state, st);
   if (file) snprintf(st->file, sizeof st->file, "%s", file);
-  if (tracefs_instance_destroy(s->inst) != 0) {
+  /* Another tool may hold a file of the instance open for a moment. */
+  for (tries = 0; tries < 50; tries++) {
+    errno = 0;
+    if (tracefs_instance_destroy(s->inst) == 0) break;
     e = errno ? errno : EBUSY;
+    if (e != EBUSY) break;
+    kl_sleep(0.02);
+  }
+  if (tries == 50 || (e != 0 && e != EBUSY)) {
     kl_err_set(err, e == EBUSY ? KL_E_BUSY : kl_code_from_errno(e), e,
                "stop %s: cannot remove the instance: %s (errno %d)%s", s->name, strerror(e),
                e, e == EBUSY ? "; a reader still has it open" : "");
@@ -856,7 +869,7 @@ static int ftrace_list(kl_list_cb cb, void *ud, kl_err *err) {
   DIR *d;
   struct dirent *de;
   kl_status *st;
-  int rc = 0;
+  int rc = 0, lock, listed = 0;
   if ((dir = tracing_dir(err, "list", "sessions")) == NULL) return -1;
   snprintf(path, sizeof path, "%s/instances", dir);
   d = opendir(path);
@@ -877,10 +890,16 @@ static int ftrace_list(kl_list_cb cb, void *ud, kl_err *err) {
     if (de->d_name[0] == '.' || kl_name_check(de->d_name, &ignored) != 0) continue;
     s = ftrace_open(de->d_name, &ignored);
     if (s == NULL) continue;
-    if (read_state(s->name, &state) != 0) state.present = 0;
-    fill_status(s, &state, st);
+    lock = lock_sessions(LOCK_SH);
+    if (!gone(s, "list", &ignored)) {
+      if (read_state(s->name, &state) != 0) state.present = 0;
+      fill_status(s, &state, st);
+      listed = 1;
+    }
+    unlock_session(lock);
     ftrace_release(s);
-    rc = cb(ud, st);
+    if (listed) rc = cb(ud, st); /* outside the lock: cb runs Lua */
+    listed = 0;
   }
   free(st);
   closedir(d);
