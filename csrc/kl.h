@@ -272,8 +272,10 @@ typedef struct kl_backend {
   int (*update)(kl_session *s, const kl_config *cfg, unsigned what, kl_err *err);
   /* Write the current content; file may be NULL (the session's file). */
   int (*flush)(kl_session *s, const char *file, int overwrite, kl_err *err);
-  /* Stop the kernel session; st receives the final status.  The handle
-   * stays allocated (release() frees it) even when stop fails. */
+  /* Stop the kernel session; st receives the final status.  file NULL:
+   * the session's own file (if any); "": write no file.  The handle stays
+   * allocated (release() frees it) even when stop fails; a failed file
+   * write leaves the session running. */
   int (*stop)(kl_session *s, const char *file, int overwrite, kl_status *st, kl_err *err);
   /* Free the handle; never stops the kernel session. */
   void (*release)(kl_session *s);

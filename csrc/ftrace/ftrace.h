@@ -41,6 +41,9 @@ typedef struct kl_atomic_file {
   int overwrite;
 } kl_atomic_file;
 
+/* Would a file at path be written?  bad_path for a symlink, a folder, a
+ * missing folder; already_exists for an existing file when !overwrite. */
+KL_INTERNAL int kl_path_check(const char *path, int overwrite, kl_err *err);
 /* Open a temporary file beside path (O_EXCL, O_NOFOLLOW, mode).  Fails
  * with already_exists when path exists and !overwrite, bad_path when path
  * is a symlink, a folder, or its folder is missing. */

@@ -1,0 +1,156 @@
+/*
+ * files.c - files written safely: a temporary file beside the target,
+ * created with O_EXCL|O_NOFOLLOW, fsync'ed, renamed into place, then the
+ * folder fsync'ed.  A failure at any step leaves the target untouched.
+ */
+#define _GNU_SOURCE
+#include "ftrace.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int dir_of(const char *path, char *out, size_t n) {
+  char tmp[KL_PATH_MAX];
+  if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return -1;
+  if (snprintf(out, n, "%s", dirname(tmp)) >= (int)n) return -1;
+  return 0;
+}
+
+int kl_path_check(const char *path, int overwrite, kl_err *err) {
+  struct stat st;
+  char dir[KL_PATH_MAX];
+  int e;
+  if (path == NULL || path[0] == '\0')
+    return kl_err_set(err, KL_E_BAD_PATH, 0, "file name is empty");
+  if (strlen(path) >= KL_PATH_MAX - 32)
+    return kl_err_set(err, KL_E_BAD_PATH, ENAMETOOLONG, "%s: path too long", path);
+  if (path[strlen(path) - 1] == '/')
+    return kl_err_set(err, KL_E_BAD_PATH, EISDIR, "%s: is a folder, not a file", path);
+  if (lstat(path, &st) == 0) {
+    if (S_ISLNK(st.st_mode))
+      return kl_err_set(err, KL_E_BAD_PATH, ELOOP,
+                        "%s: is a symbolic link; refusing to follow it", path);
+    if (S_ISDIR(st.st_mode))
+      return kl_err_set(err, KL_E_BAD_PATH, EISDIR, "%s: is a folder, not a file", path);
+    if (!S_ISREG(st.st_mode))
+      return kl_err_set(err, KL_E_BAD_PATH, EINVAL, "%s: is not a regular file", path);
+    if (!overwrite)
+      return kl_err_set(err, KL_E_ALREADY_EXISTS, EEXIST,
+                        "%s: file exists (pass overwrite = true to replace it)", path);
+  } else if (errno != ENOENT) {
+    e = errno;
+    return kl_err_set(err, e == EACCES ? KL_E_ACCESS_DENIED : KL_E_BAD_PATH, e,
+                      "%s: %s (errno %d)", path, strerror(e), e);
+  }
+  if (dir_of(path, dir, sizeof dir) != 0)
+    return kl_err_set(err, KL_E_BAD_PATH, ENAMETOOLONG, "%s: path too long", path);
+  if (stat(dir, &st) != 0) {
+    e = errno;
+    return kl_err_set(err, e == EACCES ? KL_E_ACCESS_DENIED : KL_E_BAD_PATH, e,
+                      "%s: folder %s: %s (errno %d)", path, dir, strerror(e), e);
+  }
+  if (!S_ISDIR(st.st_mode))
+    return kl_err_set(err, KL_E_BAD_PATH, ENOTDIR, "%s: %s is not a folder", path, dir);
+  return 0;
+}
+
+int kl_atomic_open(kl_atomic_file *f, const char *path, int overwrite,
+                   unsigned mode, kl_err *err) {
+  char dir[KL_PATH_MAX];
+  unsigned attempt;
+  int e;
+
+  f->fd = -1;
+  f->tmp[0] = '\0';
+  f->overwrite = overwrite;
+  if (kl_path_check(path, overwrite, err) != 0) return -1;
+  snprintf(f->path, sizeof f->path, "%s", path);
+  if (dir_of(path, dir, sizeof dir) != 0)
+    return kl_err_set(err, KL_E_BAD_PATH, ENAMETOOLONG, "%s: path too long", path);
+
+  for (attempt = 0; attempt < 100; attempt++) {
+    if (snprintf(f->tmp, sizeof f->tmp, "%s.tmp.%ld.%u", path, kl_getpid(), attempt) >=
+        (int)sizeof f->tmp)
+      return kl_err_set(err, KL_E_BAD_PATH, ENAMETOOLONG, "%s: path too long", path);
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                 (mode_t)(mode & 07777));
+    if (f->fd >= 0) break;
+    if (errno != EEXIST) break;
+  }
+  if (f->fd < 0) {
+    e = errno;
+    f->tmp[0] = '\0';
+    return kl_err_set(err, kl_code_from_errno(e) == KL_E_NOT_FOUND ? KL_E_BAD_PATH
+                                                                    : kl_code_from_errno(e),
+                      e, "%s: cannot create a file in %s: %s (errno %d)", path, dir,
+                      strerror(e), e);
+  }
+  /* The umask must not narrow or widen what the caller asked for. */
+  if (fchmod(f->fd, (mode_t)(mode & 07777)) != 0) {
+    e = errno;
+    kl_atomic_abort(f);
+    return kl_err_set(err, kl_code_from_errno(e), e, "%s: chmod: %s (errno %d)", path,
+                      strerror(e), e);
+  }
+  return 0;
+}
+
+int kl_atomic_commit(kl_atomic_file *f, kl_err *err) {
+  char dir[KL_PATH_MAX];
+  struct stat st;
+  int e, dfd;
+
+  if (fsync(f->fd) != 0) goto fail;
+  if (close(f->fd) != 0) {
+    f->fd = -1;
+    goto fail;
+  }
+  f->fd = -1;
+  /* Re-check the target just before the rename: a symlink or folder that
+   * appeared meanwhile is never replaced, and neither is a new file when
+   * the caller did not allow it. */
+  if (lstat(f->path, &st) == 0) {
+    if (S_ISLNK(st.st_mode) || S_ISDIR(st.st_mode)) {
+      kl_atomic_abort(f);
+      return kl_err_set(err, KL_E_BAD_PATH, ELOOP,
+                        "%s: became a link or folder while writing; left alone", f->path);
+    }
+    if (!f->overwrite) {
+      kl_atomic_abort(f);
+      return kl_err_set(err, KL_E_ALREADY_EXISTS, EEXIST,
+                        "%s: file exists (pass overwrite = true to replace it)", f->path);
+    }
+  }
+  if (rename(f->tmp, f->path) != 0) goto fail;
+  f->tmp[0] = '\0';
+  if (dir_of(f->path, dir, sizeof dir) == 0) {
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      (void)fsync(dfd);
+      close(dfd);
+    }
+  }
+  return 0;
+fail:
+  e = errno;
+  kl_atomic_abort(f);
+  return kl_err_set(err, kl_code_from_errno(e), e, "%s: %s (errno %d)", f->path,
+                    strerror(e), e);
+}
+
+void kl_atomic_abort(kl_atomic_file *f) {
+  if (f->fd >= 0) {
+    close(f->fd);
+    f->fd = -1;
+  }
+  if (f->tmp[0] != '\0') {
+    unlink(f->tmp);
+    f->tmp[0] = '\0';
+  }
+}

@@ -1,0 +1,841 @@
+/*
+ * session.c - the Linux backend's control plane: one ftrace instance per
+ * session, driven with libtracefs, plus a root-only state file per session
+ * so that any process can query, update, flush or stop it by name.
+ *
+ * Global tracing state (ftrace_enabled, kptr_restrict, the top-level
+ * buffer, top-level events) is never touched: everything happens inside
+ * instances/NAME.
+ */
+#define _GNU_SOURCE
+#include "ftrace.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <tracefs.h>
+
+#ifndef KL_STATE_DIR
+#define KL_STATE_DIR "/run/kernellogger"
+#endif
+
+#define DEFAULT_RING_KB (8u * 1024u) /* total over all CPUs, when nothing says */
+
+/* What the state file records; it is the session's memory across processes. */
+typedef struct kl_state {
+  int present;                       /* 0: a foreign instance */
+  char file[KL_PATH_MAX];
+  kl_mode mode;
+  char flags[2048];
+  char tracepoints[8192];
+  char clock[32];
+  unsigned circular_mb, max_mb, file_mode;
+  int overwrite, kallsyms;
+  long owner_pid;
+  unsigned long long owner_start;    /* /proc/PID/stat starttime, clock ticks */
+  double start_time, last_flush;
+  unsigned long long bytes_written;
+} kl_state;
+
+struct kl_session {
+  struct tracefs_instance *inst;
+  char name[KL_NAME_MAX + 1];
+};
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+static const char *tracing_dir(kl_err *err, const char *op, const char *name) {
+  const char *dir;
+  if (geteuid() != 0)
+    return kl_err_set(err, KL_E_ACCESS_DENIED, EACCES,
+                      "%s %s: kernel tracing needs root; run as root (sudo)", op, name),
+           NULL;
+  dir = tracefs_tracing_dir();
+  if (dir == NULL || access(dir, W_OK) != 0) {
+    int e = errno ? errno : ENODEV;
+    kl_err_set(err, e == EACCES || e == EPERM ? KL_E_ACCESS_DENIED : KL_E_UNAVAILABLE, e,
+               "%s %s: tracefs is not available (%s, errno %d); mount it with "
+               "'mount -t tracefs nodev /sys/kernel/tracing' or use a kernel with ftrace",
+               op, name, strerror(e), e);
+    return NULL;
+  }
+  return dir;
+}
+
+static int inst_path(char *out, size_t n, const char *dir, const char *name) {
+  return snprintf(out, n, "%s/instances/%s", dir, name) >= (int)n ? -1 : 0;
+}
+
+static int state_path(char *out, size_t n, const char *name) {
+  return snprintf(out, n, "%s/%s.state", KL_STATE_DIR, name) >= (int)n ? -1 : 0;
+}
+
+/* Process start time in clock ticks since boot, 0 if the process is gone. */
+static unsigned long long proc_start(long pid) {
+  char path[64], buf[1024], *p;
+  unsigned long long v = 0;
+  int i, fd;
+  ssize_t n;
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
+  if (p == NULL) return 0;
+  p++;
+  /* after ')' come fields 3..; starttime is field 22 */
+  for (i = 3; i <= 22 && p; i++) {
+    while (*p == ' ') p++;
+    if (i == 22) {
+      v = strtoull(p, NULL, 10);
+      break;
+    }
+    p = strchr(p, ' ');
+  }
+  return v;
+}
+
+static int read_state(const char *name, kl_state *s) {
+  char path[KL_PATH_MAX], line[9000];
+  FILE *f;
+  memset(s, 0, sizeof *s);
+  s->start_time = s->last_flush = -1;
+  if (state_path(path, sizeof path, name) != 0) return -1;
+  f = fopen(path, "re");
+  if (f == NULL) return -1;
+  while (fgets(line, sizeof line, f)) {
+    char *eq = strchr(line, '='), *v;
+    size_t len;
+    if (eq == NULL) continue;
+    *eq = '\0';
+    v = eq + 1;
+    len = strlen(v);
+    if (len && v[len - 1] == '\n') v[--len] = '\0';
+    if (!strcmp(line, "file")) snprintf(s->file, sizeof s->file, "%s", v);
+    else if (!strcmp(line, "mode")) {
+      int m;
+      for (m = 0; kl_mode_names[m]; m++)
+        if (!strcmp(kl_mode_names[m], v)) s->mode = (kl_mode)m;
+    } else if (!strcmp(line, "flags")) snprintf(s->flags, sizeof s->flags, "%s", v);
+    else if (!strcmp(line, "tracepoints"))
+      snprintf(s->tracepoints, sizeof s->tracepoints, "%s", v);
+    else if (!strcmp(line, "clock")) snprintf(s->clock, sizeof s->clock, "%s", v);
+    else if (!strcmp(line, "circular_mb")) s->circular_mb = (unsigned)strtoul(v, NULL, 10);
+    else if (!strcmp(line, "max_mb")) s->max_mb = (unsigned)strtoul(v, NULL, 10);
+    else if (!strcmp(line, "file_mode")) s->file_mode = (unsigned)strtoul(v, NULL, 8);
+    else if (!strcmp(line, "overwrite")) s->overwrite = atoi(v);
+    else if (!strcmp(line, "kallsyms")) s->kallsyms = atoi(v);
+    else if (!strcmp(line, "owner_pid")) s->owner_pid = strtol(v, NULL, 10);
+    else if (!strcmp(line, "owner_start")) s->owner_start = strtoull(v, NULL, 10);
+    else if (!strcmp(line, "start_time")) s->start_time = strtod(v, NULL);
+    else if (!strcmp(line, "last_flush")) s->last_flush = strtod(v, NULL);
+    else if (!strcmp(line, "bytes_written")) s->bytes_written = strtoull(v, NULL, 10);
+  }
+  fclose(f);
+  s->present = 1;
+  return 0;
+}
+
+static int write_state(const char *name, const kl_state *s, kl_err *err) {
+  char path[KL_PATH_MAX], buf[16384];
+  kl_atomic_file af;
+  int n, e;
+  if (mkdir(KL_STATE_DIR, 0700) != 0 && errno != EEXIST) {
+    e = errno;
+    return kl_err_set(err, kl_code_from_errno(e), e, "state folder %s: %s (errno %d)",
+                      KL_STATE_DIR, strerror(e), e);
+  }
+  if (state_path(path, sizeof path, name) != 0)
+    return kl_err_set(err, KL_E_INVALID, ENAMETOOLONG, "state path too long");
+  n = snprintf(buf, sizeof buf,
+               "file=%s\nmode=%s\nflags=%s\ntracepoints=%s\nclock=%s\ncircular_mb=%u\n"
+               "max_mb=%u\nfile_mode=%o\noverwrite=%d\nkallsyms=%d\nowner_pid=%ld\n"
+               "owner_start=%llu\nstart_time=%.6f\nlast_flush=%.6f\nbytes_written=%llu\n",
+               s->file, kl_mode_names[s->mode], s->flags, s->tracepoints, s->clock,
+               s->circular_mb, s->max_mb, s->file_mode, s->overwrite, s->kallsyms,
+               s->owner_pid, s->owner_start, s->start_time, s->last_flush,
+               s->bytes_written);
+  if (n < 0 || n >= (int)sizeof buf)
+    return kl_err_set(err, KL_E_INVALID, 0, "session %s: state too large", name);
+  if (kl_atomic_open(&af, path, 1, 0600, err) != 0) return -1;
+  if (write(af.fd, buf, (size_t)n) != n) {
+    e = errno;
+    kl_atomic_abort(&af);
+    return kl_err_set(err, kl_code_from_errno(e), e, "state file %s: %s (errno %d)", path,
+                      strerror(e), e);
+  }
+  return kl_atomic_commit(&af, err);
+}
+
+static void remove_state(const char *name) {
+  char path[KL_PATH_MAX];
+  if (state_path(path, sizeof path, name) == 0) unlink(path);
+}
+
+/* Serialise the multi-step operations of all processes on sessions: an
+ * flock on the state folder itself, so no lock file is ever left behind.
+ * The name is unused: one lock for all sessions keeps it simple, and every
+ * holder is brief (a file write at most). */
+static int lock_session(const char *name) {
+  int fd;
+  (void)name;
+  if (mkdir(KL_STATE_DIR, 0700) != 0 && errno != EEXIST) return -1;
+  fd = open(KL_STATE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {}
+  return fd;
+}
+
+static void unlock_session(int fd) {
+  if (fd >= 0) close(fd);
+}
+
+static int valid_tracepoint(const char *tp, char *sys, size_t ns, char *ev, size_t ne) {
+  const char *colon = strchr(tp, ':'), *p;
+  size_t a, b;
+  if (colon == NULL || strchr(colon + 1, ':')) return 0;
+  a = (size_t)(colon - tp);
+  b = strlen(colon + 1);
+  if (a == 0 || b == 0 || a >= ns || b >= ne) return 0;
+  for (p = tp; *p; p++)
+    if (p != colon && !(isalnum((unsigned char)*p) || *p == '_' || *p == '-')) return 0;
+  memcpy(sys, tp, a);
+  sys[a] = '\0';
+  memcpy(ev, colon + 1, b + 1);
+  return 1;
+}
+
+static int ftrace_tracepoint_exists(const char *tp) {
+  char sys[128], ev[128], path[KL_PATH_MAX];
+  const char *dir = tracefs_tracing_dir();
+  if (dir == NULL || !valid_tracepoint(tp, sys, sizeof sys, ev, sizeof ev)) return 0;
+  snprintf(path, sizeof path, "%s/events/%s/%s/enable", dir, sys, ev);
+  return access(path, F_OK) == 0;
+}
+
+static int ftrace_flag_supported(const kl_flag *f) {
+  const char *const *tp;
+  if (f->tracepoints == NULL) return 0;
+  for (tp = f->tracepoints; *tp; tp++)
+    if (!ftrace_tracepoint_exists(*tp)) return 0;
+  return 1;
+}
+
+/* Append item to a comma list unless present. */
+static int list_add(char *list, size_t n, const char *item) {
+  size_t len = strlen(list), il = strlen(item);
+  const char *p = list;
+  while ((p = strstr(p, item)) != NULL) {
+    if ((p == list || p[-1] == ',') && (p[il] == ',' || p[il] == '\0')) return 0;
+    p += il;
+  }
+  if (len + il + 2 > n) return -1;
+  if (len) list[len++] = ',';
+  memcpy(list + len, item, il + 1);
+  return 0;
+}
+
+static int list_has(const char *list, const char *item) {
+  size_t il = strlen(item);
+  const char *p = list;
+  while ((p = strstr(p, item)) != NULL) {
+    if ((p == list || p[-1] == ',') && (p[il] == ',' || p[il] == '\0')) return 1;
+    p += il;
+  }
+  return 0;
+}
+
+/* The flag names and the full tracepoint list a config asks for. */
+static int resolve(const kl_config *cfg, char *flags, size_t nf, char *tps, size_t nt,
+                   kl_err *err) {
+  size_t i;
+  const char *const *tp;
+  flags[0] = tps[0] = '\0';
+  for (i = 0; i < cfg->nflags; i++) {
+    if (list_add(flags, nf, cfg->flags[i]->name) != 0) goto toolong;
+    for (tp = cfg->flags[i]->tracepoints; tp && *tp; tp++)
+      if (list_add(tps, nt, *tp) != 0) goto toolong;
+  }
+  for (i = 0; i < cfg->ntracepoints; i++) {
+    if (list_add(flags, nf, cfg->tracepoints[i]) != 0) goto toolong;
+    if (list_add(tps, nt, cfg->tracepoints[i]) != 0) goto toolong;
+  }
+  return 0;
+toolong:
+  return kl_err_set(err, KL_E_INVALID, 0, "session %s: too many flags or tracepoints",
+                    cfg->name);
+}
+
+static int set_event(struct tracefs_instance *inst, const char *tp, int on, kl_err *err,
+                     const char *name) {
+  char sys[128], ev[128], file[400];
+  int e;
+  if (!valid_tracepoint(tp, sys, sizeof sys, ev, sizeof ev))
+    return kl_err_set(err, KL_E_INVALID, 0, "session %s: bad tracepoint '%s'", name, tp);
+  snprintf(file, sizeof file, "events/%s/%s/enable", sys, ev);
+  errno = 0;
+  if (tracefs_instance_file_write(inst, file, on ? "1" : "0") < 0) {
+    e = errno ? errno : EIO;
+    return kl_err_set(err, e == ENOENT ? KL_E_NOT_SUPPORTED : kl_code_from_errno(e), e,
+                      "session %s: cannot %s tracepoint %s: %s (errno %d)", name,
+                      on ? "enable" : "disable", tp, strerror(e), e);
+  }
+  return 0;
+}
+
+/* Enable every tracepoint in the comma list `want`, disable those of `have`
+ * that are not wanted. */
+static int apply_events(struct tracefs_instance *inst, const char *have, const char *want,
+                        kl_err *err, const char *name) {
+  char buf[8192], *tok, *save = NULL;
+  snprintf(buf, sizeof buf, "%s", want);
+  for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+    if (!list_has(have, tok) && set_event(inst, tok, 1, err, name) != 0) return -1;
+  snprintf(buf, sizeof buf, "%s", have);
+  for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+    if (!list_has(want, tok) && set_event(inst, tok, 0, err, name) != 0) return -1;
+  return 0;
+}
+
+static int ncpus_of(struct tracefs_instance *inst) {
+  char *dir = tracefs_instance_get_file(inst, "per_cpu");
+  DIR *d;
+  struct dirent *de;
+  int n = 0;
+  if (dir == NULL) return 0;
+  d = opendir(dir);
+  tracefs_put_tracing_file(dir);
+  if (d == NULL) return 0;
+  while ((de = readdir(d)) != NULL)
+    if (!strncmp(de->d_name, "cpu", 3) && isdigit((unsigned char)de->d_name[3])) n++;
+  closedir(d);
+  return n;
+}
+
+/* Total ring size in KB for a config. */
+static unsigned ring_kb(const kl_config *cfg) {
+  if (cfg->circular_mb) return cfg->circular_mb * 1024u;
+  if (cfg->mode == KL_MODE_SEQUENTIAL) return cfg->max_mb * 1024u;
+  if (cfg->buffer_kb && cfg->max_buffers) return cfg->buffer_kb * cfg->max_buffers;
+  if (cfg->buffer_kb) /* per CPU */
+    return cfg->buffer_kb * (unsigned)sysconf(_SC_NPROCESSORS_CONF);
+  return DEFAULT_RING_KB;
+}
+
+static int resize(struct tracefs_instance *inst, unsigned total_kb, kl_err *err,
+                  const char *name) {
+  int n = ncpus_of(inst), e;
+  size_t per;
+  if (n <= 0) n = 1;
+  per = total_kb / (unsigned)n;
+  if (per < 4) per = 4;
+  errno = 0;
+  if (tracefs_instance_set_buffer_size(inst, per, -1) < 0) {
+    e = errno ? errno : ENOMEM;
+    return kl_err_set(err, e == ENOMEM ? KL_E_NO_RESOURCES : kl_code_from_errno(e), e,
+                      "session %s: cannot size the ring to %u KB (%zu KB per CPU): %s "
+                      "(errno %d)",
+                      name, total_kb, per, strerror(e), e);
+  }
+  return 0;
+}
+
+static const char *ftrace_clock(kl_clock c) {
+  switch (c) {
+    case KL_CLOCK_DEFAULT: return "local";
+    case KL_CLOCK_LOCAL: return "local";
+    case KL_CLOCK_GLOBAL: return "global";
+    case KL_CLOCK_QPC: /* a monotonic high-resolution counter, as QPC is */
+    case KL_CLOCK_MONO: return "mono";
+    case KL_CLOCK_BOOT: return "boot";
+    case KL_CLOCK_CYCLE: return "x86-tsc";
+    case KL_CLOCK_SYSTEM: return NULL;
+  }
+  return NULL;
+}
+
+static int set_clock(struct tracefs_instance *inst, kl_clock c, char *out, size_t n,
+                     kl_err *err, const char *name) {
+  const char *ck = ftrace_clock(c);
+  int e;
+  if (ck == NULL)
+    return kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
+                      "session %s: clock '%s' has no ftrace equivalent on Linux", name,
+                      kl_clock_names[c]);
+  errno = 0;
+  if (tracefs_instance_file_write(inst, "trace_clock", ck) < 0) {
+    e = errno ? errno : EINVAL;
+    return kl_err_set(err, e == EINVAL ? KL_E_NOT_SUPPORTED : kl_code_from_errno(e), e,
+                      "session %s: clock '%s' is not available on this kernel (errno %d)",
+                      name, ck, e);
+  }
+  snprintf(out, n, "%s", ck);
+  return 0;
+}
+
+static void holder_text(const char *name, char *out, size_t n) {
+  kl_state s;
+  if (read_state(name, &s) != 0) {
+    snprintf(out, n, "a foreign ftrace instance (not started by kernellogger)");
+    return;
+  }
+  if (snprintf(out, n, "held by pid %ld (%s), file %s, flags %s", s.owner_pid,
+               s.owner_start && proc_start(s.owner_pid) == s.owner_start ? "alive" : "dead",
+               s.file[0] ? s.file : "(none)", s.flags[0] ? s.flags : "(none)") >= (int)n)
+    out[n - 1] = '\0'; /* truncated: still a useful message */
+}
+
+static void dump_events(const kl_state *s, const char **ev, size_t *nev, char *buf, size_t n) {
+  char *tok, *save = NULL;
+  *nev = 0;
+  snprintf(buf, n, "%s", s->tracepoints);
+  for (tok = strtok_r(buf, ",", &save); tok && *nev < KL_MAX_TRACEPOINTS * 2;
+       tok = strtok_r(NULL, ",", &save))
+    ev[(*nev)++] = tok;
+}
+
+/* Write the ring to the file; updates the state's counters. */
+static int write_file(kl_session *s, kl_state *st, const char *file, int overwrite,
+                      kl_err *err) {
+  const char *events[KL_MAX_TRACEPOINTS * 2];
+  char evbuf[8192];
+  size_t nev;
+  uint64_t bytes = 0;
+  kl_dump_opts o;
+  dump_events(st, events, &nev, evbuf, sizeof evbuf);
+  memset(&o, 0, sizeof o);
+  o.path = file;
+  o.overwrite = overwrite;
+  o.file_mode = st->file_mode ? st->file_mode : 0600;
+  o.kallsyms = st->kallsyms;
+  o.events = events;
+  o.nevents = nev;
+  o.session = s->name;
+  if (kl_tracedat_write(s->inst, &o, &bytes, err) != 0) return -1;
+  st->bytes_written = bytes;
+  st->last_flush = kl_walltime();
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* ops                                                                 */
+/* ------------------------------------------------------------------ */
+
+static kl_session *new_handle(const char *name, struct tracefs_instance *inst) {
+  kl_session *s = calloc(1, sizeof *s);
+  if (s == NULL) return NULL;
+  snprintf(s->name, sizeof s->name, "%s", name);
+  s->inst = inst;
+  return s;
+}
+
+static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
+  const char *dir;
+  char path[KL_PATH_MAX], holder[KL_PATH_MAX + 256];
+  struct tracefs_instance *inst = NULL;
+  kl_session *s = NULL;
+  kl_state st;
+  int made = 0, e, lock = -1;
+
+  if (kl_name_check(cfg->name, err) != 0) return NULL;
+  if ((dir = tracing_dir(err, "start", cfg->name)) == NULL) return NULL;
+  if (cfg->mode == KL_MODE_REALTIME) {
+    kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
+               "start %s: real-time mode is not available on Linux; use a file or "
+               "buffering mode and read it back with kernellogger.open",
+               cfg->name);
+    return NULL;
+  }
+  if (cfg->file && kl_path_check(cfg->file, cfg->overwrite, err) != 0) {
+    char msg[KL_MSG_MAX];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    kl_err_set(err, err->code, err->sys, "start %s: %s", cfg->name, msg);
+    return NULL;
+  }
+  memset(&st, 0, sizeof st);
+  if (resolve(cfg, st.flags, sizeof st.flags, st.tracepoints, sizeof st.tracepoints, err))
+    return NULL;
+  if (inst_path(path, sizeof path, dir, cfg->name) != 0) {
+    kl_err_set(err, KL_E_INVALID, ENAMETOOLONG, "start %s: name too long", cfg->name);
+    return NULL;
+  }
+  lock = lock_session(cfg->name);
+  if (mkdir(path, 0750) != 0) {
+    e = errno;
+    if (e == EEXIST) {
+      holder_text(cfg->name, holder, sizeof holder);
+      kl_err_set(err, KL_E_ALREADY_EXISTS, e,
+                 "start %s: the session already exists, %s (EEXIST, errno %d)", cfg->name,
+                 holder, e);
+    } else {
+      kl_err_set(err, kl_code_from_errno(e), e, "start %s: mkdir %s: %s (errno %d)",
+                 cfg->name, path, strerror(e), e);
+    }
+    goto error;
+  }
+  made = 1;
+  inst = tracefs_instance_alloc(NULL, cfg->name);
+  if (inst == NULL) {
+    e = errno ? errno : ENOMEM;
+    kl_err_set(err, kl_code_from_errno(e), e, "start %s: tracefs_instance_alloc: %s",
+               cfg->name, strerror(e));
+    goto error;
+  }
+  /* Quiet while it is being set up. */
+  tracefs_instance_file_write(inst, "tracing_on", "0");
+  if (resize(inst, ring_kb(cfg), err, cfg->name) != 0) goto error;
+  if ((cfg->mode == KL_MODE_SEQUENTIAL
+           ? tracefs_option_disable(inst, TRACEFS_OPTION_OVERWRITE)
+           : tracefs_option_enable(inst, TRACEFS_OPTION_OVERWRITE)) < 0) {
+    e = errno ? errno : EIO;
+    kl_err_set(err, kl_code_from_errno(e), e, "start %s: cannot set the overwrite option: %s",
+               cfg->name, strerror(e));
+    goto error;
+  }
+  if (set_clock(inst, cfg->clock, st.clock, sizeof st.clock, err, cfg->name) != 0)
+    goto error;
+  if (apply_events(inst, "", st.tracepoints, err, cfg->name) != 0) goto error;
+
+  snprintf(st.file, sizeof st.file, "%s", cfg->file ? cfg->file : "");
+  st.mode = cfg->mode;
+  st.circular_mb = cfg->circular_mb;
+  st.max_mb = cfg->max_mb;
+  st.file_mode = cfg->file_mode ? cfg->file_mode : 0600;
+  st.overwrite = cfg->overwrite;
+  st.kallsyms = cfg->kallsyms;
+  st.owner_pid = kl_getpid();
+  st.owner_start = proc_start(st.owner_pid);
+  st.start_time = kl_walltime();
+  st.last_flush = -1;
+  if (write_state(cfg->name, &st, err) != 0) goto error;
+  if (tracefs_instance_file_write(inst, "tracing_on", "1") < 0) {
+    e = errno ? errno : EIO;
+    kl_err_set(err, kl_code_from_errno(e), e, "start %s: cannot turn tracing on: %s",
+               cfg->name, strerror(e));
+    remove_state(cfg->name);
+    goto error;
+  }
+  s = new_handle(cfg->name, inst);
+  if (s == NULL) {
+    kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "start %s: out of memory", cfg->name);
+    remove_state(cfg->name);
+    goto error;
+  }
+  unlock_session(lock);
+  return s;
+
+error:
+  if (made) {
+    if (inst) {
+      tracefs_instance_file_write(inst, "tracing_on", "0");
+      tracefs_instance_destroy(inst);
+    } else {
+      rmdir(path);
+    }
+  }
+  if (inst) tracefs_instance_free(inst);
+  unlock_session(lock);
+  return NULL;
+}
+
+static kl_session *ftrace_open(const char *name, kl_err *err) {
+  const char *dir;
+  char path[KL_PATH_MAX];
+  struct tracefs_instance *inst;
+  kl_session *s;
+  struct stat sb;
+  if (kl_name_check(name, err) != 0) return NULL;
+  if ((dir = tracing_dir(err, "open", name)) == NULL) return NULL;
+  if (inst_path(path, sizeof path, dir, name) != 0 || stat(path, &sb) != 0 ||
+      !S_ISDIR(sb.st_mode)) {
+    kl_err_set(err, KL_E_NOT_FOUND, ENOENT, "session %s is not running (no instance %s)",
+               name, path);
+    return NULL;
+  }
+  inst = tracefs_instance_alloc(NULL, name);
+  if (inst == NULL || (s = new_handle(name, inst)) == NULL) {
+    if (inst) tracefs_instance_free(inst);
+    kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "open %s: out of memory", name);
+    return NULL;
+  }
+  return s;
+}
+
+static int gone(kl_session *s, const char *op, kl_err *err) {
+  if (tracefs_instance_exists(s->name)) return 0;
+  return kl_err_set(err, KL_E_NOT_FOUND, ENOENT, "%s %s: the session is not running", op,
+                    s->name);
+}
+
+static void read_cpu_stats(struct tracefs_instance *inst, int cpu, kl_cpu_stats *c) {
+  char file[64], *buf, *line, *save = NULL;
+  snprintf(file, sizeof file, "per_cpu/cpu%d/stats", cpu);
+  memset(c, 0, sizeof *c);
+  c->oldest_ts = c->now_ts = -1;
+  buf = tracefs_instance_file_read(inst, file, NULL);
+  if (buf == NULL) return;
+  for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char *colon = strchr(line, ':');
+    const char *v;
+    if (colon == NULL) continue;
+    *colon = '\0';
+    v = colon + 1;
+    if (!strcmp(line, "entries")) c->entries = strtoll(v, NULL, 10);
+    else if (!strcmp(line, "overrun")) c->overrun = strtoll(v, NULL, 10);
+    else if (!strcmp(line, "commit overrun")) c->commit_overrun = strtoll(v, NULL, 10);
+    else if (!strcmp(line, "bytes")) c->bytes = strtoll(v, NULL, 10);
+    else if (!strcmp(line, "oldest event ts")) c->oldest_ts = strtod(v, NULL);
+    else if (!strcmp(line, "now ts")) c->now_ts = strtod(v, NULL);
+    else if (!strcmp(line, "dropped events")) c->dropped = strtoll(v, NULL, 10);
+    else if (!strcmp(line, "read events")) c->read_events = strtoll(v, NULL, 10);
+  }
+  free(buf);
+}
+
+static int fill_status(kl_session *s, const kl_state *state, kl_status *st) {
+  char *clk;
+  int cpu, n;
+  long long kb;
+  kl_status_init(st);
+  snprintf(st->name, sizeof st->name, "%s", s->name);
+  st->foreign = !state->present;
+  if (state->present) {
+    snprintf(st->file, sizeof st->file, "%s", state->file);
+    st->mode = state->mode;
+    snprintf(st->flags, sizeof st->flags, "%s", state->flags);
+    snprintf(st->tracepoints, sizeof st->tracepoints, "%s", state->tracepoints);
+    st->owner_pid = state->owner_pid;
+    st->owner_alive = state->owner_start && proc_start(state->owner_pid) == state->owner_start;
+    st->start_time = state->start_time;
+    st->last_flush = state->last_flush;
+    st->bytes_written = (int64_t)state->bytes_written;
+    if (state->mode == KL_MODE_CIRCULAR) st->max_file_mb = st->circular_mb = state->circular_mb;
+    if (state->mode == KL_MODE_SEQUENTIAL) st->max_file_mb = state->max_mb;
+  }
+  clk = tracefs_get_clock(s->inst);
+  if (clk) {
+    snprintf(st->clock, sizeof st->clock, "%s", clk);
+    free(clk);
+  }
+  if (tracefs_instance_file_read_number(s->inst, "buffer_size_kb", &kb) == 0)
+    st->buffer_kb = kb;
+  n = ncpus_of(s->inst);
+  if (n > KL_MAX_CPUS) n = KL_MAX_CPUS;
+  st->ncpus = n;
+  st->buffers = n;
+  st->entries = st->overrun = st->commit_overrun = st->bytes = st->dropped = 0;
+  for (cpu = 0; cpu < n; cpu++) {
+    kl_cpu_stats *c = &st->per_cpu[cpu];
+    read_cpu_stats(s->inst, cpu, c);
+    st->entries += c->entries;
+    st->overrun += c->overrun;
+    st->commit_overrun += c->commit_overrun;
+    st->bytes += c->bytes;
+    st->dropped += c->dropped;
+  }
+  st->events_lost = st->dropped + st->commit_overrun;
+  return 0;
+}
+
+static int ftrace_query(kl_session *s, kl_status *st, kl_err *err) {
+  kl_state state;
+  if (gone(s, "query", err)) return -1;
+  if (read_state(s->name, &state) != 0) state.present = 0;
+  return fill_status(s, &state, st);
+}
+
+static int ftrace_update(kl_session *s, const kl_config *cfg, unsigned what, kl_err *err) {
+  kl_state state;
+  char flags[2048], tps[8192];
+  int lock, rc = -1;
+  const unsigned allowed = KL_UPD_FLAGS | KL_UPD_FILE | KL_UPD_CIRCULAR_MB;
+
+  if (what & ~allowed)
+    return kl_err_set(err, KL_E_INVALID, 0,
+                      "update %s: only flags, file and circular_mb can change while a Linux "
+                      "session runs",
+                      s->name);
+  if (gone(s, "update", err)) return -1;
+  lock = lock_session(s->name);
+  if (read_state(s->name, &state) != 0) {
+    kl_err_set(err, KL_E_INVALID, 0,
+               "update %s: not a kernellogger session (no state); it cannot be changed",
+               s->name);
+    goto out;
+  }
+  if (what & KL_UPD_CIRCULAR_MB) {
+    if (state.mode != KL_MODE_CIRCULAR && state.mode != KL_MODE_BUFFERING) {
+      kl_err_set(err, KL_E_INVALID, 0,
+                 "update %s: circular_mb applies to circular or buffering sessions only",
+                 s->name);
+      goto out;
+    }
+    if (resize(s->inst, cfg->circular_mb * 1024u, err, s->name) != 0) goto out;
+    state.circular_mb = cfg->circular_mb;
+    state.mode = KL_MODE_CIRCULAR;
+    tracefs_option_enable(s->inst, TRACEFS_OPTION_OVERWRITE);
+  }
+  if (what & KL_UPD_FLAGS) {
+    if (resolve(cfg, flags, sizeof flags, tps, sizeof tps, err) != 0) goto out;
+    if (apply_events(s->inst, state.tracepoints, tps, err, s->name) != 0) {
+      /* put back what was there */
+      kl_err saved = *err;
+      apply_events(s->inst, tps, state.tracepoints, err, s->name);
+      *err = saved;
+      goto out;
+    }
+    snprintf(state.flags, sizeof state.flags, "%s", flags);
+    snprintf(state.tracepoints, sizeof state.tracepoints, "%s", tps);
+  }
+  if (what & KL_UPD_FILE) {
+    snprintf(state.file, sizeof state.file, "%s", cfg->file ? cfg->file : "");
+    state.overwrite = cfg->overwrite;
+    if (cfg->file && state.mode == KL_MODE_BUFFERING) {
+      state.mode = KL_MODE_CIRCULAR;
+      if (!state.circular_mb) {
+        long long kb = 0;
+        tracefs_instance_file_read_number(s->inst, "buffer_total_size_kb", &kb);
+        state.circular_mb = (unsigned)((kb + 1023) / 1024);
+      }
+    }
+  }
+  rc = write_state(s->name, &state, err);
+out:
+  unlock_session(lock);
+  return rc;
+}
+
+static int ftrace_flush(kl_session *s, const char *file, int overwrite, kl_err *err) {
+  kl_state state;
+  int lock, rc = -1;
+  if (gone(s, "flush", err)) return -1;
+  lock = lock_session(s->name);
+  if (read_state(s->name, &state) != 0) memset(&state, 0, sizeof state);
+  if (file == NULL) {
+    file = state.file[0] ? state.file : NULL;
+    overwrite = 1; /* the session's own file is replaced by each flush */
+  }
+  if (file == NULL) {
+    kl_err_set(err, KL_E_INVALID, 0,
+               "flush %s: the session has no file; pass one (s:flush{file = ...}) or set "
+               "one with update{file = ...}",
+               s->name);
+    goto out;
+  }
+  if (write_file(s, &state, file, overwrite, err) != 0) goto out;
+  rc = state.present ? write_state(s->name, &state, err) : 0;
+out:
+  unlock_session(lock);
+  return rc;
+}
+
+static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status *st,
+                       kl_err *err) {
+  kl_state state;
+  int lock, rc = -1, e;
+  if (gone(s, "stop", err)) return -1;
+  lock = lock_session(s->name);
+  if (read_state(s->name, &state) != 0) memset(&state, 0, sizeof state);
+  tracefs_instance_file_write(s->inst, "tracing_on", "0");
+  if (file == NULL && state.file[0]) {
+    file = state.file;
+    overwrite = 1; /* the session's own file: flushes replace it */
+  } else if (file != NULL && file[0] == '\0') {
+    file = NULL; /* stop without writing */
+  }
+  if (file != NULL && write_file(s, &state, file, overwrite, err) != 0) {
+    /* Keep the session, so the caller can retry to another path. */
+    tracefs_instance_file_write(s->inst, "tracing_on", "1");
+    goto out;
+  }
+  fill_status(s, &state, st);
+  if (file) snprintf(st->file, sizeof st->file, "%s", file);
+  if (tracefs_instance_destroy(s->inst) != 0) {
+    e = errno ? errno : EBUSY;
+    kl_err_set(err, e == EBUSY ? KL_E_BUSY : kl_code_from_errno(e), e,
+               "stop %s: cannot remove the instance: %s (errno %d)%s", s->name, strerror(e),
+               e, e == EBUSY ? "; a reader still has it open" : "");
+    goto out;
+  }
+  remove_state(s->name);
+  rc = 0;
+out:
+  unlock_session(lock);
+  return rc;
+}
+
+static void ftrace_release(kl_session *s) {
+  if (s == NULL) return;
+  if (s->inst) tracefs_instance_free(s->inst);
+  free(s);
+}
+
+static int ftrace_list(kl_list_cb cb, void *ud, kl_err *err) {
+  const char *dir;
+  char path[KL_PATH_MAX];
+  DIR *d;
+  struct dirent *de;
+  kl_status *st;
+  int rc = 0;
+  if ((dir = tracing_dir(err, "list", "sessions")) == NULL) return -1;
+  snprintf(path, sizeof path, "%s/instances", dir);
+  d = opendir(path);
+  if (d == NULL) {
+    int e = errno;
+    return kl_err_set(err, kl_code_from_errno(e), e, "list sessions: %s: %s", path,
+                      strerror(e));
+  }
+  st = malloc(sizeof *st);
+  if (st == NULL) {
+    closedir(d);
+    return kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "list sessions: out of memory");
+  }
+  while (rc == 0 && (de = readdir(d)) != NULL) {
+    kl_session *s;
+    kl_err ignored;
+    kl_state state;
+    if (de->d_name[0] == '.' || kl_name_check(de->d_name, &ignored) != 0) continue;
+    s = ftrace_open(de->d_name, &ignored);
+    if (s == NULL) continue;
+    if (read_state(s->name, &state) != 0) state.present = 0;
+    fill_status(s, &state, st);
+    ftrace_release(s);
+    rc = cb(ud, st);
+  }
+  free(st);
+  closedir(d);
+  return rc == 0 ? 0 : -1;
+}
+
+const kl_backend kl_backend_impl = {
+  "linux",
+  "kernellogger",
+  1,
+  ftrace_flag_supported,
+  ftrace_tracepoint_exists,
+  ftrace_start,
+  ftrace_open,
+  ftrace_query,
+  ftrace_update,
+  ftrace_flush,
+  ftrace_stop,
+  ftrace_release,
+  ftrace_list,
+  kl_ftrace_trace_open,
+  kl_ftrace_trace_info,
+  kl_ftrace_trace_next,
+  kl_ftrace_trace_close,
+};

@@ -1,0 +1,112 @@
+--- Run the operating system's kernel event logger from Lua.
+--
+-- On Windows it drives ETW's NT Kernel Logger (and private kernel sessions on
+-- Windows 8+); on Linux it drives one ftrace instance per session through
+-- libtracefs and writes trace-cmd's `trace.dat`.
+--
+--     local kl = require "kernellogger"
+--     local s <close> = assert(kl.start{flags = {"tcpip"}, file = "x.dat", circular_mb = 5})
+--     print(s:query().events_lost)
+--     local stats = s:stop()
+--
+-- Kernel-side failures return `nil, message, code`, where `code` is one of the
+-- strings in `kernellogger.codes` (the same on every platform). Mistakes in the
+-- arguments raise an error that names the field.
+-- @module kernellogger
+local core = require "kernellogger.core"
+
+local M = {}
+for k, v in pairs(core) do
+  if type(k) == "string" and k:sub(1, 1) ~= "_" then M[k] = v end
+end
+
+--- The platform: `"linux"` or `"windows"`.
+-- @field platform
+
+--- The default session name: `"kernellogger"` on Linux, `"NT Kernel Logger"` on Windows.
+-- @field KERNEL_LOGGER
+
+--- The set of stable error code strings, e.g. `kernellogger.codes.already_exists == true`.
+-- @field codes
+
+--- Start a kernel logger session.
+-- @tparam[opt] table opts `name`, `flags` (a list of names, a comma string, an
+--   integer mask, or on Linux `"system:event"` tracepoints), `file`,
+--   `circular_mb` or `max_mb`, `realtime`, `buffer_kb`, `min_buffers`,
+--   `max_buffers`, `flush_timer`, `clock`, `stacks`, `strict` (default true:
+--   a flag this platform cannot serve fails with `not_supported`; false skips it
+--   and lists it in `session.skipped`), `overwrite`, `file_mode`, `kallsyms`.
+-- @treturn[1] Session the running session, owned by this process
+-- @treturn[2] nil
+-- @treturn[2] string message
+-- @treturn[2] string code
+-- @function start
+M.start = core.start
+
+--- A Session handle on a running session, not owned (never stopped on close).
+-- @tparam[opt=KERNEL_LOGGER] string name
+-- @treturn[1] Session
+-- @treturn[2] nil
+-- @treturn[2] string message
+-- @treturn[2] string code
+-- @function attach
+
+--- Stop a session by name, from any process. The file is written first.
+-- @tparam[opt=KERNEL_LOGGER] string name
+-- @tparam[opt] string|table file a file name, or `{file = ..., overwrite = ...}`
+-- @treturn[1] table the final query table
+-- @treturn[2] nil
+-- @treturn[2] string message
+-- @treturn[2] string code
+-- @function stop
+
+--- Query a session by name: counters and settings in one table.
+-- @tparam[opt=KERNEL_LOGGER] string name
+-- @treturn[1] table
+-- @treturn[2] nil
+-- @treturn[2] string message
+-- @treturn[2] string code
+-- @function query
+
+--- Write a session's current content to its file (or to the one given).
+-- @tparam[opt=KERNEL_LOGGER] string name
+-- @tparam[opt] string|table file
+-- @treturn[1] boolean true
+-- @treturn[2] nil
+-- @treturn[2] string message
+-- @treturn[2] string code
+-- @function flush
+
+--- Every kernel logger session on the machine; other tools' are marked `foreign`.
+-- @treturn[1] table a list of query tables
+-- @treturn[2] nil
+-- @treturn[2] string message
+-- @treturn[2] string code
+-- @function sessions
+
+--- The flag table: one entry per kernel event group, with `name`, `aliases`,
+-- `value` (the ETW bit), `macro`, `tracepoints` (Linux) and `supported` (here).
+-- @treturn table a list
+-- @function flags
+
+--- Look up one flag by name or alias.
+-- @string name e.g. `"net"`
+-- @treturn table|nil the entry of `flags()`
+function M.flag(name)
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'flag' (string expected, got " .. type(name) .. ")", 2)
+  end
+  local want = name:lower()
+  for _, f in ipairs(core.flags()) do
+    if f.name == want then return f end
+    for _, a in ipairs(f.aliases) do
+      if a == want then return f end
+    end
+  end
+  return nil
+end
+
+M._core = core
+M._VERSION = "kernellogger scm"
+
+return M
