@@ -54,7 +54,7 @@ describe("#linux capture", function()
     assert.are.equal(file, path)
     assert.is_true(dt >= 1 and dt < 4, "took " .. dt)
     assert.is_false(st.interrupted)
-    assert.is_true(st.entries > 0)
+    assert.is_true(st.events > 0)
     assert.are.equal(0, st.events_lost)
     assert.are.equal("fail", how.policy)
     assert.is_true(S.exists(file))
@@ -99,7 +99,7 @@ describe("#linux capture", function()
       local st, path = kl.capture{ name = %q, flags = {"cswitch"}, file = %q, seconds = 60,
                                    interval = 0.1 }
       io.write(("RESULT %%s %%s %%d %%d\n"):format(path, tostring(st.interrupted),
-               st.entries, st.events_lost))
+               st.events, st.events_lost))
     ]]):format(pidfile, name, file)
     local child = assert(io.popen(S.lua_cmd(code), "r"))
     local pid

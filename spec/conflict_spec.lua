@@ -224,13 +224,15 @@ describe("#linux conflict policies", function()
   end)
 
   it("passes other errors through at once", function()
-    local s, msg, code, holder, how = kl.start { name = "bad/name", on_conflict = "wait" }
-    if s == nil and code then
-      assert.are_not.equal("already_exists", code)
-      assert.is_nil(holder)
-      assert.are.equal(1, how.attempts)
-      assert.is_string(msg)
-    end
+    local name = uname()
+    local s, msg, code, holder, how = kl.start { name = name, file = "/nonexistent/dir/x.dat",
+                                                 on_conflict = "wait" }
+    assert.is_nil(s)
+    assert.are.equal("bad_path", code)
+    assert.is_string(msg)
+    assert.is_nil(holder)
+    assert.are.equal(1, how.attempts)
+    assert.is_false(S.instance_exists(name))
   end)
 end)
 

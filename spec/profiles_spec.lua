@@ -206,9 +206,12 @@ describe("#linux profiles against the kernel", function()
       os.execute("for i in 1 2 3 4 5 6 7 8; do ls /usr/bin >/dev/null; cat /etc/passwd >/dev/null; done; "
         .. "dd if=/dev/zero of=" .. S.q(dir .. "/load") .. " bs=64k count=32 conv=fsync 2>/dev/null; "
         .. "sleep 0.5")
+      local q = assert(s:query())
       local st = assert(s:stop())
+      assert.is_true(q.entries > 0, n .. " recorded nothing")
+      assert.are.equal(0, q.overrun, n .. " overwrote events in its ring")
       assert.are.equal(0, st.events_lost, n .. " lost events")
-      assert.is_true((st.entries or 0) > 0, n .. " recorded nothing")
+      assert.is_true(st.bytes_written > 0)
       assert.is_false(S.instance_exists(name))
     end)
   end

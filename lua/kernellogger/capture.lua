@@ -32,7 +32,7 @@ end
 --- The events count of a query table: entries on Linux; on ETW, which does
 -- not count events, buffers written.
 function M.events(q)
-  return num(q.entries) or num(q.events) or num(q.buffers_written)
+  return num(q.entries) or num(q.buffers_written)
 end
 
 --- One progress line (no newline).
@@ -58,7 +58,8 @@ end
 --   nor `stop_when` it runs until Ctrl-C.
 -- @param start the start function to use (kernellogger.start)
 -- @param core the core module
--- @return stats (final counters, plus `interrupted`, `elapsed`), file path, outcome
+-- @return stats (the final counters of stop, plus `interrupted`, `elapsed`, and
+--   `events`: the events the session held just before it stopped), file path, outcome
 -- @return nil, message, code, holder, outcome when the session cannot start
 function M.capture(start, core, opts)
   if type(opts) ~= "table" then
@@ -123,6 +124,8 @@ function M.capture(start, core, opts)
     end
   end
 
+  -- the ring is drained by stop: count what it holds just before
+  local last = s:query()
   local stats, smsg, scode
   if s.owned then
     stats, smsg, scode = s:stop()
@@ -131,13 +134,14 @@ function M.capture(start, core, opts)
   end
   local elapsed = core._monotime() - t0
   if drawn then
-    if stats then draw(stats) end
+    if last then draw(last) end
     out:write(interrupted and "  (interrupted)\n" or "\n")
     out:flush()
   end
   if not stats then return nil, smsg, scode, nil, outcome end
   stats.interrupted = interrupted
   stats.elapsed = elapsed
+  stats.events = last and M.events(last) or nil
   return stats, stats.file ~= "" and stats.file or s.file or sopts.file, outcome
 end
 

@@ -97,8 +97,9 @@ local function missing_flags(requested, holder)
   return miss
 end
 
-local function holder_text(h)
+local function holder_text(h, msg)
   if not h then return "" end
+  if msg and msg:find("held by", 1, true) then return "" end -- the core said it already
   local pid = tonumber(h.owner_pid)
   if pid and pid > 0 then
     local state = (h.owner_alive == false) and "dead" or
@@ -169,11 +170,12 @@ function M.start(core, opts)
   end
   local function gave_up(msg, holder)
     return fail(("%s%s; gave up after %d attempts in %.1f s (on_conflict=%s)")
-      :format(msg, holder_text(holder), outcome.attempts, core._monotime() - t0,
+      :format(msg, holder_text(holder, msg), outcome.attempts, core._monotime() - t0,
         outcome.policy), "already_exists", holder)
   end
   local function takeover(msg, holder)
-    local st, m, c = core.stop(copts.name)
+    -- the explicit nil: main's binding reads a missing 2nd argument wrongly
+    local st, m, c = core.stop(copts.name, nil)
     if st then
       outcome.displaced = st
     elseif c ~= "not_found" then     -- not_found: it went away by itself
@@ -210,7 +212,7 @@ function M.start(core, opts)
     if action == "fail" then
       local hint = "; choose on_conflict = wait, takeover_stale, attach or private, "
         .. "or stop it first"
-      return fail(msg .. holder_text(holder) .. hint, code, holder)
+      return fail(msg .. holder_text(holder, msg) .. hint, code, holder)
     elseif type(action) == "number" then
       if not pause(action) then return gave_up(msg, holder) end
     elseif action == "wait" then
@@ -227,7 +229,7 @@ function M.start(core, opts)
         local a, b, c, d, e = takeover(msg, holder)
         if a == nil and b then return a, b, c, d, e end
       elseif holder then
-        return fail(msg .. holder_text(holder)
+        return fail(msg .. holder_text(holder, msg)
           .. "; its owner is not known to be dead, so takeover_stale leaves it alone",
           code, holder)
       elseif not pause() then   -- vanished between start and query: retry
@@ -238,7 +240,7 @@ function M.start(core, opts)
         local miss = missing_flags(copts.flags, holder)
         if #miss > 0 then
           return fail(("%s%s; cannot attach: it does not record %s")
-            :format(msg, holder_text(holder), table.concat(miss, ", ")), code, holder)
+            :format(msg, holder_text(holder, msg), table.concat(miss, ", ")), code, holder)
         end
         local a, am, ac = core.attach(copts.name)
         if a then

@@ -34,12 +34,12 @@ M.ENV = ("LUA_PATH=%s LUA_CPATH=%s"):format(M.q(M.LUA_PATH), M.q(M.LUA_CPATH))
 --- A shell command running `code` in a fresh lua with the module loaded as `kl`.
 function M.lua_cmd(code)
   local prelude = 'local kl = require "kernellogger"; '
-  return ("%s %s -e %s"):format(M.ENV, M.LUA, M.q(prelude .. code))
+  return ("exec env %s %s -e %s"):format(M.ENV, M.LUA, M.q(prelude .. code))
 end
 
 --- The shell command of bin/kernellogger with arguments.
 function M.cli_cmd(args)
-  return ("%s %s %s/bin/kernellogger %s"):format(M.ENV, M.LUA, M.ROOT, args or "")
+  return ("exec env %s %s %s/bin/kernellogger %s"):format(M.ENV, M.LUA, M.ROOT, args or "")
 end
 
 --- Run a shell command; returns stdout, exit code.
@@ -91,7 +91,7 @@ end
 function M.cleanup(...)
   local core = require "kernellogger.core"
   for _, name in ipairs { ... } do
-    pcall(core.stop, name)
+    pcall(core.stop, name, nil)
     if M.instance_exists(name) then
       os.execute(("rmdir %s 2>/dev/null"):format(M.q(M.TRACEFS .. "/instances/" .. name)))
     end
