@@ -1,7 +1,5 @@
 -- bin/kernellogger: exit codes (0 ok, 1 failure, 2 usage), --help, one-line errors.
 local S = require "spec.support.spawn"
-package.path = S.LUA_PATH .. package.path
-package.cpath = S.LUA_CPATH .. package.cpath
 
 local COMMANDS = { "start", "stop", "status", "list", "flags", "profiles", "capture", "report" }
 

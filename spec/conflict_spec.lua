@@ -1,7 +1,5 @@
 -- Conflict policies, against the real kernel, with real rival processes.
 local S = require "spec.support.spawn"
-package.path = S.LUA_PATH .. package.path
-package.cpath = S.LUA_CPATH .. package.cpath
 
 local kl = require "kernellogger"
 local core = require "kernellogger.core"

@@ -1,7 +1,5 @@
 -- Profiles: names, composition, user profiles, listing, and real starts.
 local S = require "spec.support.spawn"
-package.path = S.LUA_PATH .. package.path
-package.cpath = S.LUA_CPATH .. package.cpath
 
 local kl = require "kernellogger"
 local P = require "kernellogger.profiles"

@@ -86,6 +86,7 @@ function M.capture(start, core, opts)
 
   local s, msg, code, holder, outcome = start(sopts)
   if not s then return nil, msg, code, holder, outcome end
+  outcome = msg
 
   local t0 = core._monotime()
   local drawn = false
@@ -142,7 +143,9 @@ function M.capture(start, core, opts)
   stats.interrupted = interrupted
   stats.elapsed = elapsed
   stats.events = last and M.events(last) or nil
-  return stats, stats.file ~= "" and stats.file or s.file or sopts.file, outcome
+  local file = stats.file
+  if file == nil or file == "" then file = s.file or sopts.file end
+  return stats, file, outcome
 end
 
 return M

@@ -306,7 +306,8 @@ function M.list()
   local out = {}
   local aliases = {}
   for k, p in pairs(registry) do
-    if lower(p.name) ~= k then
+    local own = (p.origin == "user") and lower(p.name) or lower(p.origin .. "." .. p.name)
+    if k ~= own then
       aliases[p] = aliases[p] or {}
       table.insert(aliases[p], k)
     end
@@ -359,18 +360,24 @@ end
 
 -- ------------------------------------------------------------------ --
 -- Built-ins.  Flags use the canonical names of csrc/flags.c.  Sizing is
--- explained in docs/profiles.md; three load classes:
---   light  process/image/network lifecycles: tens of events/s
---   medium disk and file activity: up to ~1e4 events/s
---   heavy  context switches, wakeups, syscalls: up to ~1e5 events/s/CPU
+-- explained, with the rates measured for it, in docs/profiles.md; four load
+-- classes by the busiest rate measured (2 CPUs, Linux ring bytes):
+--   light    process/image/network lifecycles        ~0.02 MB/s
+--   medium   disk I/O, faults, interrupts             ~0.1-0.4 MB/s
+--   heavy    context switches and wakeups             ~0.7 MB/s
+--   syscall  file I/O and memory system calls        ~4.5-12 MB/s
+-- On Linux circular_mb is the whole ring (split over the CPUs); on Windows
+-- buffer_kb x max_buffers is the most memory ETW may use before it drops.
 -- ------------------------------------------------------------------ --
 local SIZE = {
-  light  = { buffer_kb = 64,  min_buffers = 16,  max_buffers = 64,  circular_mb = 16,
-             flush_timer = 1 },
-  medium = { buffer_kb = 256, min_buffers = 32,  max_buffers = 256, circular_mb = 64,
-             flush_timer = 1 },
-  heavy  = { buffer_kb = 1024, min_buffers = 64, max_buffers = 512, circular_mb = 256,
-             flush_timer = 1 },
+  light   = { buffer_kb = 64,   min_buffers = 16, max_buffers = 64,  circular_mb = 16,
+              flush_timer = 1 },
+  medium  = { buffer_kb = 256,  min_buffers = 32, max_buffers = 256, circular_mb = 64,
+              flush_timer = 1 },
+  heavy   = { buffer_kb = 1024, min_buffers = 64, max_buffers = 256, circular_mb = 256,
+              flush_timer = 1 },
+  syscall = { buffer_kb = 1024, min_buffers = 64, max_buffers = 512, circular_mb = 512,
+              flush_timer = 1 },
 }
 
 local function builtin(origin, name, class, description, flags)
@@ -404,7 +411,7 @@ builtin("TraceEvent", "ThreadTime", "heavy",
 builtin("TraceEvent", "OS", "medium",
   "TraceEvent's OS keywords: ALPC, DPCs (softirqs), drivers, interrupts, split I/O",
   { "alpc", "dpc", "driver", "interrupt", "split_io" })
-builtin("TraceEvent", "Verbose", "heavy",
+builtin("TraceEvent", "Verbose", "syscall",
   "TraceEvent's Verbose: ThreadTime plus file I/O, all page faults, registry, "
   .. "virtual memory (no system calls)",
   cat(te_default, { "cswitch", "dispatcher", "file_io", "file_io_init", "page_faults",
@@ -425,7 +432,7 @@ builtin("xperf", "Diag", "heavy",
 builtin("xperf", "Latency", "heavy",
   "xperf's Latency group: Base plus DPCs, interrupts and context switches",
   cat(xp_base, { "dpc", "interrupt", "cswitch", "profile" }))
-builtin("xperf", "FileIO", "medium",
+builtin("xperf", "FileIO", "syscall",
   "xperf's FileIO group: Base without samples, plus file I/O and its initiation",
   cat(xp_base, { "file_io", "file_io_init" }))
 
@@ -437,7 +444,7 @@ local wpr_disk = cat(PROC_THREAD, { "image_load", "disk_io", "disk_io_init",
   "disk_file_io", "hard_faults" })
 local wpr_file = cat(PROC_THREAD, { "image_load", "file_io", "file_io_init",
   "disk_file_io", "hard_faults" })
-builtin("WPR", "GeneralProfile", "heavy",
+builtin("WPR", "GeneralProfile", "syscall",
   "WPR's GeneralProfile (first-level triage): CPU, disk and file I/O, memory",
   cat(wpr_cpu, wpr_disk, wpr_file, { "virtual_alloc" }))
 builtin("WPR", "CPU", "heavy",
@@ -445,7 +452,7 @@ builtin("WPR", "CPU", "heavy",
   wpr_cpu)
 builtin("WPR", "DiskIO", "medium",
   "WPR's DiskIO profile: disk I/O with its initiation, file names, hard faults", wpr_disk)
-builtin("WPR", "FileIO", "medium",
+builtin("WPR", "FileIO", "syscall",
   "WPR's FileIO profile: file I/O with its initiation, file names, hard faults", wpr_file)
 builtin("WPR", "Network", "light",
   "WPR's Network profile: TCP/IP with process, thread and image context",

@@ -20,8 +20,20 @@ M.LUA = os.getenv("KL_LUA") or "lua5.4"
 M.TRACEFS = "/sys/kernel/tracing"
 M.STATE_DIR = "/run/kernellogger"
 
-M.LUA_PATH = M.ROOT .. "/lua/?.lua;" .. M.ROOT .. "/lua/?/init.lua;;"
-M.LUA_CPATH = M.ROOT .. "/build/?.so;;"
+-- Children search what this process searches (busted's lpath/cpath from
+-- .busted or the command line, e.g. build-asan/ in the sanitizer run), made
+-- absolute, then this checkout's lua/ and build/.
+local function absolutize(list)
+  local r = {}
+  for entry in list:gmatch("[^;]+") do
+    if entry:sub(1, 1) ~= "/" then entry = M.ROOT .. "/" .. entry end
+    r[#r + 1] = entry
+  end
+  return table.concat(r, ";")
+end
+M.LUA_PATH = absolutize(package.path) .. ";" .. M.ROOT .. "/lua/?.lua;" .. M.ROOT
+  .. "/lua/?/init.lua"
+M.LUA_CPATH = absolutize(package.cpath) .. ";" .. M.ROOT .. "/build/?.so"
 
 --- Quote a string for /bin/sh.
 function M.q(s)
