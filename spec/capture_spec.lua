@@ -75,6 +75,23 @@ describe("#linux capture", function()
     assert.are.equal(3, seen)
   end)
 
+  it("ends with not_found when someone else stops the session", function()
+    local name = uname()
+    local calls = 0
+    local st, msg, code = kl.capture { name = name, flags = { "cswitch" }, file = dir .. "/gone.dat",
+      seconds = 20, interval = 0.05,
+      stop_when = function()
+        calls = calls + 1
+        if calls == 2 then assert(kl.stop(name, nil)) end   -- as another process would
+        return false
+      end }
+    assert.is_nil(st)
+    assert.are.equal("not_found", code)
+    assert.matches("stopped by someone else", msg, 1, true)
+    assert.are.equal(2, calls)
+    assert.is_false(S.instance_exists(name))
+  end)
+
   it("passes a start failure through", function()
     local name = uname()
     local h = assert(kl.start { name = name })

@@ -84,7 +84,15 @@ function M.capture(start, core, opts)
   for k, v in pairs(opts) do if not OWN[k] then sopts[k] = v end end
   if sopts.file == nil and not sopts.realtime then sopts.file = default_file(core) end
 
-  local s, msg, code, holder, outcome = start(sopts)
+  local ok0, s, msg, code, holder, outcome = pcall(start, sopts)
+  if not ok0 then
+    -- Ctrl-C right after the kernel session started but before its handle
+    -- reached us: stop what this process just started, then re-raise.
+    local name = sopts.name or core.KERNEL_LOGGER
+    local q = core.query(name)
+    if q and q.owner_pid == core._getpid() then core.stop(name, nil) end
+    error(s, 0)
+  end
   if not s then return nil, msg, code, holder, outcome end
   outcome = msg
 
@@ -101,8 +109,10 @@ function M.capture(start, core, opts)
     while true do
       local elapsed = core._monotime() - t0
       if seconds and elapsed >= seconds then return end
-      local q = s:query()
-      if q then
+      local q, qmsg, qcode = s:query()
+      if not q then
+        if qcode == "not_found" then return "gone", qmsg, qcode end
+      else
         draw(q)
         if stop_when and stop_when(q, elapsed) then return end
       end
@@ -112,8 +122,14 @@ function M.capture(start, core, opts)
     end
   end
 
-  local ok, err = pcall(loop)
+  local ok, err, gmsg, gcode = pcall(loop)
   local interrupted = false
+  if ok and err == "gone" then
+    -- someone else stopped it (a takeover, `kernellogger stop`): nothing to stop
+    if drawn then out:write("\n") end
+    return nil, ("capture %s: the session was stopped by someone else (%s)")
+      :format(s.name, gmsg), gcode, nil, outcome
+  end
   if not ok then
     -- the standalone interpreter turns SIGINT into this error
     if type(err) == "string" and err:find("interrupted!", 1, true) then
