@@ -87,6 +87,7 @@ static unsigned opt_uint(lua_State *L, int idx, const char *key, unsigned def,
     return def;
   }
   v = lua_tointegerx(L, -1, &isnum);
+  if (lua_type(L, -1) != LUA_TNUMBER) isnum = 0;
   if (!isnum || v < lo || v > hi) {
     if (lua_type(L, -1) == LUA_TNUMBER)
       luaL_argerror(L, arg,
@@ -181,7 +182,7 @@ static int add_flag(flag_ctx *c, const kl_flag *f) {
   size_t i;
   for (i = 0; i < c->cfg->nflags; i++)
     if (c->cfg->flags[i] == f) return 0;
-  if (!B.flag_supported(f)) {
+  if (B.flag_supported(f) == 0) {
     if (!c->strict) {
       skip(c, f->name);
       return 0;
@@ -218,7 +219,7 @@ static int add_name(flag_ctx *c, const char *s) {
       luaL_argerror(c->L, c->arg,
                     lua_pushfstring(c->L, "flags: '%s' is not a 'system:event' tracepoint",
                                     s));
-    if (!B.raw_tracepoints || !B.tracepoint_exists(s)) {
+    if (!B.raw_tracepoints || B.tracepoint_exists(s) == 0) {
       if (!c->strict) {
         skip(c, s);
         return 0;
@@ -283,6 +284,7 @@ static int parse_flags(flag_ctx *c, int idx) {
       int isnum;
       lua_Integer m = lua_tointegerx(L, idx, &isnum);
       uint32_t mask, bit;
+      /* a number, never a numeric string: "5" is a flag name */
       size_t i;
       if (!isnum || m < 0 || m > 0xffffffffLL)
         luaL_argerror(L, c->arg, "flags: an integer mask must be from 0 to 0xffffffff");
@@ -293,10 +295,11 @@ static int parse_flags(flag_ctx *c, int idx) {
           mask &= ~kl_flags[i].etw_bit;
         }
       if (mask) {
+        char hex[16];
         for (bit = 1; !(mask & bit); bit <<= 1) {}
+        snprintf(hex, sizeof hex, "0x%08x", (unsigned)bit);
         luaL_argerror(L, c->arg,
-                      lua_pushfstring(L, "flags: bit 0x%08x is not a kernel flag",
-                                      (unsigned)bit));
+                      lua_pushfstring(L, "flags: bit %s is not a kernel flag", hex));
       }
       return 0;
     }
@@ -493,6 +496,8 @@ static void push_status(lua_State *L, const kl_status *st) {
   set_int(L, "owner_pid", st->owner_pid);
   set_int(L, "bytes_written", st->bytes_written);
   set_int(L, "circular_mb", st->circular_mb);
+  set_int(L, "cpu_buffer_kb", st->cpu_buffer_kb);
+  set_int(L, "ring_kb", st->ring_kb);
   set_int(L, "logger_thread_id", st->logger_thread_id);
   set_int(L, "log_buffers_lost", st->log_buffers_lost);
   set_int(L, "realtime_buffers_lost", st->realtime_buffers_lost);
@@ -618,10 +623,12 @@ static int l_start(lua_State *L) {
 
 /* attach(name): a Session on a running session, not owned. */
 static int l_attach(lua_State *L) {
-  const char *name = luaL_optstring(L, 1, B.kernel_logger);
+  const char *name;
   kl_err err;
   kl_status *st;
   lsession *s;
+  lua_settop(L, 1);
+  name = luaL_optstring(L, 1, B.kernel_logger);
   if (kl_name_check(name, &err) != 0) return luaL_argerror(L, 1, err.msg);
   st = new_status(L);
   s = new_session(L);
@@ -787,8 +794,11 @@ static kl_session *open_by_name(lua_State *L, int arg, kl_err *err) {
 
 static int l_query(lua_State *L) {
   kl_err err;
-  kl_status *st = new_status(L);
-  kl_session *h = open_by_name(L, 1, &err);
+  kl_status *st;
+  kl_session *h;
+  lua_settop(L, 1);
+  st = new_status(L);
+  h = open_by_name(L, 1, &err);
   int rc;
   if (h == NULL) return push_fail(L, &err);
   rc = B.query(h, st, &err);
@@ -800,10 +810,14 @@ static int l_query(lua_State *L) {
 
 static int l_stop(lua_State *L) {
   kl_err err;
-  kl_status *st = new_status(L);
+  kl_status *st;
   int overwrite, rc;
-  const char *file = write_args(L, 2, &overwrite);
-  kl_session *h = open_by_name(L, 1, &err);
+  const char *file;
+  kl_session *h;
+  lua_settop(L, 2);
+  file = write_args(L, 2, &overwrite);
+  h = open_by_name(L, 1, &err);
+  st = new_status(L);
   if (h == NULL) return push_fail(L, &err);
   rc = B.stop(h, file, overwrite, st, &err);
   B.release(h);
@@ -815,7 +829,9 @@ static int l_stop(lua_State *L) {
 static int l_flush(lua_State *L) {
   kl_err err;
   int overwrite, rc;
-  const char *file = write_args(L, 2, &overwrite);
+  const char *file;
+  lua_settop(L, 2);
+  file = write_args(L, 2, &overwrite);
   kl_session *h;
   if (file && !*file) luaL_argerror(L, 2, "file: flush needs a file");
   h = open_by_name(L, 1, &err);
@@ -866,7 +882,8 @@ static int l_flags(lua_State *L) {
     lua_setfield(L, -2, "macro");
     push_strlist(L, f->tracepoints);
     lua_setfield(L, -2, "tracepoints");
-    lua_pushboolean(L, B.flag_supported(f));
+    /* -1 (cannot tell now, e.g. not root): the table's own answer */
+    lua_pushboolean(L, B.flag_supported(f) != 0);
     lua_setfield(L, -2, "supported");
     if (f->note) {
       lua_pushstring(L, f->note);

@@ -170,7 +170,7 @@ typedef struct kl_status {
           max_file_mb, flush_timer, min_buffers, max_buffers;
   /* Linux extras */
   int64_t entries, overrun, dropped, commit_overrun, bytes, owner_pid,
-          bytes_written, circular_mb;
+          bytes_written, circular_mb, cpu_buffer_kb, ring_kb;
   double start_time;               /* unix seconds, -1 unknown */
   double last_flush;               /* unix seconds, -1 never */
   /* Windows extras */
@@ -259,9 +259,11 @@ typedef struct kl_backend {
   const char *kernel_logger;   /* default session name */
   int raw_tracepoints;         /* 1 if "system:event" flags are accepted */
 
-  /* 1 if this machine can serve the flag, 0 if not. */
+  /* 1 if this machine can serve the flag, 0 if not, -1 if it cannot tell
+   * now (e.g. tracing is not accessible: start will say why). */
   int (*flag_supported)(const kl_flag *f);
-  /* 1 if the raw tracepoint "system:event" exists here. */
+  /* 1 if the raw tracepoint "system:event" exists here, 0 if not, -1 if
+   * it cannot tell now. */
   int (*tracepoint_exists)(const char *sys_event);
 
   kl_session *(*start)(const kl_config *cfg, kl_err *err);

@@ -60,13 +60,22 @@ static const char *tracing_dir(kl_err *err, const char *op, const char *name) {
     return kl_err_set(err, KL_E_ACCESS_DENIED, EACCES,
                       "%s %s: kernel tracing needs root; run as root (sudo)", op, name),
            NULL;
+  errno = 0;
   dir = tracefs_tracing_dir();
-  if (dir == NULL || access(dir, W_OK) != 0) {
+  if (dir == NULL) {
     int e = errno ? errno : ENODEV;
-    kl_err_set(err, e == EACCES || e == EPERM ? KL_E_ACCESS_DENIED : KL_E_UNAVAILABLE, e,
+    kl_err_set(err, KL_E_UNAVAILABLE, e,
                "%s %s: tracefs is not available (%s, errno %d); mount it with "
                "'mount -t tracefs nodev /sys/kernel/tracing' or use a kernel with ftrace",
                op, name, strerror(e), e);
+    return NULL;
+  }
+  if (access(dir, W_OK) != 0) {
+    int e = errno;
+    kl_err_set(err, KL_E_ACCESS_DENIED, e,
+               "%s %s: %s is not writable (%s, errno %d); run as root, outside a "
+               "locked-down container",
+               op, name, dir, strerror(e), e);
     return NULL;
   }
   return dir;
@@ -96,6 +105,8 @@ static unsigned long long proc_start(long pid) {
   p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
   if (p == NULL) return 0;
   p++;
+  while (*p == ' ') p++;
+  if (*p == 'Z' || *p == 'X') return 0; /* a zombie is dead, reaped or not */
   /* after ')' come fields 3..; starttime is field 22 */
   for (i = 3; i <= 22 && p; i++) {
     while (*p == ' ') p++;
@@ -220,17 +231,20 @@ static int valid_tracepoint(const char *tp, char *sys, size_t ns, char *ev, size
 
 static int ftrace_tracepoint_exists(const char *tp) {
   char sys[128], ev[128], path[KL_PATH_MAX];
-  const char *dir = tracefs_tracing_dir();
-  if (dir == NULL || !valid_tracepoint(tp, sys, sizeof sys, ev, sizeof ev)) return 0;
+  const char *dir;
+  if (!valid_tracepoint(tp, sys, sizeof sys, ev, sizeof ev)) return 0;
+  dir = geteuid() == 0 ? tracefs_tracing_dir() : NULL;
+  if (dir == NULL || access(dir, X_OK) != 0) return -1; /* start will say why */
   snprintf(path, sizeof path, "%s/events/%s/%s/enable", dir, sys, ev);
   return access(path, F_OK) == 0;
 }
 
 static int ftrace_flag_supported(const kl_flag *f) {
   const char *const *tp;
+  int r;
   if (f->tracepoints == NULL) return 0;
   for (tp = f->tracepoints; *tp; tp++)
-    if (!ftrace_tracepoint_exists(*tp)) return 0;
+    if ((r = ftrace_tracepoint_exists(*tp)) != 1) return r;
   return 1;
 }
 
@@ -608,7 +622,7 @@ static void read_cpu_stats(struct tracefs_instance *inst, int cpu, kl_cpu_stats 
 static int fill_status(kl_session *s, const kl_state *state, kl_status *st) {
   char *clk;
   int cpu, n;
-  long long kb;
+  long long kb = 0, sub = 0;
   kl_status_init(st);
   snprintf(st->name, sizeof st->name, "%s", s->name);
   st->foreign = !state->present;
@@ -630,13 +644,18 @@ static int fill_status(kl_session *s, const kl_state *state, kl_status *st) {
     snprintf(st->clock, sizeof st->clock, "%s", clk);
     free(clk);
   }
+  /* ETW's words for the ring: buffers are ftrace's sub-buffers (pages),
+   * buffer_kb the size of one; the per-CPU ring size is cpu_buffer_kb. */
+  if (tracefs_instance_file_read_number(s->inst, "buffer_subbuf_size_kb", &sub) != 0 || sub <= 0)
+    sub = sysconf(_SC_PAGESIZE) / 1024;
+  st->buffer_kb = sub;
   if (tracefs_instance_file_read_number(s->inst, "buffer_size_kb", &kb) == 0)
-    st->buffer_kb = kb;
+    st->cpu_buffer_kb = kb;
   n = ncpus_of(s->inst);
   if (n > KL_MAX_CPUS) n = KL_MAX_CPUS;
   st->ncpus = n;
-  st->buffers = n;
   st->entries = st->overrun = st->commit_overrun = st->bytes = st->dropped = 0;
+  st->free_buffers = 0;
   for (cpu = 0; cpu < n; cpu++) {
     kl_cpu_stats *c = &st->per_cpu[cpu];
     read_cpu_stats(s->inst, cpu, c);
@@ -645,7 +664,14 @@ static int fill_status(kl_session *s, const kl_state *state, kl_status *st) {
     st->commit_overrun += c->commit_overrun;
     st->bytes += c->bytes;
     st->dropped += c->dropped;
+    if (kb > 0 && kb * 1024 > c->bytes) st->free_buffers += (kb * 1024 - c->bytes) / (sub * 1024);
   }
+  if (kb > 0) {
+    st->ring_kb = kb * n;
+    st->buffers = kb / sub * n;
+  }
+  st->flush_timer = 0; /* Linux writes on flush/stop only */
+  st->buffers_written = state->present ? (int64_t)(state->bytes_written / (uint64_t)(sub * 1024)) : 0;
   st->events_lost = st->dropped + st->commit_overrun;
   return 0;
 }

@@ -1,0 +1,14 @@
+# Cross-build for 64-bit Windows with Debian's mingw-w64 (gcc-mingw-w64-x86-64).
+#   cmake -S . -B winbuild/real -DCMAKE_TOOLCHAIN_FILE=cmake/mingw-w64.cmake \
+#         -DLUA_INCDIR=<lua-5.4/src> -DLUA_LIBRARY=<lua54.dll>
+set(CMAKE_SYSTEM_NAME Windows)
+set(CMAKE_SYSTEM_PROCESSOR x86_64)
+set(KL_MINGW_PREFIX x86_64-w64-mingw32 CACHE STRING "mingw-w64 target triplet")
+set(CMAKE_C_COMPILER ${KL_MINGW_PREFIX}-gcc)
+set(CMAKE_RC_COMPILER ${KL_MINGW_PREFIX}-windres)
+set(CMAKE_AR ${KL_MINGW_PREFIX}-ar CACHE FILEPATH "")
+set(CMAKE_RANLIB ${KL_MINGW_PREFIX}-ranlib CACHE FILEPATH "")
+set(CMAKE_FIND_ROOT_PATH /usr/${KL_MINGW_PREFIX})
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)

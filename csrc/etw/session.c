@@ -1,0 +1,864 @@
+/*
+ * session.c - the ETW control plane and the Windows ops table.
+ *
+ * One properties block layout (kl_etw_props) with room for 1024 WCHARs per
+ * name serves StartTraceW, ControlTraceW and QueryAllTracesW.  The NT Kernel
+ * Logger is started with SystemTraceControlGuid; any other name becomes a
+ * private kernel session (EVENT_TRACE_SYSTEM_LOGGER_MODE, Windows 8+).
+ * Every call goes through the kl_etw table (etw.h).
+ */
+#include "etw.h"
+
+#include <objbase.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wchar.h>
+
+const GUID kl_etw_system_trace_guid = {
+  0x9e814aad, 0x3204, 0x11d2, {0x9a, 0x82, 0x00, 0x60, 0x08, 0xa8, 0x69, 0x39}};
+
+struct kl_session {
+  char name[KL_NAME_MAX + 1];
+  WCHAR wname[KL_ETW_NAME_WCHARS];
+  TRACEHANDLE handle;      /* from StartTraceW; 0 when opened by name */
+  int kernel;              /* the NT Kernel Logger */
+  int started;             /* started by this process */
+  kl_mode mode;
+  char file[KL_PATH_MAX];  /* the file ETW writes, "" if none */
+  char target[KL_PATH_MAX];/* buffering: where flush/stop write by default */
+};
+
+/* ------------------------------------------------------------------ */
+/* Facts: Windows versions per flag, stack-walk event ids per flag     */
+/* ------------------------------------------------------------------ */
+
+static const struct {
+  uint32_t bit;
+  unsigned long major, minor;
+} flag_min_version[] = {
+  {EVENT_TRACE_FLAG_DISPATCHER, 6, 1},
+  {EVENT_TRACE_FLAG_VIRTUAL_ALLOC, 6, 1},
+  {EVENT_TRACE_FLAG_VAMAP, 6, 2},
+  {EVENT_TRACE_FLAG_NO_SYSCONFIG, 6, 2},
+  {EVENT_TRACE_FLAG_JOB, 10, 0},
+};
+
+/* Kernel event classes (MOF GUIDs of the NT Kernel Logger). */
+static const GUID g_process = {0x3d6fa8d0, 0xfe05, 0x11d0, {0x9d, 0xda, 0x00, 0xc0, 0x4f, 0xd7, 0xba, 0x7c}};
+static const GUID g_thread = {0x3d6fa8d1, 0xfe05, 0x11d0, {0x9d, 0xda, 0x00, 0xc0, 0x4f, 0xd7, 0xba, 0x7c}};
+static const GUID g_pagefault = {0x3d6fa8d3, 0xfe05, 0x11d0, {0x9d, 0xda, 0x00, 0xc0, 0x4f, 0xd7, 0xba, 0x7c}};
+static const GUID g_diskio = {0x3d6fa8d4, 0xfe05, 0x11d0, {0x9d, 0xda, 0x00, 0xc0, 0x4f, 0xd7, 0xba, 0x7c}};
+static const GUID g_image = {0x2cb15d1d, 0x5fc1, 0x11d2, {0xab, 0xe1, 0x00, 0xa0, 0xc9, 0x11, 0xf5, 0x18}};
+static const GUID g_tcpip = {0x9a280ac0, 0xc8e0, 0x11d1, {0x84, 0xe2, 0x00, 0xc0, 0x4f, 0xb9, 0x98, 0xa2}};
+static const GUID g_registry = {0xae53722e, 0xc863, 0x11d2, {0x86, 0x59, 0x00, 0xc0, 0x4f, 0xa3, 0x21, 0xa1}};
+static const GUID g_fileio = {0x90cbdc39, 0x4a3e, 0x11d1, {0x84, 0xf4, 0x00, 0x00, 0xf8, 0x04, 0x64, 0xe3}};
+static const GUID g_perfinfo = {0xce1dbfb4, 0x137e, 0x4da6, {0x87, 0xb0, 0x3f, 0x59, 0xaa, 0x10, 0x2c, 0xbc}};
+static const GUID g_alpc = {0x45d8cccd, 0x539f, 0x4b72, {0xa8, 0xb7, 0x5c, 0x68, 0x31, 0x42, 0x60, 0x9a}};
+static const GUID g_splitio = {0xd837ca92, 0x12b9, 0x44a5, {0xad, 0x6a, 0x3a, 0x65, 0xb3, 0x57, 0x8a, 0xa8}};
+
+/* Which events get a stack when `stacks` is set, per enable flag. */
+static const struct {
+  uint32_t bit;
+  const GUID *guid;
+  unsigned char types[6];  /* 0-terminated */
+} stack_events[] = {
+  {EVENT_TRACE_FLAG_PROCESS, &g_process, {1, 2, 0}},
+  {EVENT_TRACE_FLAG_THREAD, &g_thread, {1, 2, 0}},
+  {EVENT_TRACE_FLAG_IMAGE_LOAD, &g_image, {10, 0}},
+  {EVENT_TRACE_FLAG_CSWITCH, &g_thread, {36, 0}},
+  {EVENT_TRACE_FLAG_DISPATCHER, &g_thread, {50, 0}},
+  {EVENT_TRACE_FLAG_DISK_IO, &g_diskio, {10, 11, 0}},
+  {EVENT_TRACE_FLAG_DISK_IO_INIT, &g_diskio, {12, 13, 0}},
+  {EVENT_TRACE_FLAG_MEMORY_PAGE_FAULTS, &g_pagefault, {10, 11, 12, 13, 14, 0}},
+  {EVENT_TRACE_FLAG_MEMORY_HARD_FAULTS, &g_pagefault, {32, 0}},
+  {EVENT_TRACE_FLAG_VIRTUAL_ALLOC, &g_pagefault, {98, 99, 0}},
+  {EVENT_TRACE_FLAG_NETWORK_TCPIP, &g_tcpip, {10, 11, 12, 0}},
+  {EVENT_TRACE_FLAG_REGISTRY, &g_registry, {10, 11, 0}},
+  {EVENT_TRACE_FLAG_FILE_IO_INIT, &g_fileio, {64, 67, 68, 0}},
+  {EVENT_TRACE_FLAG_PROFILE, &g_perfinfo, {46, 0}},
+  {EVENT_TRACE_FLAG_SYSTEMCALL, &g_perfinfo, {51, 0}},
+  {EVENT_TRACE_FLAG_INTERRUPT, &g_perfinfo, {67, 0}},
+  {EVENT_TRACE_FLAG_DPC, &g_perfinfo, {68, 0}},
+  {EVENT_TRACE_FLAG_ALPC, &g_alpc, {33, 0}},
+  {EVENT_TRACE_FLAG_SPLIT_IO, &g_splitio, {32, 0}},
+};
+
+#define KL_ETW_MAX_STACK_IDS 256  /* ETW's limit on CLASSIC_EVENT_ID entries */
+
+/* Sessions this process started, so list() can tell ours from foreign ones. */
+static char ours[KL_ETW_MAX_LOGGERS][KL_NAME_MAX + 1];
+
+static void ours_set(const char *name, int on) {
+  size_t i;
+  for (i = 0; i < KL_ETW_MAX_LOGGERS; i++) {
+    if (on && ours[i][0] == '\0') {
+      snprintf(ours[i], sizeof ours[i], "%s", name);
+      return;
+    }
+    if (!on && strcmp(ours[i], name) == 0) {
+      ours[i][0] = '\0';
+      return;
+    }
+  }
+}
+
+static int ours_has(const char *name) {
+  size_t i;
+  for (i = 0; i < KL_ETW_MAX_LOGGERS; i++)
+    if (ours[i][0] != '\0' && strcmp(ours[i], name) == 0) return 1;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                              */
+/* ------------------------------------------------------------------ */
+
+static int windows_at_least(unsigned long major, unsigned long minor) {
+  kl_etw_version v;
+  if (kl_etw.get_version(&v) != 0) return 1; /* unknown: let ETW decide */
+  return v.major > major || (v.major == major && v.minor >= minor);
+}
+
+static void props_init(kl_etw_props *b) {
+  ZeroMemory(b, sizeof *b);
+  b->p.Wnode.BufferSize = (ULONG)sizeof *b;
+  b->p.Wnode.Flags = WNODE_FLAG_TRACED_GUID;
+  b->p.LoggerNameOffset = (ULONG)offsetof(kl_etw_props, logger_name);
+  b->p.LogFileNameOffset = (ULONG)offsetof(kl_etw_props, log_file);
+}
+
+/* A block for ControlTraceW on the session named wname: the kernel logger
+ * is also named by its GUID, as the documentation's examples do. */
+static void props_for(kl_etw_props *b, const WCHAR *wname) {
+  props_init(b);
+  if (wname != NULL && _wcsicmp(wname, KERNEL_LOGGER_NAMEW) == 0)
+    b->p.Wnode.Guid = kl_etw_system_trace_guid;
+}
+
+/* A name in a block returned by ETW, at the offset ETW used. */
+static const WCHAR *props_wstr(const kl_etw_props *b, ULONG off) {
+  if (off < sizeof(EVENT_TRACE_PROPERTIES) ||
+      off + sizeof(WCHAR) > sizeof *b || (off % sizeof(WCHAR)) != 0)
+    return NULL;
+  return (const WCHAR *)((const char *)b + off);
+}
+
+static void props_terminate(kl_etw_props *b) {
+  b->logger_name[KL_ETW_NAME_WCHARS - 1] = 0;
+  b->log_file[KL_ETW_NAME_WCHARS - 1] = 0;
+}
+
+static void flags_string(uint32_t mask, char *out, size_t cap) {
+  size_t i, used = 0;
+  out[0] = '\0';
+  for (i = 0; i < kl_nflags; i++) {
+    uint32_t bit = kl_flags[i].etw_bit;
+    int n;
+    if (bit == 0 || (mask & bit) != bit) continue;
+    n = snprintf(out + used, cap - used, "%s%s", used ? "," : "", kl_flags[i].name);
+    if (n < 0 || (size_t)n >= cap - used) {
+      out[used] = '\0';
+      return;
+    }
+    used += (size_t)n;
+  }
+}
+
+static kl_mode mode_from_bits(ULONG m, int has_file) {
+  if (m & EVENT_TRACE_FILE_MODE_CIRCULAR) return KL_MODE_CIRCULAR;
+  if (m & EVENT_TRACE_BUFFERING_MODE) return KL_MODE_BUFFERING;
+  if ((m & EVENT_TRACE_REAL_TIME_MODE) && !has_file) return KL_MODE_REALTIME;
+  if (m & EVENT_TRACE_FILE_MODE_SEQUENTIAL) return KL_MODE_SEQUENTIAL;
+  if (m & EVENT_TRACE_REAL_TIME_MODE) return KL_MODE_REALTIME;
+  return has_file ? KL_MODE_SEQUENTIAL : KL_MODE_BUFFERING;
+}
+
+static const char *clock_name(ULONG ctx) {
+  switch (ctx) {
+    case 2: return "system";
+    case 3: return "cycle";
+    default: return "qpc"; /* 0 means ETW's default, QPC */
+  }
+}
+
+static void status_from_props(const kl_etw_props *b, kl_status *st) {
+  const WCHAR *w;
+  const EVENT_TRACE_PROPERTIES *p = &b->p;
+  kl_status_init(st);
+  if ((w = props_wstr(b, p->LoggerNameOffset)) != NULL)
+    kl_etw_to_utf8(w, st->name, sizeof st->name);
+  if ((w = props_wstr(b, p->LogFileNameOffset)) != NULL)
+    kl_etw_to_utf8(w, st->file, sizeof st->file);
+  st->mode = mode_from_bits(p->LogFileMode, st->file[0] != '\0');
+  flags_string(p->EnableFlags, st->flags, sizeof st->flags);
+  snprintf(st->clock, sizeof st->clock, "%s", clock_name(p->Wnode.ClientContext));
+  st->foreign = !ours_has(st->name);
+  st->buffer_kb = p->BufferSize;
+  st->buffers = p->NumberOfBuffers;
+  st->free_buffers = p->FreeBuffers;
+  st->events_lost = p->EventsLost;
+  st->buffers_written = p->BuffersWritten;
+  st->max_file_mb = p->MaximumFileSize;
+  st->flush_timer = p->FlushTimer;
+  st->min_buffers = p->MinimumBuffers;
+  st->max_buffers = p->MaximumBuffers;
+  if (st->mode == KL_MODE_CIRCULAR) st->circular_mb = p->MaximumFileSize;
+  st->logger_thread_id = (int64_t)(intptr_t)p->LoggerThreadId;
+  st->log_buffers_lost = p->LogBuffersLost;
+  st->realtime_buffers_lost = p->RealTimeBuffersLost;
+  st->enable_flags = p->EnableFlags;
+}
+
+static int enable_mask(const kl_config *cfg, const char *op, uint32_t *mask, kl_err *err) {
+  size_t i;
+  uint32_t m = 0;
+  if (cfg->ntracepoints > 0)
+    return kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
+                      "%s '%s': raw tracepoints such as '%s' exist only on Linux", op,
+                      cfg->name ? cfg->name : "", cfg->tracepoints[0]);
+  for (i = 0; i < cfg->nflags; i++) {
+    const kl_flag *f = cfg->flags[i];
+    if (!kl_backend_impl.flag_supported(f))
+      return kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
+                        "%s '%s': flag '%s' is not supported by this version of Windows%s%s%s",
+                        op, cfg->name ? cfg->name : "", f->name, f->note ? " (" : "",
+                        f->note ? f->note : "", f->note ? ")" : "");
+    m |= f->etw_bit;
+  }
+  *mask = m;
+  return 0;
+}
+
+static int clock_context(kl_clock c, const char *name, ULONG *ctx, kl_err *err) {
+  switch (c) {
+    case KL_CLOCK_DEFAULT: case KL_CLOCK_QPC: *ctx = 1; return 0;
+    case KL_CLOCK_SYSTEM: *ctx = 2; return 0;
+    case KL_CLOCK_CYCLE: *ctx = 3; return 0;
+    default:
+      return kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
+                        "start '%s': clock '%s' exists only on Linux; ETW offers qpc, system "
+                        "and cycle", name, kl_clock_names[c]);
+  }
+}
+
+/* QUERY by name into b; returns the Win32 result. */
+static ULONG query_props(TRACEHANDLE h, const WCHAR *wname, kl_etw_props *b) {
+  ULONG rc;
+  props_for(b, wname);
+  rc = kl_etw.ControlTraceW(h, wname, &b->p, EVENT_TRACE_CONTROL_QUERY);
+  props_terminate(b);
+  return rc;
+}
+
+/* "file=..., mode=..., flags=..., buffers=N, events_lost=N" of a running
+ * session, for messages; "" when it cannot be queried. */
+static void holder_info(const WCHAR *wname, char *out, size_t cap) {
+  kl_etw_props *b = malloc(sizeof *b);
+  kl_status *st = malloc(sizeof *st);
+  out[0] = '\0';
+  if (b == NULL || st == NULL) goto done;
+  if (query_props(0, wname, b) != ERROR_SUCCESS) goto done;
+  status_from_props(b, st);
+  snprintf(out, cap,
+           "it is held by another trace: file=%s, mode=%s, flags=%s, buffer_kb=%lld, "
+           "buffers=%lld, events_lost=%lld, logger_thread_id=%lld;",
+           st->file[0] ? st->file : "(none)", kl_mode_names[st->mode],
+           st->flags[0] ? st->flags : "(none)", (long long)st->buffer_kb,
+           (long long)st->buffers, (long long)st->events_lost,
+           (long long)st->logger_thread_id);
+done:
+  free(b);
+  free(st);
+}
+
+static int list_names_cb(void *ud, const kl_status *st) {
+  char *out = ud;
+  size_t used = strlen(out);
+  if (used + strlen(st->name) + 4 < 600)
+    snprintf(out + used, 600 - used, "%s'%s'", used ? ", " : "", st->name);
+  return 0;
+}
+
+static int file_exists(const char *path, kl_err *err, int *exists) {
+  WCHAR w[KL_ETW_NAME_WCHARS];
+  DWORD a;
+  if (kl_etw_to_wide(path, w, KL_ETW_NAME_WCHARS, "file name", err) != 0) return -1;
+  a = GetFileAttributesW(w);
+  *exists = a != INVALID_FILE_ATTRIBUTES;
+  return 0;
+}
+
+static int same_path(const char *a, const char *b) {
+  return a && b && a[0] && _stricmp(a, b) == 0;
+}
+
+static int copy_file(const char *op, const char *session, const char *from, const char *to,
+                     int overwrite, kl_err *err) {
+  WCHAR wf[KL_ETW_NAME_WCHARS], wt[KL_ETW_NAME_WCHARS];
+  char detail[KL_PATH_MAX + 64];
+  if (kl_etw_to_wide(from, wf, KL_ETW_NAME_WCHARS, "file name", err) != 0) return -1;
+  if (kl_etw_to_wide(to, wt, KL_ETW_NAME_WCHARS, "file name", err) != 0) return -1;
+  if (!CopyFileW(wf, wt, overwrite ? FALSE : TRUE)) {
+    DWORD e = GetLastError();
+    snprintf(detail, sizeof detail, "cannot copy the trace to '%s'", to);
+    return kl_etw_err(err, e, op, session, detail);
+  }
+  return 0;
+}
+
+static kl_session *session_new(const char *name, kl_err *err) {
+  kl_session *s;
+  if (kl_name_check(name, err) != 0) return NULL;
+  s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "session '%s': out of memory",
+               name);
+    return NULL;
+  }
+  snprintf(s->name, sizeof s->name, "%s", name);
+  if (kl_etw_to_wide(name, s->wname, KL_ETW_NAME_WCHARS, "session name", err) != 0) {
+    free(s);
+    return NULL;
+  }
+  s->kernel = strcmp(name, KL_ETW_KERNEL_LOGGER) == 0;
+  return s;
+}
+
+static int set_stacks(kl_session *s, uint32_t mask, kl_err *err) {
+  CLASSIC_EVENT_ID ids[KL_ETW_MAX_STACK_IDS];
+  ULONG n = 0, rc;
+  size_t i, j;
+  ZeroMemory(ids, sizeof ids);
+  for (i = 0; i < sizeof stack_events / sizeof stack_events[0]; i++) {
+    if ((mask & stack_events[i].bit) == 0) continue;
+    for (j = 0; stack_events[i].types[j] != 0 && n < KL_ETW_MAX_STACK_IDS; j++) {
+      ids[n].EventGuid = *stack_events[i].guid;
+      ids[n].Type = stack_events[i].types[j];
+      n++;
+    }
+  }
+  if (n == 0) return 0;
+  rc = kl_etw.TraceSetInformation(s->handle, TraceStackTracingInfo, ids,
+                                  n * (ULONG)sizeof ids[0]);
+  if (rc != ERROR_SUCCESS)
+    return kl_etw_err(err, rc, "start", s->name,
+                      "TraceSetInformation(TraceStackTracingInfo) refused the stack settings;"
+                      " the session was stopped again");
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Ops                                                                  */
+/* ------------------------------------------------------------------ */
+
+static int etw_flag_supported(const kl_flag *f) {
+  size_t i;
+  if (f == NULL || f->etw_bit == 0) return 0;
+  for (i = 0; i < sizeof flag_min_version / sizeof flag_min_version[0]; i++)
+    if (flag_min_version[i].bit == f->etw_bit)
+      return windows_at_least(flag_min_version[i].major, flag_min_version[i].minor);
+  return 1;
+}
+
+static int etw_tracepoint_exists(const char *sys_event) {
+  (void)sys_event;
+  return 0; /* ETW has no raw tracepoints */
+}
+
+static kl_session *etw_start(const kl_config *cfg, kl_err *err) {
+  kl_session *s = NULL;
+  kl_etw_props *b = NULL;
+  uint32_t mask = 0;
+  ULONG ctx = 1, rc, mode = 0;
+  int exists = 0;
+  char detail[800];
+
+  if ((s = session_new(cfg->name, err)) == NULL) goto error;
+  if (!s->kernel && !windows_at_least(6, 2)) {
+    kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
+               "start '%s': private kernel sessions (EVENT_TRACE_SYSTEM_LOGGER_MODE) need "
+               "Windows 8 or later; use the name '%s' here", s->name, KL_ETW_KERNEL_LOGGER);
+    goto error;
+  }
+  if (enable_mask(cfg, "start", &mask, err) != 0) goto error;
+  if (clock_context(cfg->clock, s->name, &ctx, err) != 0) goto error;
+
+  switch (cfg->mode) {
+    case KL_MODE_CIRCULAR:
+      if (cfg->file == NULL || cfg->circular_mb == 0) {
+        kl_err_set(err, KL_E_INVALID, 0,
+                   "start '%s': circular mode needs a file and circular_mb > 0", s->name);
+        goto error;
+      }
+      mode = EVENT_TRACE_FILE_MODE_CIRCULAR;
+      break;
+    case KL_MODE_SEQUENTIAL:
+      if (cfg->file == NULL) {
+        kl_err_set(err, KL_E_INVALID, 0, "start '%s': sequential mode needs a file", s->name);
+        goto error;
+      }
+      mode = EVENT_TRACE_FILE_MODE_SEQUENTIAL;
+      break;
+    case KL_MODE_REALTIME:
+      mode = EVENT_TRACE_REAL_TIME_MODE | (cfg->file ? EVENT_TRACE_FILE_MODE_SEQUENTIAL : 0);
+      break;
+    case KL_MODE_BUFFERING:
+    default:
+      mode = EVENT_TRACE_BUFFERING_MODE;
+      break;
+  }
+  if (!s->kernel) mode |= EVENT_TRACE_SYSTEM_LOGGER_MODE;
+
+  b = malloc(sizeof *b);
+  if (b == NULL) {
+    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "start '%s': out of memory",
+               s->name);
+    goto error;
+  }
+  props_init(b);
+  if (cfg->file != NULL && cfg->mode != KL_MODE_BUFFERING) {
+    if (file_exists(cfg->file, err, &exists) != 0) goto error;
+    if (exists && !cfg->overwrite) {
+      kl_err_set(err, KL_E_ALREADY_EXISTS, ERROR_FILE_EXISTS,
+                 "start '%s': the file '%s' exists; pass overwrite = true to replace it",
+                 s->name, cfg->file);
+      goto error;
+    }
+    if (kl_etw_to_wide(cfg->file, b->log_file, KL_ETW_NAME_WCHARS, "file name", err) != 0)
+      goto error;
+    snprintf(s->file, sizeof s->file, "%s", cfg->file);
+  } else {
+    b->p.LogFileNameOffset = 0;
+    if (cfg->file != NULL) snprintf(s->target, sizeof s->target, "%s", cfg->file);
+  }
+  if (s->kernel) {
+    b->p.Wnode.Guid = kl_etw_system_trace_guid;
+  } else if (CoCreateGuid(&b->p.Wnode.Guid) != S_OK) {
+    /* A private system logger needs a GUID of its own. */
+    kl_err_set(err, KL_E_IO, 0, "start '%s': CoCreateGuid failed", s->name);
+    goto error;
+  }
+  b->p.Wnode.ClientContext = ctx;
+  b->p.EnableFlags = mask;
+  b->p.LogFileMode = mode;
+  b->p.MaximumFileSize = cfg->mode == KL_MODE_CIRCULAR ? cfg->circular_mb
+                         : cfg->mode == KL_MODE_SEQUENTIAL ? cfg->max_mb : 0;
+  b->p.BufferSize = cfg->buffer_kb;
+  b->p.MinimumBuffers = cfg->min_buffers;
+  b->p.MaximumBuffers = cfg->max_buffers;
+  b->p.FlushTimer = cfg->flush_timer;
+
+  rc = kl_etw.StartTraceW(&s->handle, s->wname, &b->p);
+  if (rc != ERROR_SUCCESS) {
+    detail[0] = '\0';
+    switch (rc) {
+      case ERROR_ALREADY_EXISTS: {
+        char who[600];
+        holder_info(s->wname, who, sizeof who);
+        snprintf(detail, sizeof detail,
+                 "the session is already running; %s stop it first (kl.stop) or use "
+                 "another name", who);
+        break;
+      }
+      case ERROR_ACCESS_DENIED:
+        snprintf(detail, sizeof detail,
+                 "administrator rights are needed to start a kernel session (run elevated)");
+        break;
+      case ERROR_NO_SYSTEM_RESOURCES: {
+        char names[600];
+        names[0] = '\0';
+        if (kl_backend_impl.list(list_names_cb, names, NULL) != 0) names[0] = '\0';
+        snprintf(detail, sizeof detail,
+                 "too many trace sessions are running (at most 64, and 8 kernel/system "
+                 "loggers); running: %s;", names[0] ? names : "(unknown)");
+        break;
+      }
+      case ERROR_BAD_PATHNAME:
+        snprintf(detail, sizeof detail,
+                 "the file '%s' is not usable (bad path, or another session writes it)",
+                 cfg->file ? cfg->file : "");
+        break;
+      case ERROR_DISK_FULL:
+        snprintf(detail, sizeof detail,
+                 "not enough disk space for a %u MB file (ETW also keeps ~200 MB free)",
+                 (unsigned)b->p.MaximumFileSize);
+        break;
+      case ERROR_INVALID_FLAGS:
+        snprintf(detail, sizeof detail, "this Windows refuses one of the flags (0x%08lx)",
+                 (unsigned long)mask);
+        break;
+      case ERROR_BUSY:
+        snprintf(detail, sizeof detail,
+                 "kernel tracing is busy (security software may hold it)");
+        break;
+      default:
+        break;
+    }
+    kl_etw_err(err, rc, "start", s->name, detail[0] ? detail : NULL);
+    goto error;
+  }
+  if (cfg->stacks && set_stacks(s, mask, err) != 0) {
+    props_for(b, s->wname);
+    (void)kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_STOP);
+    goto error;
+  }
+  s->started = 1;
+  s->mode = cfg->mode;
+  ours_set(s->name, 1);
+  free(b);
+  return s;
+
+error:
+  free(b);
+  free(s);
+  return NULL;
+}
+
+static kl_session *etw_open(const char *name, kl_err *err) {
+  kl_session *s = NULL;
+  kl_etw_props *b = NULL;
+  kl_status *st = NULL;
+  ULONG rc;
+  if ((s = session_new(name, err)) == NULL) goto error;
+  b = malloc(sizeof *b);
+  st = malloc(sizeof *st);
+  if (b == NULL || st == NULL) {
+    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "open '%s': out of memory", name);
+    goto error;
+  }
+  rc = query_props(0, s->wname, b);
+  if (rc != ERROR_SUCCESS && rc != ERROR_MORE_DATA) {
+    kl_etw_err(err, rc, "open", name,
+               rc == ERROR_WMI_INSTANCE_NOT_FOUND ? "the session is not running" : NULL);
+    goto error;
+  }
+  status_from_props(b, st);
+  s->mode = st->mode;
+  snprintf(s->file, sizeof s->file, "%s", st->file);
+  free(b);
+  free(st);
+  return s;
+error:
+  free(b);
+  free(st);
+  free(s);
+  return NULL;
+}
+
+static int etw_query(kl_session *s, kl_status *st, kl_err *err) {
+  kl_etw_props *b = malloc(sizeof *b);
+  ULONG rc;
+  int ret = -1;
+  if (b == NULL) {
+    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "query '%s': out of memory",
+               s->name);
+    goto done;
+  }
+  rc = query_props(s->handle, s->wname, b);
+  /* ERROR_MORE_DATA: a name did not fit; the counters are there all the same. */
+  if (rc != ERROR_SUCCESS && rc != ERROR_MORE_DATA) {
+    kl_etw_err(err, rc, "query", s->name,
+               rc == ERROR_WMI_INSTANCE_NOT_FOUND ? "the session is not running"
+               : rc == ERROR_ACCESS_DENIED ? "administrator rights are needed" : NULL);
+    goto done;
+  }
+  status_from_props(b, st);
+  if (st->name[0] == '\0') snprintf(st->name, sizeof st->name, "%s", s->name);
+  if (s->started) st->foreign = 0;
+  ret = 0;
+done:
+  free(b);
+  return ret;
+}
+
+/* Switch the session's log file with UPDATE (keeps everything else). */
+static int switch_file(kl_session *s, const char *op, const char *file, kl_err *err) {
+  kl_etw_props *b = malloc(sizeof *b);
+  ULONG rc;
+  int ret = -1;
+  if (b == NULL) {
+    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "%s '%s': out of memory", op,
+               s->name);
+    goto done;
+  }
+  rc = query_props(s->handle, s->wname, b);
+  if (rc != ERROR_SUCCESS) {
+    kl_etw_err(err, rc, op, s->name,
+               rc == ERROR_WMI_INSTANCE_NOT_FOUND ? "the session is not running" : NULL);
+    goto done;
+  }
+  if (kl_etw_to_wide(file, b->log_file, KL_ETW_NAME_WCHARS, "file name", err) != 0) goto done;
+  b->p.LogFileNameOffset = (ULONG)offsetof(kl_etw_props, log_file);
+  b->p.LoggerNameOffset = (ULONG)offsetof(kl_etw_props, logger_name);
+  rc = kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_UPDATE);
+  if (rc != ERROR_SUCCESS) {
+    kl_etw_err(err, rc, op, s->name, "cannot switch the log file");
+    goto done;
+  }
+  snprintf(s->file, sizeof s->file, "%s", file);
+  ret = 0;
+done:
+  free(b);
+  return ret;
+}
+
+static const struct {
+  unsigned bit;
+  const char *field;
+} fixed_fields[] = {
+  {KL_UPD_CIRCULAR_MB, "circular_mb"},
+  {KL_UPD_MAX_MB, "max_mb"},
+  {KL_UPD_BUFFER_KB, "buffer_kb"},
+  {KL_UPD_MIN_BUFFERS, "min_buffers"},
+  {KL_UPD_CLOCK, "clock"},
+};
+
+static int etw_update(kl_session *s, const kl_config *cfg, unsigned what, kl_err *err) {
+  kl_etw_props *b = NULL;
+  uint32_t mask = 0;
+  ULONG rc;
+  size_t i;
+  int ret = -1;
+  char cur[KL_PATH_MAX];
+
+  for (i = 0; i < sizeof fixed_fields / sizeof fixed_fields[0]; i++)
+    if (what & fixed_fields[i].bit)
+      return kl_err_set(err, KL_E_INVALID, 0,
+                        "update '%s': Windows cannot change %s of a running session (it can "
+                        "change flags, file, max_buffers, flush_timer and realtime)",
+                        s->name, fixed_fields[i].field);
+  if ((what & KL_UPD_FLAGS) && enable_mask(cfg, "update", &mask, err) != 0) return -1;
+  if ((what & KL_UPD_FILE) && (cfg->file == NULL || cfg->file[0] == '\0'))
+    return kl_err_set(err, KL_E_INVALID, 0,
+                      "update '%s': a running session can switch to another file, not drop it",
+                      s->name);
+
+  b = malloc(sizeof *b);
+  if (b == NULL) {
+    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "update '%s': out of memory",
+               s->name);
+    goto done;
+  }
+  rc = query_props(s->handle, s->wname, b);
+  if (rc != ERROR_SUCCESS) {
+    kl_etw_err(err, rc, "update", s->name,
+               rc == ERROR_WMI_INSTANCE_NOT_FOUND ? "the session is not running" : NULL);
+    goto done;
+  }
+  kl_etw_to_utf8(props_wstr(b, b->p.LogFileNameOffset), cur, sizeof cur);
+  /* Reusing the queried block: keep the file unless switching. */
+  b->p.LogFileNameOffset = 0;
+  b->p.LoggerNameOffset = (ULONG)offsetof(kl_etw_props, logger_name);
+  if (what & KL_UPD_FILE) {
+    if (same_path(cur, cfg->file)) {
+      kl_err_set(err, KL_E_INVALID, 0,
+                 "update '%s': the session already writes '%s'; ETW switches only to a new "
+                 "file", s->name, cfg->file);
+      goto done;
+    }
+    if (kl_etw_to_wide(cfg->file, b->log_file, KL_ETW_NAME_WCHARS, "file name", err) != 0)
+      goto done;
+    b->p.LogFileNameOffset = (ULONG)offsetof(kl_etw_props, log_file);
+  }
+  if (what & KL_UPD_FLAGS) b->p.EnableFlags = mask;
+  if (what & KL_UPD_MAX_BUFFERS) b->p.MaximumBuffers = cfg->max_buffers;
+  if (what & KL_UPD_FLUSH_TIMER) b->p.FlushTimer = cfg->flush_timer;
+  if (what & KL_UPD_REALTIME) {
+    if (cfg->mode == KL_MODE_REALTIME)
+      b->p.LogFileMode |= EVENT_TRACE_REAL_TIME_MODE;
+    else
+      b->p.LogFileMode &= ~(ULONG)EVENT_TRACE_REAL_TIME_MODE;
+  }
+  if (s->kernel) b->p.Wnode.Guid = kl_etw_system_trace_guid;
+  rc = kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_UPDATE);
+  if (rc != ERROR_SUCCESS) {
+    kl_etw_err(err, rc, "update", s->name,
+               rc == ERROR_ACCESS_DENIED ? "administrator rights are needed" : NULL);
+    goto done;
+  }
+  if (what & KL_UPD_FILE) snprintf(s->file, sizeof s->file, "%s", cfg->file);
+  if (what & KL_UPD_REALTIME) s->mode = cfg->mode;
+  ret = 0;
+done:
+  free(b);
+  return ret;
+}
+
+static int etw_flush(kl_session *s, const char *file, int overwrite, kl_err *err) {
+  kl_etw_props *b = NULL;
+  ULONG rc;
+  int ret = -1;
+  if (file == NULL && s->file[0] == '\0' && s->target[0] != '\0') file = s->target;
+  if (file != NULL && !same_path(file, s->file) && s->file[0] != '\0' && !overwrite) {
+    int exists = 0;
+    if (file_exists(file, err, &exists) != 0) return -1;
+    if (exists)
+      return kl_err_set(err, KL_E_ALREADY_EXISTS, ERROR_FILE_EXISTS,
+                        "flush '%s': the file '%s' exists; pass overwrite = true", s->name, file);
+  }
+  if (file != NULL && s->file[0] == '\0') {
+    /* Buffering: the buffers reach a file only after UPDATE names one. */
+    int exists = 0;
+    if (file_exists(file, err, &exists) != 0) return -1;
+    if (exists && !overwrite)
+      return kl_err_set(err, KL_E_ALREADY_EXISTS, ERROR_FILE_EXISTS,
+                        "flush '%s': the file '%s' exists; pass overwrite = true", s->name, file);
+    if (switch_file(s, "flush", file, err) != 0) return -1;
+  }
+  b = malloc(sizeof *b);
+  if (b == NULL) {
+    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "flush '%s': out of memory",
+               s->name);
+    goto done;
+  }
+  props_for(b, s->wname);
+  rc = kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_FLUSH);
+  if (rc != ERROR_SUCCESS) {
+    kl_etw_err(err, rc, "flush", s->name,
+               rc == ERROR_WMI_INSTANCE_NOT_FOUND ? "the session is not running" : NULL);
+    goto done;
+  }
+  if (file != NULL && !same_path(file, s->file) &&
+      copy_file("flush", s->name, s->file, file, overwrite, err) != 0)
+    goto done;
+  ret = 0;
+done:
+  free(b);
+  return ret;
+}
+
+static int etw_stop(kl_session *s, const char *file, int overwrite, kl_status *st,
+                    kl_err *err) {
+  kl_etw_props *b = NULL;
+  ULONG rc;
+  int ret = -1;
+  if (file != NULL && file[0] == '\0') {
+    file = NULL; /* "": write no file (ETW's own file, if any, stays as it is) */
+  } else if (file == NULL && s->file[0] == '\0' && s->target[0] != '\0') {
+    file = s->target;
+  }
+  if (file != NULL && !same_path(file, s->file)) {
+    /* Refuse before stopping: a failed file write leaves the session running. */
+    int exists = 0;
+    if (file_exists(file, err, &exists) != 0) return -1;
+    if (exists && !overwrite)
+      return kl_err_set(err, KL_E_ALREADY_EXISTS, ERROR_FILE_EXISTS,
+                        "stop '%s': the file '%s' exists; pass overwrite = true", s->name, file);
+  }
+  if (file != NULL && s->file[0] == '\0' && switch_file(s, "stop", file, err) != 0) return -1;
+  b = malloc(sizeof *b);
+  if (b == NULL) {
+    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "stop '%s': out of memory",
+               s->name);
+    goto done;
+  }
+  props_for(b, s->wname);
+  rc = kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_STOP);
+  props_terminate(b);
+  /* ERROR_MORE_DATA: the block was too small for the names, but the
+   * session is stopped all the same. */
+  if (rc != ERROR_SUCCESS && rc != ERROR_MORE_DATA) {
+    const char *detail = NULL;
+    if (rc == ERROR_WMI_INSTANCE_NOT_FOUND) detail = "the session is not running";
+    else if (rc == ERROR_ACCESS_DENIED) detail = "administrator rights are needed";
+    else if (rc == ERROR_ACTIVE_CONNECTIONS) detail = "the session is already stopping";
+    else if (rc == ERROR_INVALID_PARAMETER)
+      detail = "refused (older Windows answers this for a session another user owns)";
+    kl_etw_err(err, rc, "stop", s->name, detail);
+    goto done;
+  }
+  ours_set(s->name, 0);
+  if (st != NULL) {
+    status_from_props(b, st);
+    if (st->name[0] == '\0') snprintf(st->name, sizeof st->name, "%s", s->name);
+    if (st->file[0] == '\0') snprintf(st->file, sizeof st->file, "%s", s->file);
+    st->foreign = !s->started;
+  }
+  s->handle = 0;
+  if (file != NULL && s->file[0] != '\0' && !same_path(file, s->file) &&
+      copy_file("stop", s->name, s->file, file, overwrite, err) != 0)
+    goto done;
+  ret = 0;
+done:
+  free(b);
+  return ret;
+}
+
+static void etw_release(kl_session *s) {
+  free(s);
+}
+
+static int etw_list(kl_list_cb cb, void *ud, kl_err *err) {
+  kl_etw_props *blocks = NULL;
+  PEVENT_TRACE_PROPERTIES *ptrs = NULL;
+  kl_status *st = NULL;
+  ULONG cap = 16, n = 0, rc = ERROR_MORE_DATA, i;
+  int tries, ret = -1;
+
+  st = malloc(sizeof *st);
+  if (st == NULL) goto oom;
+  for (tries = 0; tries < 4 && rc == ERROR_MORE_DATA; tries++) {
+    free(blocks);
+    free(ptrs);
+    blocks = malloc(cap * sizeof *blocks);
+    ptrs = malloc(cap * sizeof *ptrs);
+    if (blocks == NULL || ptrs == NULL) goto oom;
+    for (i = 0; i < cap; i++) {
+      props_init(&blocks[i]);
+      ptrs[i] = &blocks[i].p;
+    }
+    n = 0;
+    rc = kl_etw.QueryAllTracesW(ptrs, cap, &n);
+    if (rc == ERROR_MORE_DATA) {
+      /* More sessions than blocks: grow (ETW takes at most 64) and retry. */
+      if (cap >= KL_ETW_MAX_LOGGERS) {
+        rc = ERROR_SUCCESS; /* the first 64 are filled: report those */
+        n = cap;
+        break;
+      }
+      cap = n > cap ? n : cap * 2;
+      if (cap > KL_ETW_MAX_LOGGERS) cap = KL_ETW_MAX_LOGGERS;
+    }
+  }
+  if (rc != ERROR_SUCCESS) {
+    kl_etw_err(err, rc, "sessions", "*", "QueryAllTracesW failed");
+    goto done;
+  }
+  if (n > cap) n = cap;
+  for (i = 0; i < n; i++) {
+    props_terminate(&blocks[i]);
+    status_from_props(&blocks[i], st);
+    if (cb(ud, st) != 0) break;
+  }
+  ret = 0;
+  goto done;
+oom:
+  kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "sessions: out of memory");
+done:
+  free(blocks);
+  free(ptrs);
+  free(st);
+  return ret;
+}
+
+const kl_backend kl_backend_impl = {
+  "windows",
+  KL_ETW_KERNEL_LOGGER,
+  0,
+  etw_flag_supported,
+  etw_tracepoint_exists,
+  etw_start,
+  etw_open,
+  etw_query,
+  etw_update,
+  etw_flush,
+  etw_stop,
+  etw_release,
+  etw_list,
+  kl_etw_trace_open,
+  kl_etw_trace_info,
+  kl_etw_trace_next,
+  kl_etw_trace_close,
+};
