@@ -35,9 +35,9 @@ for _, n in ipairs(names) do
     end
     local q = s:query()
     local dt = core._monotime() - t0
-    s:stop(nil)
+    s:stop()
     local eps, bps = q.entries / dt, q.bytes / dt
-    local ring = (q.buffer_kb or 0) * (q.buffers or 0) / 1024
+    local ring = (q.ring_kb or 0) / 1024
     local lasts = bps > 0 and ring * 1048576 / bps or math.huge
     print(("%-22s %10.0f %12.0f %9.1f %8.0f %9.0fs %d"):format(n, eps, bps,
       q.entries > 0 and q.bytes / q.entries or 0, ring, lasts, q.events_lost + q.overrun))

@@ -82,7 +82,7 @@ describe("#linux capture", function()
       seconds = 20, interval = 0.05,
       stop_when = function()
         calls = calls + 1
-        if calls == 2 then assert(kl.stop(name, nil)) end   -- as another process would
+        if calls == 2 then assert(kl.stop(name)) end   -- as another process would
         return false
       end }
     assert.is_nil(st)

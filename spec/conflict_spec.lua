@@ -280,7 +280,7 @@ describe("#linux 16 processes racing for one session name", function()
       if s then
         io.write("WIN\n") io.flush()
         core._sleep(3)
-        s:stop()
+        assert(s:stop())
       else
         io.write("LOSE ", tostring(c), "\n")
       end
@@ -305,7 +305,8 @@ describe("#linux 16 processes racing for one session name", function()
       local a = core._monotime()
       core._sleep(0.1)
       local b = core._monotime()
-      s:stop()
+      local st, sm = s:stop()
+      if not st then io.write("STOPFAIL ", tostring(sm), "\n") os.exit(1) end
       io.write(("RAN %%.6f %%.6f %%d\n"):format(a, b, how.attempts))
     ]]):format(name))
     local spans = {}

@@ -90,7 +90,7 @@ function M.capture(start, core, opts)
     -- reached us: stop what this process just started, then re-raise.
     local name = sopts.name or core.KERNEL_LOGGER
     local q = core.query(name)
-    if q and q.owner_pid == core._getpid() then core.stop(name, nil) end
+    if q and q.owner_pid == core._getpid() then core.stop(name) end
     error(s, 0)
   end
   if not s then return nil, msg, code, holder, outcome end

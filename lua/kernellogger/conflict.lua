@@ -169,15 +169,18 @@ function M.start(core, opts)
     return true
   end
   local function gave_up(msg, holder)
+    holder = core.query(copts.name) or holder
     return fail(("%s%s; gave up after %d attempts in %.1f s (on_conflict=%s)")
       :format(msg, holder_text(holder, msg), outcome.attempts, core._monotime() - t0,
         outcome.policy), "already_exists", holder)
   end
   local function takeover(msg, holder)
-    -- the explicit nil: main's binding reads a missing 2nd argument wrongly
-    local st, m, c = core.stop(copts.name, nil)
+    local st, m, c = core.stop(copts.name)
     if st then
       outcome.displaced = st
+    elseif c == "busy" then          -- someone had its files open: try again
+      if not pause() then return gave_up(msg, holder) end
+      return
     elseif c ~= "not_found" then     -- not_found: it went away by itself
       return fail(("%s; taking it over failed: %s"):format(msg, m), c, holder)
     end
@@ -195,7 +198,15 @@ function M.start(core, opts)
     end
     if code ~= "already_exists" then return fail(msg, code, nil) end
 
-    local holder = core.query(copts.name)   -- nil if it vanished meanwhile
+    -- The holder's query table: "wait" needs it only for the report (at the
+    -- first conflict and when it gives up), so it does not keep the holder's
+    -- instance files open while the holder may be stopping.
+    local holder
+    if policy ~= "wait" or outcome.attempts == 1 then
+      holder = core.query(copts.name)   -- nil if it vanished meanwhile
+    else
+      holder = outcome.holder
+    end
     if outcome.holder == nil then outcome.holder = holder end
     local action = policy
     if decide then

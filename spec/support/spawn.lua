@@ -103,7 +103,7 @@ end
 function M.cleanup(...)
   local core = require "kernellogger.core"
   for _, name in ipairs { ... } do
-    pcall(core.stop, name, nil)
+    pcall(core.stop, name, { file = false })
     if M.instance_exists(name) then
       os.execute(("rmdir %s 2>/dev/null"):format(M.q(M.TRACEFS .. "/instances/" .. name)))
     end
