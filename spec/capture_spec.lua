@@ -1,5 +1,5 @@
 -- capture{}: blocking capture, progress line, Ctrl-C.
-local S = require "spec.support.spawn"
+local S = require "spawn"
 
 local kl = require "kernellogger"
 local core = require "kernellogger.core"

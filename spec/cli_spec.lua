@@ -1,5 +1,5 @@
 -- bin/kernellogger: exit codes (0 ok, 1 failure, 2 usage), --help, one-line errors.
-local S = require "spec.support.spawn"
+local S = require "spawn"
 
 local COMMANDS = { "start", "stop", "status", "list", "flags", "profiles", "capture", "report" }
 
@@ -9,7 +9,7 @@ local function one_line(err)
   return select(2, err:gsub("\n", "")) == 1 and err:sub(1, 14) == "kernellogger: "
 end
 
-describe("cli usage", function()
+describe("#linux cli usage", function()
   it("--help lists every command and exits 0", function()
     local out, err, rc = cli("--help")
     assert.are.equal(0, rc, err)

@@ -1,5 +1,5 @@
 -- Conflict policies, against the real kernel, with real rival processes.
-local S = require "spec.support.spawn"
+local S = require "spawn"
 
 local kl = require "kernellogger"
 local core = require "kernellogger.core"

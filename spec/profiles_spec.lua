@@ -1,5 +1,5 @@
 -- Profiles: names, composition, user profiles, listing, and real starts.
-local S = require "spec.support.spawn"
+local S = require "spawn"
 
 local kl = require "kernellogger"
 local P = require "kernellogger.profiles"

@@ -49,18 +49,19 @@ local function default_file(core)
   return ("kernellogger-%s.%s"):format(os.date("%Y%m%d-%H%M%S"), ext)
 end
 
---- Capture until a condition, then stop.
+--- Capture until a condition, then stop (`kernellogger.capture(opts)` calls this).
+-- @param start the start function to use (kernellogger.start)
+-- @param core the core module
 -- @tparam table opts start options (a `file` is chosen when absent:
 --   kernellogger-YYYYmmdd-HHMMSS.dat in the current folder), plus
 --   `seconds` (number), `stop_when` (function(query, elapsed) -> true to stop),
 --   `progress` (true: draw on stderr when it is a terminal; default true),
 --   `interval` (seconds between polls, default 0.5).  With neither `seconds`
 --   nor `stop_when` it runs until Ctrl-C.
--- @param start the start function to use (kernellogger.start)
--- @param core the core module
 -- @return stats (the final counters of stop, plus `interrupted`, `elapsed`, and
 --   `events`: the events the session held just before it stopped), file path, outcome
--- @return nil, message, code, holder, outcome when the session cannot start
+-- @return nil, message, code, holder, outcome when the session cannot start, or
+--   `not_found` when someone else stopped it meanwhile
 function M.capture(start, core, opts)
   if type(opts) ~= "table" then
     error(("bad argument #1 to 'capture' (table expected, got %s)"):format(type(opts)), 3)
