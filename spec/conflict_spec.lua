@@ -48,6 +48,8 @@ describe("#linux conflict policies", function()
     assert.has_error(function() kl.start { name = uname(), timeout = -1 } end)
     assert.has_error(function() kl.start { name = uname(), backoff = { slow = 1 } } end)
     assert.has_error(function() kl.start { name = uname(), backoff = { jitter = 2 } } end)
+    assert.has_error(function() kl.start "name" end,
+      "bad argument #1 to 'start' (table expected, got string)")
   end)
 
   it("reports what happened even when there was no conflict", function()

@@ -156,6 +156,9 @@ describe("profiles", function()
     assert.is_nil(o.profile)
     local f = set(o.flags)
     assert.is_true(f.cswitch and f.tcpip and f.process)
+    local comma = P.apply { profile = "network", flags = "cswitch, dispatcher" }
+    assert.is_true(set(comma.flags).dispatcher and set(comma.flags).tcpip)
+    assert.has_error(function() P.apply { profile = "network", flags = 0x10 } end)
     local seq = P.apply { profile = "network", file = "x.dat", max_mb = 5 }
     assert.is_nil(seq.circular_mb)
     assert.are.equal(5, seq.max_mb)

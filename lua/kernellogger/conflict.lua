@@ -122,6 +122,9 @@ end
 -- @return Session, outcome
 -- @return nil, message, code, holder, outcome
 function M.start(core, opts)
+  if type(opts) ~= "table" then
+    error(("bad argument #1 to 'start' (table expected, got %s)"):format(type(opts)), 3)
+  end
   local policy = opts.on_conflict
   if policy == nil then policy = "fail" end
   local decide

@@ -352,8 +352,12 @@ function M.apply(opts)
     for f in extra:gmatch("[^,%s]+") do t[#t + 1] = f end
     extra = t
   end
-  if type(extra) == "table" then flags = union(flags, extra) end
-  if extra ~= nil and type(extra) ~= "table" then flags = extra end -- a mask: core checks it
+  if type(extra) == "table" then
+    flags = union(flags, extra)
+  elseif extra ~= nil then
+    error(("bad argument #1 to 'start' (flags: a %s cannot be added to a profile's flags; "
+      .. "give a list of names)"):format(type(extra)), 2)
+  end
   out.flags = flags
   return out, p, r.unsupported
 end
