@@ -48,6 +48,10 @@ describe("#linux conflict policies", function()
     assert.has_error(function() kl.start { name = uname(), timeout = -1 } end)
     assert.has_error(function() kl.start { name = uname(), backoff = { slow = 1 } } end)
     assert.has_error(function() kl.start { name = uname(), backoff = { jitter = 2 } } end)
+    -- the core's argument errors point at the caller, not into the Lua layer
+    local ok, e = pcall(function() return kl.start { name = uname(), flags = { "nosuch" } } end)
+    assert.is_false(ok)
+    assert.matches("conflict_spec.lua:%d+: bad argument #1 to 'start' %(flags: unknown flag", e)
     assert.has_error(function() kl.start "name" end,
       "bad argument #1 to 'start' (table expected, got string)")
   end)

@@ -193,7 +193,13 @@ function M.start(core, opts)
 
   while true do
     outcome.attempts = outcome.attempts + 1
-    local s, msg, code = core.start(copts)
+    local ok, s, msg, code = pcall(core.start, copts)
+    if not ok then
+      -- an argument error: report it at the caller of kernellogger.start
+      local m = tostring(s):gsub("^[^\n]-:%d+: ", "", 1)
+                           :gsub("to 'kernellogger%.core%.start'", "to 'start'", 1)
+      error(m, 3)
+    end
     if s then
       outcome.name = copts.name
       finish()
