@@ -9,7 +9,7 @@ local function one_line(err)
   return select(2, err:gsub("\n", "")) == 1 and err:sub(1, 14) == "kernellogger: "
 end
 
-describe("#linux cli usage", function()
+describe("cli usage", function()
   it("--help lists every command and exits 0", function()
     local out, err, rc = cli("--help")
     assert.are.equal(0, rc, err)

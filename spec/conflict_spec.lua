@@ -30,6 +30,75 @@ local function finish(r)
   return rest
 end
 
+-- The same policies inside one process: these run on Linux against the kernel
+-- and under Wine against the ETW contract simulator.
+describe("conflict policies within one process", function()
+  local names = {}
+  local function uname()
+    local n = S.name("cfl1")
+    names[#names + 1] = n
+    return n
+  end
+  teardown(function() S.cleanup(table.unpack(names)) end)
+
+  it("fail, takeover, attach, private, a function and wait's timeout", function()
+    local name = uname()
+    local s1 = assert(kl.start { name = name, flags = { "cswitch" } })
+    assert.is_true(s1.owned)
+
+    local r, msg, code, holder, how = kl.start { name = name, flags = { "cswitch" } }
+    assert.is_nil(r)
+    assert.are.equal("already_exists", code)
+    assert.is_string(msg)
+    assert.are.equal(name, holder.name)
+    assert.are.equal("fail", how.policy)
+
+    local s2, how2 = kl.start { name = name, flags = { "dispatcher" }, on_conflict = "takeover" }
+    assert.is_not_nil(s2, how2)
+    assert.are.equal(name, how2.displaced.name)
+    assert.are.same({ "cswitch" }, how2.displaced.flags)
+    assert.are.same({ "dispatcher" }, assert(kl.query(name)).flags)
+
+    do
+      local a <close>, how3 = assert(kl.start { name = name, flags = { "dispatcher" },
+                                                on_conflict = "attach" })
+      assert.is_false(a.owned)
+      assert.is_true(how3.attached)
+    end
+    assert.is_table(kl.query(name))   -- closing the attached handle stopped nothing
+
+    local x, xmsg, xcode = kl.start { name = name, flags = { "tcpip" }, on_conflict = "attach" }
+    assert.is_nil(x)
+    assert.are.equal("already_exists", xcode)
+    assert.matches("does not record tcpip", xmsg, 1, true)
+
+    local p, how4 = assert(kl.start { name = name, flags = { "cswitch" }, on_conflict = "private" })
+    names[#names + 1] = p.name
+    assert.is_true(how4.private)
+    assert.are.equal(name .. "_" .. core._getpid(), p.name)
+    assert.is_table(p:stop())
+
+    local f, how5 = kl.start { name = name, flags = { "dispatcher" },
+                               on_conflict = function() return "attach" end }
+    assert.is_not_nil(f, how5)
+    assert.is_false(f.owned)
+    assert.are.same({ "attach" }, how5.decisions)
+
+    local w, wmsg, wcode, _, how6 = kl.start { name = name, on_conflict = "wait", timeout = 0.3,
+                                               backoff = { initial = 0.01, max = 0.05 } }
+    assert.is_nil(w)
+    assert.are.equal("already_exists", wcode)
+    assert.matches("gave up", wmsg, 1, true)
+    assert.is_true(how6.attempts >= 2)
+
+    -- takeover_stale never takes a session whose owner is alive or unknown
+    local t, _, tcode = kl.start { name = name, on_conflict = "takeover_stale" }
+    assert.is_nil(t)
+    assert.are.equal("already_exists", tcode)
+    assert.is_table(s2:stop())
+  end)
+end)
+
 describe("#linux conflict policies", function()
   local names = {}
   local function uname()

@@ -49,8 +49,29 @@ function M.lua_cmd(code)
   return ("exec env %s %s -e %s"):format(M.ENV, M.LUA, M.q(prelude .. code))
 end
 
+M.windows = package.config:sub(1, 1) == "\\"
+
+-- Windows (Wine): cmd.exe cannot pass a snippet inline nor set variables for
+-- one command, so a small launcher file sets the paths and runs the script.
+local function windows_cli_cmd(args)
+  local exe, i = "lua", -1
+  while arg and arg[i] do exe, i = arg[i], i - 1 end -- the interpreter: arg's lowest index
+  local argv = {}
+  for a in (args or ""):gmatch("%S+") do argv[#argv + 1] = ("%q"):format(a) end
+  local file = ("%s\\klt_cli_%d_%d.lua"):format(os.getenv("TEMP") or ".",
+    require("kernellogger.core")._getpid(), math.random(1, 1e9))
+  local f = assert(io.open(file, "w"))
+  f:write(("package.path = %q .. package.path; package.cpath = %q .. package.cpath\n")
+    :format(package.path .. ";", package.cpath .. ";"))
+  f:write(("arg = { [0] = %q, %s }\n"):format("bin/kernellogger", table.concat(argv, ", ")))
+  f:write('dofile("bin/kernellogger")\n')
+  f:close()
+  return ("%s %s"):format(exe, file)
+end
+
 --- The shell command of bin/kernellogger with arguments.
 function M.cli_cmd(args)
+  if M.windows then return windows_cli_cmd(args) end
   return ("exec env %s %s %s/bin/kernellogger %s"):format(M.ENV, M.LUA, M.ROOT, args or "")
 end
 
@@ -68,8 +89,15 @@ end
 -- @treturn string stderr
 -- @treturn integer exit code
 function M.run3(cmd)
-  local errf = os.tmpname()
-  local out, code = M.run(("(%s) 2>%s"):format(cmd, M.q(errf)))
+  local errf = M.windows and ("%s\\klt_err_%d.txt"):format(os.getenv("TEMP") or ".",
+    math.random(1, 1e9)) or os.tmpname()
+  -- (cmd.exe knows no single quotes; these Windows paths have no spaces)
+  local out, code
+  if M.windows then
+    out, code = M.run(("%s 2>%s"):format(cmd, errf))
+  else
+    out, code = M.run(("(%s) 2>%s"):format(cmd, M.q(errf)))
+  end
   local f = io.open(errf, "r")
   local err = f and f:read("a") or ""
   if f then f:close() end
