@@ -916,6 +916,329 @@ static int l_getpid(lua_State *L) {
   return 1;
 }
 
+/* ================================================================== */
+/* Trace objects: reading capture files (kernellogger.open)            */
+/* ================================================================== */
+/*
+ * open(path) -> Trace | nil, message, code
+ * Trace:info() -> table      (scans the file once, then cached)
+ * Trace:events{...} -> iterator of event tables, in timestamp order
+ * Trace:close(), __close, __gc, __tostring
+ *
+ * A Trace has one read cursor: starting a new events() iteration
+ * invalidates the previous iterator of the same Trace (using it raises).
+ * Filters are applied by the backend before any table is built.
+ */
+#define TRACE_MT "kernellogger.Trace"
+
+typedef struct ltrace {
+  kl_trace *t;          /* NULL once closed */
+  unsigned gen;         /* bumped by each events() call */
+  char desc[160];       /* for __tostring, filled at open */
+} ltrace;
+
+/* The state of one events() iterator: its filter and position. */
+typedef struct liter {
+  kl_filter f;
+  unsigned gen;
+  int started;
+  int ended;
+  const char *names[1]; /* f.nnames entries (anchored by upvalue 3) */
+} liter;
+
+static ltrace *check_trace(lua_State *L, int idx) {
+  return (ltrace *)luaL_checkudata(L, idx, TRACE_MT);
+}
+
+static ltrace *live_trace(lua_State *L, int idx) {
+  ltrace *t = check_trace(L, idx);
+  if (t->t == NULL) luaL_error(L, "attempt to use a closed trace");
+  return t;
+}
+
+static int l_open(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  kl_err err;
+  ltrace *t;
+  memset(&err, 0, sizeof err);
+  /* closed state first, so a memory error leaves it consistent */
+  t = lua_newuserdatauv(L, sizeof *t, 1);
+  memset(t, 0, sizeof *t);
+  luaL_setmetatable(L, TRACE_MT);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);  /* the path */
+  t->t = B.trace_open(path, &err);
+  if (t->t == NULL) return push_fail(L, &err);
+  return 1;
+}
+
+static int t_close(lua_State *L) {
+  ltrace *t = check_trace(L, 1);
+  if (t->t) {
+    B.trace_close(t->t);
+    t->t = NULL;
+  }
+  return 0;
+}
+
+static int t_tostring(lua_State *L) {
+  ltrace *t = check_trace(L, 1);
+  lua_getiuservalue(L, 1, 1);
+  if (t->t == NULL)
+    lua_pushfstring(L, "kernellogger.Trace \"%s\" (closed)", lua_tostring(L, -1));
+  else
+    lua_pushfstring(L, "kernellogger.Trace \"%s\" (open%s%s)", lua_tostring(L, -1),
+                    t->desc[0] ? ", " : "", t->desc);
+  return 1;
+}
+
+static void set_str(lua_State *L, const char *k, const char *v) {
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static int t_info(lua_State *L) {
+  ltrace *t = live_trace(L, 1);
+  kl_trace_info info;
+  kl_err err;
+  size_t i;
+  memset(&err, 0, sizeof err);
+  if (B.trace_info(t->t, &info, &err) != 0) return push_fail(L, &err);
+  snprintf(t->desc, sizeof t->desc, "%s v%d, %d CPUs", info.format, info.version, info.ncpus);
+  lua_createtable(L, 0, 14);
+  set_str(L, "format", info.format);
+  set_int(L, "version", info.version);
+  set_str(L, "endian", info.big_endian ? "big" : "little");
+  set_int(L, "long_size", info.long_size);
+  set_int(L, "page_size", info.page_size);
+  set_int(L, "cpus", info.ncpus);
+  if (info.clock[0]) set_str(L, "clock", info.clock);
+  set_int(L, "first_ts", (int64_t)info.first_ts);
+  set_int(L, "last_ts", (int64_t)info.last_ts);
+  lua_createtable(L, (int)info.nevent_types, 0);
+  for (i = 0; i < info.nevent_types; i++) {
+    const kl_event_count *c = &info.event_types[i];
+    lua_createtable(L, 0, 3);
+    set_str(L, "system", c->system);
+    set_str(L, "name", c->name);
+    if (c->count != KL_UNSET) set_int(L, "count", c->count);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -2, "events");
+  return 1;
+}
+
+static const char *const events_keys[] = {"names", "cpu", "pid", "from", "to", "t0", "t1",
+                                          NULL};
+
+static uint64_t opt_ns(lua_State *L, int idx, const char *k1, const char *k2, int arg) {
+  uint64_t v = 0;
+  int i;
+  const char *keys[2];
+  keys[0] = k1;
+  keys[1] = k2;
+  for (i = 0; i < 2; i++) {
+    int isint;
+    lua_Integer n;
+    if (lua_getfield(L, idx, keys[i]) != LUA_TNIL) {
+      n = lua_tointegerx(L, -1, &isint);
+      if (!isint || n < 0)
+        luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a non-negative integer "
+                                              "(nanoseconds)", keys[i]));
+      v = (uint64_t)n;
+    }
+    lua_pop(L, 1);
+  }
+  return v;
+}
+
+static int opt_int_or(lua_State *L, int idx, const char *key, int def, int arg) {
+  int isint, v = def;
+  lua_Integer n;
+  if (lua_getfield(L, idx, key) != LUA_TNIL) {
+    n = lua_tointegerx(L, -1, &isint);
+    if (!isint || n < 0 || n > 0x7fffffff)
+      luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a non-negative integer", key));
+    v = (int)n;
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* A format field named like one of the header keys (sched_wakeup's pid and
+ * comm are the woken task's, not the current one's) is stored as
+ * "field_<name>", so that ev.pid is always the pid the event ran in. */
+static int header_key(const char *k) {
+  static const char *const keys[] = {"name", "system", "time", "cpu", "pid", "comm", "lost",
+                                     NULL};
+  int i;
+  if (!strchr("nstcpl", k[0])) return 0;
+  for (i = 0; keys[i]; i++)
+    if (strcmp(keys[i], k) == 0) return 1;
+  return 0;
+}
+
+/* Push one event as a table. */
+static void push_event(lua_State *L, const kl_event *ev) {
+  size_t i;
+  lua_createtable(L, 0, (int)ev->nfields + 6);
+  lua_pushstring(L, ev->name);
+  lua_setfield(L, -2, "name");
+  if (ev->system) {
+    lua_pushstring(L, ev->system);
+    lua_setfield(L, -2, "system");
+  }
+  lua_pushinteger(L, (lua_Integer)ev->time);
+  lua_setfield(L, -2, "time");
+  lua_pushinteger(L, ev->cpu);
+  lua_setfield(L, -2, "cpu");
+  if (ev->pid >= 0) {
+    lua_pushinteger(L, ev->pid);
+    lua_setfield(L, -2, "pid");
+  }
+  if (ev->comm) {
+    lua_pushstring(L, ev->comm);
+    lua_setfield(L, -2, "comm");
+  }
+  if (ev->lost) {
+    lua_pushinteger(L, (lua_Integer)ev->lost);  /* UINT64_MAX: -1, count unknown */
+    lua_setfield(L, -2, "lost");
+  }
+  for (i = 0; i < ev->nfields; i++) {
+    const kl_field *f = &ev->fields[i];
+    switch (f->type) {
+      case KL_F_INT: lua_pushinteger(L, (lua_Integer)f->v.i); break;
+      case KL_F_UINT: lua_pushinteger(L, (lua_Integer)f->v.u); break;
+      case KL_F_FLOAT: lua_pushnumber(L, (lua_Number)f->v.d); break;
+      case KL_F_STR: lua_pushlstring(L, f->v.s.p, f->v.s.len); break;
+      case KL_F_ARRAY: {
+        const unsigned char *p = f->v.a.p;
+        size_t j, n = f->v.a.count;
+        int es = f->v.a.elem_size, sg = f->v.a.is_signed;
+        lua_createtable(L, (int)n, 0);
+        for (j = 0; j < n; j++) {
+          lua_Integer x;
+          switch (es) {
+            case 1: x = sg ? (lua_Integer)(int8_t)p[j] : (lua_Integer)p[j]; break;
+            case 2: { uint16_t u; memcpy(&u, p + 2 * j, 2);
+                      x = sg ? (lua_Integer)(int16_t)u : (lua_Integer)u; break; }
+            case 4: { uint32_t u; memcpy(&u, p + 4 * j, 4);
+                      x = sg ? (lua_Integer)(int32_t)u : (lua_Integer)u; break; }
+            default: { uint64_t u; memcpy(&u, p + 8 * j, 8); x = (lua_Integer)u; break; }
+          }
+          lua_pushinteger(L, x);
+          lua_rawseti(L, -2, (lua_Integer)j + 1);
+        }
+        break;
+      }
+      default: lua_pushnil(L); break;
+    }
+    if (header_key(f->name)) {
+      lua_pushfstring(L, "field_%s", f->name);
+      lua_insert(L, -2);
+      lua_rawset(L, -3);
+    } else {
+      lua_setfield(L, -2, f->name);
+    }
+  }
+}
+
+/* The iterator: upvalues 1 trace, 2 liter, 3 names table (anchor). */
+static int t_events_next(lua_State *L) {
+  ltrace *t = live_trace(L, lua_upvalueindex(1));
+  liter *it = (liter *)lua_touserdata(L, lua_upvalueindex(2));
+  kl_event ev;
+  kl_err err;
+  int r;
+  if (it->ended) return 0;
+  if (it->gen != t->gen)
+    return luaL_error(L, "trace iterator invalidated: a newer events() started on this trace");
+  memset(&err, 0, sizeof err);
+  r = B.trace_next(t->t, &it->f, !it->started, &ev, &err);
+  it->started = 1;
+  if (r < 0) return luaL_error(L, "%s [%s]", err.msg, kl_code_name(err.code));
+  if (r == 0) {
+    it->ended = 1;
+    return 0;
+  }
+  push_event(L, &ev);
+  return 1;
+}
+
+static int t_events(lua_State *L) {
+  ltrace *t = live_trace(L, 1);
+  liter *it;
+  size_t nnames = 0, i;
+  int has_opts = !lua_isnoneornil(L, 2);
+  if (has_opts) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    check_keys(L, 2, events_keys, 2);
+    lua_getfield(L, 2, "names");
+  } else {
+    lua_pushnil(L);
+  }
+  /* normalise names to a list: a string is one name or a comma-separated list */
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    const char *p = lua_tostring(L, -1), *c;
+    lua_Integer k = 0;
+    lua_newtable(L);
+    while (*p) {
+      c = strchr(p, ',');
+      if (!c) c = p + strlen(p);
+      if (c > p) {
+        lua_pushlstring(L, p, (size_t)(c - p));
+        lua_rawseti(L, -2, ++k);
+      }
+      p = *c ? c + 1 : c;
+    }
+    lua_remove(L, -2);
+  } else if (!lua_isnil(L, -1) && !lua_istable(L, -1)) {
+    return luaL_argerror(L, 2, "'names' must be a string or a list of strings");
+  }
+  if (lua_istable(L, -1)) nnames = lua_rawlen(L, -1);
+  it = lua_newuserdatauv(L, sizeof *it + nnames * sizeof(const char *), 0);
+  memset(it, 0, sizeof *it);
+  for (i = 0; i < nnames; i++) {
+    if (lua_rawgeti(L, -2, (lua_Integer)i + 1) != LUA_TSTRING)
+      return luaL_argerror(L, 2, "'names' must be a string or a list of strings");
+    it->names[i] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  it->f.names = lua_istable(L, -2) ? it->names : NULL;
+  it->f.nnames = nnames;
+  it->f.cpu = has_opts ? opt_int_or(L, 2, "cpu", -1, 2) : -1;
+  it->f.pid = has_opts ? opt_int_or(L, 2, "pid", -1, 2) : -1;
+  it->f.t0 = has_opts ? opt_ns(L, 2, "from", "t0", 2) : 0;
+  it->f.t1 = has_opts ? opt_ns(L, 2, "to", "t1", 2) : 0;
+  if (it->f.t1 == 0 && has_opts && (opt_present(L, 2, "to") || opt_present(L, 2, "t1")))
+    luaL_argerror(L, 2, "'to' must be a positive time (ns)");
+  it->gen = ++t->gen;
+  /* upvalues: trace, iterator state, names */
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -4);
+  lua_pushcclosure(L, t_events_next, 3);
+  return 1;
+}
+
+static const luaL_Reg trace_methods[] = {
+  {"info", t_info}, {"events", t_events}, {"close", t_close}, {NULL, NULL}};
+
+static const luaL_Reg trace_meta[] = {
+  {"__gc", t_close}, {"__close", t_close}, {"__tostring", t_tostring}, {NULL, NULL}};
+
+static void register_trace(lua_State *L) {
+  luaL_newmetatable(L, TRACE_MT);
+  luaL_setfuncs(L, trace_meta, 0);
+  luaL_newlib(L, trace_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
+/* ================================================================== */
+/* End of Trace objects                                                */
+/* ================================================================== */
+
 /* ------------------------------------------------------------------ */
 /* Registration                                                        */
 /* ------------------------------------------------------------------ */
@@ -933,6 +1256,7 @@ static const luaL_Reg functions[] = {
   {"query", l_query},       {"flush", l_flush},       {"sessions", l_sessions},
   {"flags", l_flags},       {"_sleep", l_sleep},      {"_monotime", l_monotime},
   {"_walltime", l_walltime}, {"_isatty", l_isatty},   {"_getpid", l_getpid},
+  {"open", l_open},
   {NULL, NULL}};
 
 int luaopen_kernellogger_core(lua_State *L) {
@@ -944,6 +1268,7 @@ int luaopen_kernellogger_core(lua_State *L) {
   lua_pushliteral(L, "kernellogger.Session");
   lua_setfield(L, -2, "__name");
   lua_pop(L, 1);
+  register_trace(L);
 
   luaL_newlib(L, functions);
   lua_pushstring(L, B.kernel_logger);

@@ -25,6 +25,13 @@ typedef struct kl_dump_opts {
   const char *const *events;       /* enabled "system:event" names, for formats */
   size_t nevents;
   const char *session;             /* session name, for messages */
+  /* Circular files: the file this session wrote last (NULL: none) and its
+   * size.  Reading the ring consumes it, so its pages from the previous
+   * flush go first in the new file, the oldest dropped to keep each CPU
+   * within its ring size.  Ignored unless the file still has that size
+   * and is a trace.dat v6 of the same page size. */
+  const char *carry;
+  uint64_t carry_size;
 } kl_dump_opts;
 
 /* Drain the instance's ring (all CPUs) into a trace.dat v6 file written

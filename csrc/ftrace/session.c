@@ -389,6 +389,21 @@ static int set_clock(struct tracefs_instance *inst, kl_clock c, char *out, size_
     return kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
                       "session %s: clock '%s' has no ftrace equivalent on Linux", name,
                       kl_clock_names[c]);
+  /* Writing trace_clock resets the ring and waits for an RCU grace period
+   * (about 30 ms here) even when the clock does not change: skip it when
+   * the instance already uses this clock ("[local] global ..."). */
+  {
+    char *cur = tracefs_instance_file_read(inst, "trace_clock", NULL);
+    char want[40];
+    int same;
+    snprintf(want, sizeof want, "[%s]", ck);
+    same = cur != NULL && strstr(cur, want) != NULL;
+    free(cur);
+    if (same) {
+      snprintf(out, n, "%s", ck);
+      return 0;
+    }
+  }
   errno = 0;
   if (tracefs_instance_file_write(inst, "trace_clock", ck) < 0) {
     e = errno ? errno : EINVAL;
@@ -438,6 +453,13 @@ static int write_file(kl_session *s, kl_state *st, const char *file, int overwri
   o.events = events;
   o.nevents = nev;
   o.session = s->name;
+  /* A circular file flushed before: reading the ring consumed what that
+   * flush wrote, so the writer carries its newest pages forward. */
+  if (st->mode == KL_MODE_CIRCULAR && st->file[0] && strcmp(file, st->file) == 0 &&
+      st->last_flush > 0 && st->bytes_written > 0) {
+    o.carry = file;
+    o.carry_size = st->bytes_written;
+  }
   if (kl_tracedat_write(s->inst, &o, &bytes, err) != 0) return -1;
   st->bytes_written = bytes;
   st->last_flush = kl_walltime();
@@ -727,6 +749,14 @@ static int ftrace_update(kl_session *s, const kl_config *cfg, unsigned what, kl_
     snprintf(state.tracepoints, sizeof state.tracepoints, "%s", tps);
   }
   if (what & KL_UPD_FILE) {
+    /* the new file obeys the same rules as at start: no symlink, no
+     * folder, no existing file unless overwrite */
+    if (cfg->file && kl_path_check(cfg->file, cfg->overwrite, err) != 0) {
+      char m[KL_MSG_MAX];
+      snprintf(m, sizeof m, "%s", err->msg);
+      kl_err_set(err, err->code, err->sys, "update %s: %s", s->name, m);
+      goto out;
+    }
     snprintf(state.file, sizeof state.file, "%s", cfg->file ? cfg->file : "");
     state.overwrite = cfg->overwrite;
     if (cfg->file && state.mode == KL_MODE_BUFFERING) {
@@ -744,6 +774,17 @@ out:
   return rc;
 }
 
+/* May the session's own file be replaced?  When the caller allowed it, or
+ * when what is there is the file this session wrote last (a regular file
+ * of the size it wrote): a circular file is rewritten by every flush. */
+static int own_file_replaceable(const kl_state *st) {
+  struct stat sb;
+  if (st->overwrite) return 1;
+  if (st->last_flush <= 0 || st->bytes_written == 0) return 0;
+  if (lstat(st->file, &sb) != 0) return 1; /* nothing there: nothing replaced */
+  return S_ISREG(sb.st_mode) && (unsigned long long)sb.st_size == st->bytes_written;
+}
+
 static int ftrace_flush(kl_session *s, const char *file, int overwrite, kl_err *err) {
   kl_state state;
   int lock, rc = -1;
@@ -752,7 +793,7 @@ static int ftrace_flush(kl_session *s, const char *file, int overwrite, kl_err *
   if (read_state(s->name, &state) != 0) memset(&state, 0, sizeof state);
   if (file == NULL) {
     file = state.file[0] ? state.file : NULL;
-    overwrite = 1; /* the session's own file is replaced by each flush */
+    overwrite = file != NULL && own_file_replaceable(&state);
   }
   if (file == NULL) {
     kl_err_set(err, KL_E_INVALID, 0,
@@ -778,7 +819,7 @@ static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status
   tracefs_instance_file_write(s->inst, "tracing_on", "0");
   if (file == NULL && state.file[0]) {
     file = state.file;
-    overwrite = 1; /* the session's own file: flushes replace it */
+    overwrite = own_file_replaceable(&state);
   } else if (file != NULL && file[0] == '\0') {
     file = NULL; /* stop without writing */
   }

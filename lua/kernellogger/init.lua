@@ -101,6 +101,48 @@ end
 -- @treturn table a list
 -- @function flags
 
+--- Open a capture file (`trace.dat` v6 or v7 on Linux) for reading.
+-- The file is checked before anything is read: a missing, unreadable,
+-- truncated or corrupt file returns `nil, message, code` (`not_found`,
+-- `access_denied`, `invalid`, `io`); it never crashes the process.
+--
+-- The Trace it returns has these methods:
+--
+-- - `trace:info()` → table: `format` ("trace.dat"), `version`, `endian`
+--   ("little"/"big"), `long_size`, `page_size`, `cpus`, `clock` (when the file
+--   says), `first_ts`, `last_ts` (ns), and `events`, a list of
+--   `{system=, name=, count=}` for the event types present. It reads the whole
+--   file once (no decoding; about 10 M records/s) and caches the result.
+-- - `trace:events{...}` → an iterator of event tables in timestamp order
+--   across CPUs. Options, all applied before a table is built: `names` (a
+--   list of `"event"`, `"system"` or `"system:event"`, or one comma-separated
+--   string), `cpu`, `pid`, `from`/`to` (or `t0`/`t1`): a time window in ns,
+--   inclusive (`to` > 0).
+--   Each event has `name`, `system`, `time` (ns), `cpu`, `pid`, `comm` and
+--   every format field: integers (unsigned 64-bit values above 2^63 read as
+--   negative integers: print them with `("%x"):format(v)`), strings,
+--   lists of integers for arrays, and the addresses of `sock:inet_sock_set_state`
+--   and `tcp:*` events as text ("127.0.0.1", "::1"). A field named like a
+--   header key (sched_wakeup's `pid`, `comm`) is stored as `field_pid`,
+--   `field_comm`. Where the kernel ring dropped events the iterator yields a
+--   marker `{name = "lost_events", lost = N, cpu = ..., time = ...}` (`lost`
+--   is -1 when the ring did not count them); it is subject to the `names`
+--   (as "lost_events"), `cpu` and time filters and excluded by `pid`.
+--   A Trace has one read position: starting `events()` again invalidates the
+--   previous iterator. A read error in the middle of a file raises.
+-- - `trace:close()`; also `local t <close> = kl.open(...)`, and garbage collection.
+-- @string path
+-- @treturn[1] Trace
+-- @treturn[2] nil
+-- @treturn[2] string message
+-- @treturn[2] string code
+-- @usage
+-- local t <close> = assert(kl.open("x.dat"))
+-- for ev in t:events{names = "inet_sock_set_state"} do
+--   print(ev.time, ev.saddr, ev.sport, ev.daddr, ev.dport, ev.newstate)
+-- end
+-- @function open
+
 --- Look up one flag by name or alias.
 -- @string name e.g. `"net"`
 -- @treturn table|nil the entry of `flags()`

@@ -1,0 +1,1330 @@
+/*
+ * reader.c - reading trace.dat files (v6 and v7) through libtracecmd's
+ * public reader API and libtraceevent.
+ *
+ * The trace streams: one record per CPU is held at a time (the head of
+ * each CPU's stream) and the smallest timestamp wins, so memory does not
+ * depend on the file's size.  Every event type gets a decoding plan the
+ * first time it is seen (which fields, how to read each one); after that
+ * an event costs no allocation: its fields are written into one array
+ * owned by the trace and reused.
+ *
+ * Before libtracecmd sees a file, its header is checked here (magic,
+ * version, endianness, long size, page size), so a missing, unreadable or
+ * foreign file gets a precise error rather than libtracecmd's silence.
+ */
+#define _GNU_SOURCE
+#include "ftrace.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event-parse.h>
+#include <trace-cmd.h>
+
+#define KL_ADDR_TEXT 48          /* INET6_ADDRSTRLEN (46) rounded up */
+
+/* libtracecmd 3.1.6 keeps what it has read: v6 files stay mapped whole
+ * (one mapping per CPU, resident as it is read) and v7 files keep every
+ * decompressed chunk until the handle is closed (free_zpage never finds
+ * the chunk).  So after this many bytes of records the handle is replaced
+ * by a fresh one positioned at the same records: memory stays bounded
+ * whatever the file size. */
+#define KL_RECYCLE_BYTES ((uint64_t)8 << 20)
+
+/* v6 files cannot be recycled that way: libtracecmd 3.1.6 does not unmap
+ * a handle's mappings on close.  Instead, once every record of a trace page
+ * has been read, that page is released with madvise(MADV_DONTNEED), but
+ * only after checking in /proc/self/maps that the address lies in a
+ * read-only private mapping of this very file: there, the advice only
+ * drops clean pages that would be read again from the file if touched, so
+ * it can never change what libtracecmd sees. */
+typedef struct kl_dropper {
+  dev_t dev;
+  ino_t ino;
+  int disabled;
+  long syspage;
+  int page_size;
+  size_t nranges;
+  struct { uintptr_t a, b; } ranges[32];
+} kl_dropper;
+
+static void drop_init(kl_dropper *d, const char *path, int version, int page_size);
+
+/* How one field of an event type is decoded. */
+typedef enum {
+  FD_INT,        /* scalar, sign-extended */
+  FD_UINT,       /* scalar, zero-extended (pointers and longs too) */
+  FD_STR,        /* fixed char[N]: up to the first NUL */
+  FD_BSTR,       /* fixed u8[N]: a string when printable, else an array */
+  FD_ARRAY,      /* fixed array of elem bytes */
+  FD_DSTR,       /* __data_loc / __rel_loc char[] */
+  FD_DARRAY,     /* __data_loc / __rel_loc other[] */
+  FD_IP4,        /* u8[4] of a network event: "a.b.c.d" */
+  FD_IP6,        /* u8[16] of a network event: IPv6 text */
+  FD_SOCKADDR    /* u8[sizeof sockaddr_in6] of a network event: by family */
+} fd_kind;
+
+typedef struct fdesc {
+  const char *name;
+  fd_kind kind;
+  int offset, size;
+  int elem;         /* element size of arrays */
+  int is_signed;
+  int relative;     /* __rel_loc */
+} fdesc;
+
+typedef struct evplan {
+  int id;                       /* event id; -1: free slot */
+  struct tep_event *event;
+  size_t nfields;
+  fdesc *fields;
+  size_t naddr;                 /* address fields: text slots needed */
+  unsigned match_gen;           /* filter generation of `match` */
+  int match;                    /* does the name filter accept it */
+} evplan;
+
+struct kl_trace {
+  char path[KL_PATH_MAX];
+  struct tracecmd_input *h;
+  struct tep_handle *tep;
+  int ncpus;
+  int version, big_endian, long_size, page_size;
+  char clock[32];
+  int swap;                     /* file endianness differs from ours */
+
+  struct tep_record **head;     /* next record of each CPU, NULL if not read */
+  unsigned char *done;          /* CPU exhausted */
+  int started;                  /* heads positioned at the first records */
+  struct tep_record *cur;       /* record whose fields were handed out */
+  struct tep_record *pending;   /* record to return after a lost marker */
+  uint64_t consumed;            /* record bytes read since the handle was opened */
+
+  /* decoding plans, open addressing on the event id */
+  evplan *plans;
+  size_t nplans, plancap;
+
+  /* per-event output, reused */
+  kl_field *out;
+  size_t outcap;
+  char *addrtext;               /* KL_ADDR_TEXT bytes per address field */
+  size_t addrcap;
+  unsigned char *swapbuf;       /* arrays of a foreign-endian file */
+  size_t swapcap;
+
+  /* the name filter, matched once per event type */
+  unsigned filter_gen;
+  const char *const *fnames;
+  size_t fnnames;
+
+  kl_dropper drop;
+  uintptr_t cur_drop, pending_drop;  /* page to release once that record is freed */
+
+  /* info(), computed once by a scan */
+  int info_done;
+  uint64_t first_ts, last_ts;
+  kl_event_count *counts;
+  size_t ncounts;
+};
+
+/* ------------------------------------------------------------------ */
+/* Header check                                                        */
+/* ------------------------------------------------------------------ */
+
+static const unsigned char kl_magic[10] = {0x17, 0x08, 0x44, 't', 'r', 'a', 'c', 'i', 'n', 'g'};
+
+static uint32_t rd32(const unsigned char *p, int big) {
+  return big ? ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3])
+             : ((uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0]);
+}
+
+static uint64_t rd64(const unsigned char *p, int big) {
+  uint64_t lo = rd32(p + (big ? 4 : 0), big), hi = rd32(p + (big ? 0 : 4), big);
+  return hi << 32 | lo;
+}
+
+/* Read exactly n bytes at the current position; 0, or -1 at EOF/error. */
+static int read_full(int fd, void *buf, size_t n) {
+  unsigned char *p = buf;
+  while (n > 0) {
+    ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      if (r == 0) errno = 0;  /* end of file: not an I/O error */
+      return -1;
+    }
+    p += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+/* Skip n bytes, checking they exist. */
+static int skip_bytes(int fd, uint64_t n, off_t fsize) {
+  off_t pos = lseek(fd, 0, SEEK_CUR);
+  if (pos < 0 || n > (uint64_t)(fsize - pos)) return -1;
+  return lseek(fd, (off_t)n, SEEK_CUR) < 0 ? -1 : 0;
+}
+
+static int read_cstr(int fd, char *buf, size_t cap) {
+  size_t i;
+  for (i = 0; i < cap; i++) {
+    if (read_full(fd, buf + i, 1) < 0) return -1;
+    if (buf[i] == '\0') return 0;
+  }
+  return -1;
+}
+
+/* v6 only: walk every header section to the flyrecord table, checking
+ * that each size stays inside the file and that every CPU's data does too
+ * (libtracecmd 3.1.6 crashes on some truncated files instead of failing).
+ * Reads the trace clock that follows the table on the way. */
+static int v6_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
+  unsigned char b[16];
+  char name[64];
+  uint32_t i, j, n, m, ncpus;
+  int big = t->big_endian, have_clock = 0;
+  uint64_t sz;
+  const char *what = "header";
+
+#define NEED(cond, w) do { if (!(cond)) { what = (w); goto bad; } } while (0)
+  NEED(lseek(fd, 0, SEEK_SET) == 0 && read_full(fd, b, 10) == 0, "magic");
+  NEED(read_cstr(fd, name, sizeof name) == 0 && read_full(fd, b, 6) == 0, "header");
+  for (i = 0; i < 2; i++) {
+    NEED(read_cstr(fd, name, sizeof name) == 0 && read_full(fd, b, 8) == 0, "header_page");
+    NEED(skip_bytes(fd, rd64(b, big), fsize) == 0, "header_page");
+  }
+  NEED(read_full(fd, b, 4) == 0, "ftrace formats");
+  n = rd32(b, big);
+  for (i = 0; i < n; i++) {
+    NEED(read_full(fd, b, 8) == 0 && skip_bytes(fd, rd64(b, big), fsize) == 0, "ftrace formats");
+  }
+  NEED(read_full(fd, b, 4) == 0, "event formats");
+  n = rd32(b, big);
+  for (i = 0; i < n; i++) {
+    NEED(read_cstr(fd, name, sizeof name) == 0 && read_full(fd, b, 4) == 0, "event formats");
+    m = rd32(b, big);
+    for (j = 0; j < m; j++) {
+      NEED(read_full(fd, b, 8) == 0 && skip_bytes(fd, rd64(b, big), fsize) == 0, "event formats");
+    }
+  }
+  for (i = 0; i < 2; i++) {
+    NEED(read_full(fd, b, 4) == 0 && skip_bytes(fd, rd32(b, big), fsize) == 0,
+         i ? "printk formats" : "kallsyms");
+  }
+  NEED(read_full(fd, b, 8) == 0 && skip_bytes(fd, rd64(b, big), fsize) == 0, "command lines");
+  NEED(read_full(fd, b, 4) == 0, "CPU count");
+  ncpus = rd32(b, big);
+  NEED(ncpus <= KL_MAX_CPUS, "CPU count");
+  NEED(read_full(fd, name, 10) == 0, "options");
+  if (memcmp(name, "options  ", 10) == 0) {
+    for (;;) {
+      uint16_t id;
+      NEED(read_full(fd, b, 2) == 0, "options");
+      id = (uint16_t)(big ? (b[0] << 8 | b[1]) : (b[1] << 8 | b[0]));
+      if (id == 0) break;
+      NEED(read_full(fd, b, 4) == 0 && skip_bytes(fd, rd32(b, big), fsize) == 0, "options");
+      if (id == 4) have_clock = 1;  /* TRACECLOCK */
+    }
+    NEED(read_full(fd, name, 10) == 0, "data kind");
+  }
+  if (memcmp(name, "latency  ", 10) == 0) {
+    kl_err_set(err, KL_E_NOT_SUPPORTED, 0, "open trace %s: a latency trace (text), not events",
+               t->path);
+    return -1;
+  }
+  NEED(memcmp(name, "flyrecord", 10) == 0, "data kind");
+  for (i = 0; i < ncpus; i++) {
+    uint64_t off, size;
+    NEED(read_full(fd, b, 16) == 0, "CPU table");
+    off = rd64(b, big);
+    size = rd64(b + 8, big);
+    if (off > (uint64_t)fsize || size > (uint64_t)fsize - off) {
+      kl_err_set(err, KL_E_INVALID, 0,
+                 "open trace %s: truncated: CPU %u data (offset %llu, %llu bytes) "
+                 "runs past the end of the file (%lld bytes)", t->path, i,
+                 (unsigned long long)off, (unsigned long long)size, (long long)fsize);
+      return -1;
+    }
+  }
+  if (have_clock && read_full(fd, b, 8) == 0) {
+    sz = rd64(b, big);
+    if (sz > 0 && sz < 4096) {
+      char text[4096], *s, *e;
+      if (read_full(fd, text, (size_t)sz) == 0) {
+        text[sz] = '\0';
+        s = strchr(text, '[');
+        e = s ? strchr(s, ']') : NULL;
+        if (s && e && (size_t)(e - s - 1) < sizeof t->clock) {
+          memcpy(t->clock, s + 1, (size_t)(e - s - 1));
+          t->clock[e - s - 1] = '\0';
+        }
+      }
+    }
+  }
+  return 0;
+#undef NEED
+bad:
+  kl_err_set(err, KL_E_INVALID, 0, "open trace %s: truncated or corrupt trace.dat (%s section)",
+             t->path, what);
+  return -1;
+}
+
+/* v7 only: the clock, from the top-level BUFFER option (or TRACECLOCK) of
+ * the uncompressed options sections.  Best effort: anything unexpected,
+ * or a compressed options section, leaves clock "". */
+static void v7_clock(kl_trace *t, int fd, off_t fsize) {
+  unsigned char b[16];
+  char name[64];
+  uint64_t off;
+  int big = t->big_endian, sections;
+
+  /* compression name and version follow the common header */
+  if (read_cstr(fd, name, sizeof name) < 0 || read_cstr(fd, name, sizeof name) < 0) return;
+  if (read_full(fd, b, 8) < 0) return;
+  off = rd64(b, big);
+  for (sections = 0; off && sections < 64; sections++) {
+    uint64_t size, end, pos;
+    if (off > (uint64_t)fsize || lseek(fd, (off_t)off, SEEK_SET) < 0) return;
+    if (read_full(fd, b, 16) < 0) return;
+    if ((big ? (b[2] << 8 | b[3]) : (b[3] << 8 | b[2])) & 1) return;  /* compressed */
+    size = rd64(b + 8, big);
+    if (size > (uint64_t)fsize - off - 16) return;
+    end = off + 16 + size;
+    off = 0;
+    for (pos = end - size; pos + 6 <= end;) {
+      unsigned id;
+      uint32_t osz;
+      if (read_full(fd, b, 6) < 0) return;
+      id = big ? (unsigned)(b[0] << 8 | b[1]) : (unsigned)(b[1] << 8 | b[0]);
+      osz = rd32(b + 2, big);
+      pos += 6;
+      if (osz > end - pos) return;
+      if (id == 0 && osz == 8) {  /* DONE: the next options section */
+        if (read_full(fd, b, 8) < 0) return;
+        off = rd64(b, big);
+        break;
+      }
+      if ((id == 3 || id == 4) && osz < 4096) {  /* BUFFER, TRACECLOCK */
+        char data[4096], *c, *e;
+        if (read_full(fd, data, osz) < 0) return;
+        data[osz] = '\0';
+        if (id == 3 && osz > 9 && data[8] == '\0') {   /* offset, "" (top level), clock */
+          snprintf(t->clock, sizeof t->clock, "%.31s", data + 9);
+          return;
+        }
+        if (id == 4 && (c = strchr(data, '[')) && (e = strchr(c, ']')) &&
+            (size_t)(e - c - 1) < sizeof t->clock) {
+          memcpy(t->clock, c + 1, (size_t)(e - c - 1));
+          t->clock[e - c - 1] = '\0';
+        }
+      } else if (lseek(fd, (off_t)osz, SEEK_CUR) < 0) {
+        return;
+      }
+      pos += osz;
+    }
+  }
+}
+
+/* Check the header of path; fills version, endianness, sizes. */
+static int check_header(kl_trace *t, const char *path, kl_err *err) {
+  unsigned char hdr[10];
+  char vers[16];
+  unsigned char b[6];
+  struct stat st;
+  int fd = -1, e;
+  char *end;
+  long v;
+
+  /* O_NONBLOCK: a FIFO in place of the file must not hang the open */
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    e = errno;
+    kl_err_set(err, kl_code_from_errno(e), e, "open trace %s: %s (errno %d)", path,
+               strerror(e), e);
+    goto error;
+  }
+  if (fstat(fd, &st) < 0) {
+    e = errno;
+    kl_err_set(err, KL_E_IO, e, "open trace %s: fstat: %s (errno %d)", path, strerror(e), e);
+    goto error;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    kl_err_set(err, KL_E_INVALID, 0, "open trace %s: not a regular file", path);
+    goto error;
+  }
+  errno = 0;
+  if (read_full(fd, hdr, sizeof hdr) < 0 || memcmp(hdr, kl_magic, sizeof hdr) != 0) {
+    e = errno;
+    if (e && e != EISDIR) {
+      kl_err_set(err, KL_E_IO, e, "open trace %s: read: %s (errno %d)", path, strerror(e), e);
+    } else {
+      kl_err_set(err, KL_E_INVALID, 0, "open trace %s: not a trace.dat file (bad magic)", path);
+    }
+    goto error;
+  }
+  if (read_cstr(fd, vers, sizeof vers) < 0 || read_full(fd, b, 6) < 0) {
+    kl_err_set(err, KL_E_INVALID, 0, "open trace %s: truncated header", path);
+    goto error;
+  }
+  v = strtol(vers, &end, 10);
+  if (end == vers || *end != '\0' || (v != 6 && v != 7)) {
+    kl_err_set(err, KL_E_INVALID, 0,
+               "open trace %s: unsupported trace.dat version \"%.15s\" (6 and 7 are read)",
+               path, vers);
+    goto error;
+  }
+  t->version = (int)v;
+  t->big_endian = b[0] != 0;
+  t->long_size = b[1];
+  t->page_size = (int)rd32(b + 2, t->big_endian);
+  if ((t->long_size != 4 && t->long_size != 8) || t->page_size < 64 ||
+      t->page_size > (1 << 24) || (t->page_size & (t->page_size - 1)) != 0) {
+    kl_err_set(err, KL_E_INVALID, 0,
+               "open trace %s: corrupt header (long size %d, page size %d)", path,
+               t->long_size, t->page_size);
+    goto error;
+  }
+  t->clock[0] = '\0';
+  if (t->version == 6 && v6_walk(t, fd, st.st_size, err) < 0) goto error;
+  if (t->version == 7) v7_clock(t, fd, st.st_size);
+  close(fd);
+  return 0;
+
+error:
+  if (fd >= 0) close(fd);
+  return -1;
+}
+
+#define KL_TC_FLAGS (TRACECMD_FL_LOAD_NO_PLUGINS | TRACECMD_FL_LOAD_NO_SYSTEM_PLUGINS)
+
+/* libtracecmd 3.1.6 and libtraceevent 1.7 crash on some corrupt headers
+ * (a flipped byte in an event format, an error path of tracecmd_open that
+ * frees what it never allocated).  Open the file once in a child process
+ * first: if that child dies, the file is reported corrupt and this process
+ * never runs the code that would crash it.  The child also reads the first
+ * page of every CPU, and an alarm bounds it in time. */
+static int probe_open(kl_trace *t, kl_err *err) {
+  pid_t pid, w;
+  int status = 0, c, fds[2];
+  char verdict = 0;
+  ssize_t got;
+
+  /* the child says how it went through a pipe, so that only its own word
+   * counts (a tool such as valgrind may change its exit status) */
+  if (pipe(fds) != 0) return 0;  /* cannot probe (no resources): open directly */
+  fflush(NULL);
+  pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return 0;
+  }
+  if (pid == 0) {
+    struct tracecmd_input *h;
+    struct tep_handle *tep;
+    char v = 'F';
+    close(fds[0]);
+    alarm(60);
+    h = tracecmd_open(t->path, KL_TC_FLAGS);
+    tep = h ? tracecmd_get_tep(h) : NULL;
+    if (tep) {
+      for (c = 0; c < tep_get_cpus(tep) && c < KL_MAX_CPUS; c++) {
+        struct tep_record *r = tracecmd_read_cpu_first(h, c);
+        if (r) tracecmd_free_record(r);
+      }
+      v = 'K';
+    }
+    if (write(fds[1], &v, 1) != 1) _exit(4);
+    _exit(v == 'K' ? 0 : 3);
+  }
+  close(fds[1]);
+  do {
+    got = read(fds[0], &verdict, 1);
+  } while (got < 0 && errno == EINTR);
+  close(fds[0]);
+  do {
+    w = waitpid(pid, &status, 0);
+  } while (w < 0 && errno == EINTR);
+  if (got == 1 && verdict == 'K') return 0;
+  if (got == 1 && verdict == 'F') {
+    return kl_err_set(err, KL_E_INVALID, 0,
+                      "open trace %s: libtracecmd cannot read it (truncated or corrupt "
+                      "trace.dat v%d)", t->path, t->version);
+  }
+  if (w < 0) return 0;
+  return kl_err_set(err, KL_E_INVALID, 0,
+                    "open trace %s: corrupt trace.dat v%d (libtracecmd fails on it: %s)",
+                    t->path, t->version,
+                    WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "no answer");
+}
+
+/* ------------------------------------------------------------------ */
+/* Open / close                                                        */
+/* ------------------------------------------------------------------ */
+
+static void free_plans(kl_trace *t) {
+  size_t i;
+  if (!t->plans) return;
+  for (i = 0; i < t->plancap; i++) free(t->plans[i].fields);
+  free(t->plans);
+  t->plans = NULL;
+  t->nplans = t->plancap = 0;
+}
+
+static void release_records(kl_trace *t) {
+  int c;
+  if (t->cur) tracecmd_free_record(t->cur);
+  if (t->pending) tracecmd_free_record(t->pending);
+  t->cur = t->pending = NULL;
+  t->cur_drop = t->pending_drop = 0;
+  if (t->head) {
+    for (c = 0; c < t->ncpus; c++) {
+      if (t->head[c]) tracecmd_free_record(t->head[c]);
+      t->head[c] = NULL;
+    }
+  }
+}
+
+void kl_ftrace_trace_close(kl_trace *t) {
+  size_t i;
+  if (!t) return;
+  release_records(t);
+  if (t->h) tracecmd_close(t->h);
+  free_plans(t);
+  free(t->head);
+  free(t->done);
+  free(t->out);
+  free(t->addrtext);
+  free(t->swapbuf);
+  if (t->counts) {
+    for (i = 0; i < t->ncounts; i++) {
+      free((char *)t->counts[i].system);
+      free((char *)t->counts[i].name);
+    }
+    free(t->counts);
+  }
+  free(t);
+}
+
+kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
+  kl_trace *t = NULL;
+
+  if (!path || !*path) {
+    kl_err_set(err, KL_E_BAD_PATH, 0, "open trace: empty path");
+    goto error;
+  }
+  t = calloc(1, sizeof *t);
+  if (!t) {
+    kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "open trace %s: out of memory", path);
+    goto error;
+  }
+  snprintf(t->path, sizeof t->path, "%s", path);
+  if (check_header(t, path, err) < 0) goto error;
+
+  tracecmd_set_loglevel(TEP_LOG_NONE);
+  if (probe_open(t, err) < 0) goto error;
+  t->h = tracecmd_open(path, KL_TC_FLAGS);
+  if (!t->h) {
+    kl_err_set(err, KL_E_INVALID, 0,
+               "open trace %s: libtracecmd cannot read it (truncated or corrupt trace.dat v%d)",
+               path, t->version);
+    goto error;
+  }
+  t->tep = tracecmd_get_tep(t->h);
+  t->ncpus = t->tep ? tep_get_cpus(t->tep) : 0;
+  if (!t->tep || t->ncpus < 0 || t->ncpus > KL_MAX_CPUS) {
+    kl_err_set(err, KL_E_INVALID, 0, "open trace %s: corrupt header (%d CPUs)", path, t->ncpus);
+    goto error;
+  }
+  t->swap = (t->big_endian != 0) != (tep_is_bigendian() != 0);
+  t->head = calloc((size_t)t->ncpus + 1, sizeof *t->head);
+  t->done = calloc((size_t)t->ncpus + 1, 1);
+  if (!t->head || !t->done) {
+    kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "open trace %s: out of memory", path);
+    goto error;
+  }
+  drop_init(&t->drop, path, t->version, t->page_size);
+  t->filter_gen = 1;
+  return t;
+
+error:
+  kl_ftrace_trace_close(t);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Decoding plans                                                      */
+/* ------------------------------------------------------------------ */
+
+static int is_net_event(const struct tep_event *ev) {
+  if (!ev->system || !ev->name) return 0;
+  if (strcmp(ev->system, "tcp") == 0) return 1;
+  return strcmp(ev->system, "sock") == 0 && strcmp(ev->name, "inet_sock_set_state") == 0;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* Element size from a C type name, for arrays whose format gives none. */
+static int type_size(const char *type, int long_size) {
+  static const struct { const char *word; int size; } sizes[] = {
+    {"64", 8}, {"32", 4}, {"16", 2}, {"8", 1}, {"char", 1}, {"long long", 8},
+    {"short", 2}, {"int", 4},
+  };
+  size_t i;
+  for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    if (strstr(type, sizes[i].word)) return sizes[i].size;
+  }
+  if (strstr(type, "long")) return long_size;
+  return 1;
+}
+
+static int build_plan(kl_trace *t, evplan *p, struct tep_event *ev) {
+  struct tep_format_field *f;
+  size_t n = 0, i = 0;
+  int net = is_net_event(ev);
+
+  for (f = ev->format.fields; f; f = f->next) n++;
+  p->fields = calloc(n ? n : 1, sizeof *p->fields);
+  if (!p->fields) return -1;
+  p->naddr = 0;
+  for (f = ev->format.fields; f; f = f->next) {
+    fdesc *d = &p->fields[i++];
+    unsigned long fl = f->flags;
+    d->name = f->name;
+    d->offset = f->offset;
+    d->size = f->size;
+    d->is_signed = (fl & TEP_FIELD_IS_SIGNED) != 0;
+    d->relative = (fl & TEP_FIELD_IS_RELATIVE) != 0;
+    d->elem = f->elementsize > 0 ? (int)f->elementsize : type_size(f->type, t->long_size);
+    if (fl & TEP_FIELD_IS_DYNAMIC) {
+      d->kind = (fl & TEP_FIELD_IS_STRING) ? FD_DSTR : FD_DARRAY;
+    } else if (fl & TEP_FIELD_IS_ARRAY) {
+      if (net && d->elem == 1 && (ends_with(f->name, "addr") ||
+                                  ends_with(f->name, "addr_v6"))) {
+        if (f->size == 4) d->kind = FD_IP4;
+        else if (f->size == 16 && ends_with(f->name, "_v6")) d->kind = FD_IP6;
+        else if (f->size >= 16) d->kind = FD_SOCKADDR;
+        else d->kind = FD_ARRAY;
+        if (d->kind != FD_ARRAY) p->naddr++;
+      } else if (fl & TEP_FIELD_IS_STRING) {
+        /* char[] is text; u8[] is text only when it reads as text */
+        d->kind = strstr(f->type, "char") ? FD_STR : FD_BSTR;
+      } else {
+        d->kind = FD_ARRAY;
+      }
+      if (d->elem > f->size || d->elem <= 0 || (d->elem & (d->elem - 1)) != 0 || d->elem > 8) {
+        d->elem = 1;
+      }
+    } else if ((fl & (TEP_FIELD_IS_POINTER | TEP_FIELD_IS_LONG)) || !d->is_signed) {
+      d->kind = FD_UINT;
+    } else {
+      d->kind = FD_INT;
+    }
+    if (d->kind == FD_INT || d->kind == FD_UINT) {
+      if (d->size != 1 && d->size != 2 && d->size != 4 && d->size != 8) d->kind = FD_ARRAY;
+    }
+  }
+  p->nfields = n;
+  p->event = ev;
+  p->match_gen = 0;
+  if (n > t->outcap) {
+    kl_field *o = realloc(t->out, n * sizeof *o);
+    if (!o) return -1;
+    t->out = o;
+    t->outcap = n;
+  }
+  if (p->naddr > t->addrcap) {
+    char *a = realloc(t->addrtext, p->naddr * KL_ADDR_TEXT);
+    if (!a) return -1;
+    t->addrtext = a;
+    t->addrcap = p->naddr;
+  }
+  return 0;
+}
+
+static evplan *find_plan(kl_trace *t, int id) {
+  size_t mask, i;
+  if (t->plancap == 0) return NULL;
+  mask = t->plancap - 1;
+  for (i = (size_t)id & mask;; i = (i + 1) & mask) {
+    if (t->plans[i].id == id) return &t->plans[i];
+    if (t->plans[i].id == -1) return NULL;
+  }
+}
+
+static int grow_plans(kl_trace *t) {
+  size_t cap = t->plancap ? t->plancap * 2 : 64, i, j;
+  evplan *np = calloc(cap, sizeof *np);
+  if (!np) return -1;
+  for (i = 0; i < cap; i++) np[i].id = -1;
+  for (i = 0; i < t->plancap; i++) {
+    if (t->plans[i].id < 0) continue;
+    for (j = (size_t)t->plans[i].id & (cap - 1); np[j].id != -1; j = (j + 1) & (cap - 1)) {}
+    np[j] = t->plans[i];
+  }
+  free(t->plans);
+  t->plans = np;
+  t->plancap = cap;
+  return 0;
+}
+
+static evplan *get_plan(kl_trace *t, int id, kl_err *err) {
+  evplan *p = find_plan(t, id);
+  struct tep_event *ev;
+  size_t i;
+
+  if (p) return p;
+  ev = tep_find_event(t->tep, id);
+  if (!ev) return NULL;  /* unknown type: the caller skips the record */
+  if ((t->nplans + 1) * 2 > t->plancap && grow_plans(t) < 0) goto oom;
+  for (i = (size_t)id & (t->plancap - 1); t->plans[i].id != -1; i = (i + 1) & (t->plancap - 1)) {}
+  p = &t->plans[i];
+  memset(p, 0, sizeof *p);
+  if (build_plan(t, p, ev) < 0) {
+    free(p->fields);
+    memset(p, 0, sizeof *p);
+    p->id = -1;
+    goto oom;
+  }
+  p->id = id;
+  t->nplans++;
+  return p;
+
+oom:
+  kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "read trace %s: out of memory", t->path);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Filters                                                             */
+/* ------------------------------------------------------------------ */
+
+static int name_matches(const struct tep_event *ev, const kl_filter *f) {
+  size_t i, sl;
+  if (!f || !f->names) return 1;
+  for (i = 0; i < f->nnames; i++) {
+    const char *n = f->names[i], *colon;
+    if (!n) continue;
+    colon = strchr(n, ':');
+    if (colon) {
+      sl = (size_t)(colon - n);
+      if (ev->system && strlen(ev->system) == sl && strncmp(ev->system, n, sl) == 0 &&
+          ev->name && strcmp(ev->name, colon + 1) == 0) {
+        return 1;
+      }
+    } else if ((ev->name && strcmp(ev->name, n) == 0) ||
+               (ev->system && strcmp(ev->system, n) == 0)) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static int lost_matches(const kl_filter *f) {
+  size_t i;
+  if (!f || !f->names) return 1;
+  for (i = 0; i < f->nnames; i++) {
+    if (f->names[i] && strcmp(f->names[i], "lost_events") == 0) return 1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Decoding one record                                                 */
+/* ------------------------------------------------------------------ */
+
+static uint64_t rdnum(const unsigned char *p, int size, int swap) {
+  uint64_t v = 0;
+  switch (size) {
+    case 1: return p[0];
+    case 2: { uint16_t x; memcpy(&x, p, 2); v = swap ? __builtin_bswap16(x) : x; break; }
+    case 4: { uint32_t x; memcpy(&x, p, 4); v = swap ? __builtin_bswap32(x) : x; break; }
+    case 8: { uint64_t x; memcpy(&x, p, 8); v = swap ? __builtin_bswap64(x) : x; break; }
+    default: break;
+  }
+  return v;
+}
+
+static int64_t sext(uint64_t v, int size) {
+  switch (size) {
+    case 1: return (int8_t)v;
+    case 2: return (int16_t)v;
+    case 4: return (int32_t)v;
+    default: return (int64_t)v;
+  }
+}
+
+/* Put an array into out, byte-swapping its elements into swapbuf when the
+ * file's endianness is not ours. */
+static int set_array(kl_trace *t, kl_field *o, const unsigned char *p, size_t len,
+                     int elem, int is_signed, size_t *swapused) {
+  size_t count = len / (size_t)elem, i;
+  o->type = KL_F_ARRAY;
+  o->v.a.count = count;
+  o->v.a.elem_size = elem;
+  o->v.a.is_signed = is_signed;
+  o->v.a.p = p;
+  if (t->swap && elem > 1 && count > 0) {
+    unsigned char *dst;
+    if (*swapused + len > t->swapcap) {
+      size_t cap = (*swapused + len) * 2;
+      unsigned char *nb = realloc(t->swapbuf, cap);
+      if (!nb) return -1;
+      /* earlier fields of this event may point into the old buffer */
+      for (i = 0; i < (size_t)(o - t->out); i++) {
+        if (t->out[i].type == KL_F_ARRAY && t->swapbuf && (const unsigned char *)t->out[i].v.a.p >= t->swapbuf &&
+            (const unsigned char *)t->out[i].v.a.p < t->swapbuf + t->swapcap) {
+          t->out[i].v.a.p = nb + ((const unsigned char *)t->out[i].v.a.p - t->swapbuf);
+        }
+      }
+      t->swapbuf = nb;
+      t->swapcap = cap;
+    }
+    dst = t->swapbuf + *swapused;
+    for (i = 0; i < count; i++) {
+      uint64_t v = rdnum(p + i * (size_t)elem, elem, 1);
+      switch (elem) {
+        case 2: { uint16_t x = (uint16_t)v; memcpy(dst + i * 2, &x, 2); break; }
+        case 4: { uint32_t x = (uint32_t)v; memcpy(dst + i * 4, &x, 4); break; }
+        default: memcpy(dst + i * 8, &v, 8); break;
+      }
+    }
+    o->v.a.p = dst;
+    *swapused += count * (size_t)elem;
+  }
+  return 0;
+}
+
+static void set_str(kl_field *o, const unsigned char *p, size_t len) {
+  const unsigned char *z = memchr(p, '\0', len);
+  o->type = KL_F_STR;
+  o->v.s.p = (const char *)p;
+  o->v.s.len = z ? (size_t)(z - p) : len;
+}
+
+/* Text up to the first NUL, as libtraceevent judges it. */
+static int printable(const unsigned char *p, size_t len) {
+  size_t i;
+  for (i = 0; i < len && p[i]; i++) {
+    if (!isprint(p[i]) && !isspace(p[i])) return 0;
+  }
+  return 1;
+}
+
+/* Fill t->out from record r with plan p; returns the number of fields. */
+static int decode(kl_trace *t, const evplan *p, const struct tep_record *r, size_t *nout,
+                  kl_err *err) {
+  const unsigned char *data = r->data;
+  size_t dsize = r->size > 0 ? (size_t)r->size : 0, i, n = 0, addr = 0, swapused = 0;
+
+  for (i = 0; i < p->nfields; i++) {
+    const fdesc *d = &p->fields[i];
+    kl_field *o = &t->out[n];
+    size_t off = (size_t)d->offset, len = (size_t)d->size;
+
+    if (d->offset < 0 || off > dsize) continue;  /* short record: skip field */
+    if (len == 0 && d->kind != FD_INT && d->kind != FD_UINT) {
+      len = dsize - off;  /* flexible array member: the rest of the record */
+    }
+    if (len > dsize - off) continue;
+    o->name = d->name;
+    switch (d->kind) {
+      case FD_INT:
+        o->type = KL_F_INT;
+        o->v.i = sext(rdnum(data + off, d->size, t->swap), d->size);
+        break;
+      case FD_UINT:
+        o->type = KL_F_UINT;
+        o->v.u = rdnum(data + off, d->size, t->swap);
+        break;
+      case FD_STR:
+        set_str(o, data + off, len);
+        break;
+      case FD_BSTR:
+        if (printable(data + off, len)) set_str(o, data + off, len);
+        else if (set_array(t, o, data + off, len, 1, 0, &swapused) < 0) goto oom;
+        break;
+      case FD_ARRAY:
+        if (set_array(t, o, data + off, len, d->elem, d->is_signed, &swapused) < 0) goto oom;
+        break;
+      case FD_DSTR:
+      case FD_DARRAY: {
+        uint32_t loc;
+        size_t doff, dlen;
+        if (len < 4) continue;
+        loc = (uint32_t)rdnum(data + off, 4, t->swap);
+        doff = loc & 0xffff;
+        dlen = loc >> 16;
+        if (d->relative) doff += off + 4;
+        if (doff > dsize || dlen > dsize - doff) continue;  /* corrupt: skip field */
+        if (d->kind == FD_DSTR) set_str(o, data + doff, dlen);
+        else if (set_array(t, o, data + doff, dlen, d->elem, d->is_signed, &swapused) < 0) goto oom;
+        break;
+      }
+      case FD_IP4:
+      case FD_IP6:
+      case FD_SOCKADDR: {
+        char *txt = t->addrtext + (addr++) * KL_ADDR_TEXT;
+        const unsigned char *a = data + off;
+        int ok = 0;
+        if (d->kind == FD_IP4) {
+          ok = inet_ntop(AF_INET, a, txt, KL_ADDR_TEXT) != NULL;
+        } else if (d->kind == FD_IP6) {
+          ok = inet_ntop(AF_INET6, a, txt, KL_ADDR_TEXT) != NULL;
+        } else {
+          /* struct sockaddr_in / sockaddr_in6: family in the recording
+           * machine's byte order, then the port, then the address */
+          unsigned fam = (unsigned)rdnum(a, 2, t->swap);
+          if (fam == AF_INET && len >= 8) ok = inet_ntop(AF_INET, a + 4, txt, KL_ADDR_TEXT) != NULL;
+          else if (fam == AF_INET6 && len >= 24) ok = inet_ntop(AF_INET6, a + 8, txt, KL_ADDR_TEXT) != NULL;
+        }
+        if (ok) {
+          o->type = KL_F_STR;
+          o->v.s.p = txt;
+          o->v.s.len = strlen(txt);
+        } else if (set_array(t, o, a, len, 1, 0, &swapused) < 0) {
+          goto oom;
+        }
+        break;
+      }
+    }
+    n++;
+  }
+  *nout = n;
+  return 0;
+
+oom:
+  kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "read trace %s: out of memory", t->path);
+  return -1;
+}
+
+static void drop_init(kl_dropper *d, const char *path, int version, int page_size) {
+  struct stat st;
+  memset(d, 0, sizeof *d);
+  d->syspage = sysconf(_SC_PAGESIZE);
+  d->page_size = page_size;
+  d->disabled = version != 6 || d->syspage <= 0 || page_size % d->syspage != 0 ||
+                stat(path, &st) != 0;
+  if (!d->disabled) {
+    d->dev = st.st_dev;
+    d->ino = st.st_ino;
+  }
+}
+
+/* Is [a, b) inside a private read-only mapping of the file? */
+static int drop_mapped(kl_dropper *d, uintptr_t a, uintptr_t b) {
+  size_t i;
+  FILE *f;
+  char line[512];
+  for (i = 0; i < d->nranges; i++) {
+    if (a >= d->ranges[i].a && b <= d->ranges[i].b) return 1;
+  }
+  f = fopen("/proc/self/maps", "re");
+  if (!f) {
+    d->disabled = 1;
+    return 0;
+  }
+  d->nranges = 0;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo, hi, ino;
+    unsigned maj, min;
+    char perms[8];
+    unsigned long long off;
+    if (sscanf(line, "%lx-%lx %7s %llx %x:%x %lu", &lo, &hi, perms, &off, &maj, &min, &ino) != 7)
+      continue;
+    if (strcmp(perms, "r--p") != 0 || ino != (unsigned long)d->ino ||
+        makedev(maj, min) != d->dev)
+      continue;
+    if (d->nranges < sizeof d->ranges / sizeof d->ranges[0]) {
+      d->ranges[d->nranges].a = lo;
+      d->ranges[d->nranges].b = hi;
+      d->nranges++;
+    }
+  }
+  fclose(f);
+  for (i = 0; i < d->nranges; i++) {
+    if (a >= d->ranges[i].a && b <= d->ranges[i].b) return 1;
+  }
+  d->disabled = 1;  /* not a mapping of the file (read mode): never try again */
+  return 0;
+}
+
+/* The address of the trace page holding r, to release later; 0 if none. */
+static uintptr_t drop_addr(const kl_dropper *d, const struct tep_record *r) {
+  uintptr_t est;
+  if (d->disabled || !r || !r->data) return 0;
+  est = (uintptr_t)r->data - (uintptr_t)(r->offset % (unsigned long long)d->page_size);
+  return est & ~((uintptr_t)d->syspage - 1);
+}
+
+static void drop_release(kl_dropper *d, uintptr_t a) {
+  if (!a || d->disabled) return;
+  if (drop_mapped(d, a, a + (uintptr_t)d->page_size))
+    (void)madvise((void *)a, (size_t)d->page_size, MADV_DONTNEED);
+}
+
+/* Re-read the record at r's offset through handle h; frees r. */
+static struct tep_record *reread(struct tracecmd_input *h, struct tep_record *r, int *ok) {
+  int cpu = -1;
+  struct tep_record *n;
+  if (!r) return NULL;
+  n = tracecmd_read_at(h, r->offset, &cpu);
+  if (!n || cpu != r->cpu || n->ts != r->ts) {
+    if (n) tracecmd_free_record(n);
+    n = NULL;
+    *ok = 0;
+  }
+  tracecmd_free_record(r);
+  return n;
+}
+
+/* Replace the handle by a fresh one at the same position (see
+ * KL_RECYCLE_BYTES).  On any failure the trace keeps its old handle. */
+static void recycle(kl_trace *t) {
+  struct tracecmd_input *nh;
+  struct tep_record **heads = NULL;
+  struct tep_record *pending = NULL;
+  int c, ok = 1;
+
+  t->consumed = 0;
+  if (t->cur) return;  /* its data still points into the old handle */
+  nh = tracecmd_open(t->path, KL_TC_FLAGS);
+  if (!nh) return;
+  heads = calloc((size_t)t->ncpus + 1, sizeof *heads);
+  if (!heads || !tracecmd_get_tep(nh) || tep_get_cpus(tracecmd_get_tep(nh)) != t->ncpus) {
+    free(heads);
+    tracecmd_close(nh);
+    return;
+  }
+  /* position the new handle: read each CPU's head again, at its offset */
+  for (c = 0; c < t->ncpus && ok; c++) {
+    if (!t->head[c]) continue;
+    {
+      int cpu = -1;
+      heads[c] = tracecmd_read_at(nh, t->head[c]->offset, &cpu);
+      if (!heads[c] || cpu != c || heads[c]->ts != t->head[c]->ts) ok = 0;
+    }
+  }
+  if (ok && t->pending) {
+    int cpu = -1;
+    /* the pending record precedes its CPU's head: read it last so the
+     * CPU's cursor ends after the head, as before */
+    pending = tracecmd_read_at(nh, t->pending->offset, &cpu);
+    if (!pending || pending->ts != t->pending->ts) ok = 0;
+    c = t->pending->cpu;
+    if (ok && c >= 0 && c < t->ncpus && t->head[c]) {
+      int cpu2 = -1;
+      tracecmd_free_record(heads[c]);
+      heads[c] = tracecmd_read_at(nh, t->head[c]->offset, &cpu2);
+      if (!heads[c] || heads[c]->ts != t->head[c]->ts) ok = 0;
+    }
+  }
+  if (!ok) {
+    for (c = 0; c < t->ncpus; c++) {
+      if (heads[c]) tracecmd_free_record(heads[c]);
+    }
+    if (pending) tracecmd_free_record(pending);
+    free(heads);
+    tracecmd_close(nh);
+    return;
+  }
+  release_records(t);
+  free(t->head);
+  t->head = heads;
+  t->pending = pending;
+  tracecmd_close(t->h);
+  free_plans(t);
+  t->h = nh;
+  t->tep = tracecmd_get_tep(nh);
+  t->filter_gen++;
+}
+
+/* ------------------------------------------------------------------ */
+/* Iteration                                                           */
+/* ------------------------------------------------------------------ */
+
+static int cpu_wanted(const kl_filter *f, int cpu) {
+  return !f || f->cpu < 0 || f->cpu == cpu;
+}
+
+/* Position every wanted CPU at its first record. */
+static void start_heads(kl_trace *t, const kl_filter *f) {
+  int c;
+  release_records(t);
+  for (c = 0; c < t->ncpus; c++) {
+    t->done[c] = 0;
+    if (!cpu_wanted(f, c)) {
+      t->done[c] = 1;
+      continue;
+    }
+    t->head[c] = tracecmd_read_cpu_first(t->h, c);
+    if (!t->head[c]) t->done[c] = 1;
+  }
+  t->started = 1;
+}
+
+/* The record with the smallest timestamp, removed from its CPU's head. */
+static struct tep_record *take_next(kl_trace *t, uintptr_t *drop) {
+  int c, best = -1;
+  struct tep_record *r;
+  for (c = 0; c < t->ncpus; c++) {
+    if (!t->head[c]) continue;
+    if (best < 0 || t->head[c]->ts < t->head[best]->ts) best = c;
+  }
+  if (best < 0) return NULL;
+  r = t->head[best];
+  t->consumed += r->record_size > 0 ? (uint64_t)r->record_size : 16;
+  t->head[best] = t->done[best] ? NULL : tracecmd_read_data(t->h, best);
+  if (!t->head[best]) t->done[best] = 1;
+  *drop = 0;
+  if (!t->head[best] || t->head[best]->offset / (unsigned)t->page_size !=
+                            r->offset / (unsigned)t->page_size)
+    *drop = drop_addr(&t->drop, r);  /* r is the last record of its page */
+  return r;
+}
+
+static void free_rec(kl_trace *t, struct tep_record *r, uintptr_t drop) {
+  tracecmd_free_record(r);
+  drop_release(&t->drop, drop);
+}
+
+static void fill_event(kl_trace *t, const struct tep_record *r, kl_event *ev) {
+  ev->time = r->ts;
+  ev->cpu = r->cpu;
+  ev->lost = 0;
+  ev->pid = -1;
+  ev->comm = NULL;
+  ev->nfields = 0;
+  ev->fields = t->out;
+}
+
+int kl_ftrace_trace_next(kl_trace *t, const kl_filter *f, int rewind, kl_event *ev,
+                         kl_err *err) {
+  struct tep_record *r;
+  uintptr_t drop = 0;
+
+  if (!t || !ev) return kl_err_set(err, KL_E_INVALID, 0, "read trace: no trace");
+  if (rewind || !t->started) {
+    start_heads(t, f);
+    t->filter_gen++;
+  }
+  if (!f || f->names != t->fnames || f->nnames != t->fnnames) {
+    t->fnames = f ? f->names : NULL;
+    t->fnnames = f ? f->nnames : 0;
+    t->filter_gen++;
+  }
+  if (t->cur) {
+    free_rec(t, t->cur, t->cur_drop);
+    t->cur = NULL;
+  }
+  if (t->consumed >= KL_RECYCLE_BYTES && t->version != 6) recycle(t);
+  for (;;) {
+    evplan *p;
+    int id, pid;
+    size_t n;
+
+    if (t->pending) {
+      r = t->pending;
+      drop = t->pending_drop;
+      t->pending = NULL;
+    } else {
+      r = take_next(t, &drop);
+      if (!r) return 0;
+      if (f && f->t1 && r->ts > f->t1) {
+        /* ordered by time: nothing after this can match */
+        free_rec(t, r, drop);
+        release_records(t);
+        return 0;
+      }
+      if (r->missed_events != 0 && cpu_wanted(f, r->cpu) && lost_matches(f) &&
+          (!f || f->pid < 0) && (!f || r->ts >= f->t0)) {
+        t->pending = r;
+        t->pending_drop = drop;
+        fill_event(t, r, ev);
+        ev->name = "lost_events";
+        ev->system = NULL;
+        ev->lost = r->missed_events > 0 ? (uint64_t)r->missed_events : UINT64_MAX;
+        return 1;
+      }
+    }
+    if (f && r->ts < f->t0) goto skip;
+    if (r->size < 2) goto skip;
+    id = tep_data_type(t->tep, r);
+    p = get_plan(t, id, err);
+    if (!p) {
+      if (err && err->code == KL_E_NO_RESOURCES) {
+        free_rec(t, r, drop);
+        return -1;
+      }
+      goto skip;  /* a type without a format: libtracecmd skips it too */
+    }
+    if (p->match_gen != t->filter_gen) {
+      p->match = name_matches(p->event, f);
+      p->match_gen = t->filter_gen;
+    }
+    if (!p->match) goto skip;
+    pid = tep_data_pid(t->tep, r);
+    if (f && f->pid >= 0 && pid != f->pid) goto skip;
+    if (decode(t, p, r, &n, err) < 0) {
+      free_rec(t, r, drop);
+      return -1;
+    }
+    fill_event(t, r, ev);
+    ev->name = p->event->name;
+    ev->system = p->event->system;
+    ev->pid = pid;
+    ev->comm = tep_data_comm_from_pid(t->tep, pid);
+    ev->nfields = n;
+    t->cur = r;
+    t->cur_drop = drop;
+    return 1;
+
+  skip:
+    free_rec(t, r, drop);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Info                                                                */
+/* ------------------------------------------------------------------ */
+
+static int count_cmp(const void *a, const void *b) {
+  const kl_event_count *x = a, *y = b;
+  int c = strcmp(x->system, y->system);
+  return c ? c : strcmp(x->name, y->name);
+}
+
+/* One pass over every record (no decoding) with a second handle, so an
+ * iteration in progress is not disturbed. */
+static int scan_info(kl_trace *t, kl_err *err) {
+  struct tracecmd_input *h = NULL;
+  struct tep_handle *tep;
+  int64_t *byid = NULL;    /* counts per event id */
+  int maxid = 0, c, ncpu;
+  size_t i, n = 0;
+  struct tep_event **events;
+  int nev;
+  uint64_t first = UINT64_MAX, last = 0;
+  kl_dropper scandrop;
+
+  drop_init(&scandrop, t->path, t->version, t->page_size);
+  h = tracecmd_open(t->path, KL_TC_FLAGS);
+  if (!h) {
+    kl_err_set(err, KL_E_INVALID, 0, "read trace %s: cannot reopen it (changed or corrupt?)",
+               t->path);
+    goto error;
+  }
+  tep = tracecmd_get_tep(h);
+  nev = tep_get_events_count(tep);
+  events = tep_list_events(tep, TEP_EVENT_SORT_ID);
+  for (c = 0; events && c < nev; c++) {
+    if (events[c]->id > maxid) maxid = events[c]->id;
+  }
+  byid = calloc((size_t)maxid + 1, sizeof *byid);
+  if (!byid) goto oom;
+  ncpu = tep_get_cpus(tep);
+  for (c = 0; c < ncpu && c < t->ncpus; c++) {
+    struct tep_record *r = tracecmd_read_cpu_first(h, c);
+    uint64_t consumed = 0;
+    while (r) {
+      int id = r->size >= 2 ? tep_data_type(tep, r) : -1;
+      if (id >= 0 && id <= maxid) byid[id]++;
+      if (r->ts < first) first = r->ts;
+      if (r->ts > last) last = r->ts;
+      consumed += r->record_size > 0 ? (uint64_t)r->record_size : 16;
+      if (!scandrop.disabled) {
+        struct tep_record *nx = tracecmd_read_data(h, c);
+        uintptr_t da = (!nx || nx->offset / (unsigned)t->page_size !=
+                                   r->offset / (unsigned)t->page_size)
+                           ? drop_addr(&scandrop, r) : 0;
+        tracecmd_free_record(r);
+        drop_release(&scandrop, da);
+        r = nx;
+        continue;
+      }
+      if (consumed >= KL_RECYCLE_BYTES) {
+        /* bound memory as the iteration does: a fresh handle, same place */
+        struct tracecmd_input *nh = tracecmd_open(t->path, KL_TC_FLAGS);
+        int ok = 1;
+        consumed = 0;
+        if (nh) {
+          r = reread(nh, r, &ok);
+          if (!ok) {
+            tracecmd_close(nh);
+            kl_err_set(err, KL_E_INVALID, 0, "read trace %s: the file changed while read",
+                       t->path);
+            goto error;
+          }
+          tracecmd_close(h);
+          h = nh;
+          tep = tracecmd_get_tep(h);
+          events = tep_list_events(tep, TEP_EVENT_SORT_ID);
+          nev = tep_get_events_count(tep);
+        }
+      }
+      tracecmd_free_record(r);
+      r = tracecmd_read_data(h, c);
+    }
+  }
+  for (c = 0; events && c < nev; c++) {
+    if (byid[events[c]->id] > 0) n++;
+  }
+  t->counts = calloc(n ? n : 1, sizeof *t->counts);
+  if (!t->counts) goto oom;
+  for (c = 0, i = 0; events && c < nev && i < n; c++) {
+    struct tep_event *e = events[c];
+    if (byid[e->id] == 0) continue;
+    t->counts[i].system = strdup(e->system ? e->system : "");
+    t->counts[i].name = strdup(e->name ? e->name : "");
+    t->counts[i].count = byid[e->id];
+    t->ncounts = ++i;
+    if (!t->counts[i - 1].system || !t->counts[i - 1].name) goto oom;
+  }
+  qsort(t->counts, t->ncounts, sizeof *t->counts, count_cmp);
+  t->first_ts = first == UINT64_MAX ? 0 : first;
+  t->last_ts = last;
+  t->info_done = 1;
+  free(byid);
+  tracecmd_close(h);
+  return 0;
+
+oom:
+  kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "read trace %s: out of memory", t->path);
+error:
+  free(byid);
+  if (h) tracecmd_close(h);
+  return -1;
+}
+
+int kl_ftrace_trace_info(kl_trace *t, kl_trace_info *info, kl_err *err) {
+  if (!t || !info) return kl_err_set(err, KL_E_INVALID, 0, "trace info: no trace");
+  if (!t->info_done && scan_info(t, err) < 0) return -1;
+  memset(info, 0, sizeof *info);
+  snprintf(info->format, sizeof info->format, "trace.dat");
+  info->version = t->version;
+  info->big_endian = t->big_endian;
+  info->long_size = t->long_size;
+  info->page_size = t->page_size;
+  info->ncpus = t->ncpus;
+  snprintf(info->clock, sizeof info->clock, "%s", t->clock);
+  info->first_ts = t->first_ts;
+  info->last_ts = t->last_ts;
+  info->nevent_types = t->ncounts;
+  info->event_types = t->counts;
+  return 0;
+}

@@ -1,0 +1,230 @@
+--- `kernellogger report FILE`: a summary of a capture file.
+--
+-- Counts by event, lost events, the time span and the event rate per second
+-- drawn as a sparkline. `bin/kernellogger report ...` calls `main`.
+--
+--     local report = require "kernellogger.report"
+--     os.exit(report.main{"capture.dat"})
+-- @module kernellogger.report
+local M = {}
+
+local BLOCKS = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"}
+
+M.usage = [[
+usage: kernellogger report FILE [--width N] [--top N]
+
+Summarise a capture: its format, the time span, the events by type with
+their counts and share, the events lost by the kernel ring, and the event
+rate per second as a sparkline.
+
+  --width N   sparkline width in columns (default: the terminal's, at most 72)
+  --top N     show the N most frequent event types (default: all)
+]]
+
+--- The sparkline of a list of numbers, `width` columns at most: when there are
+-- more values than columns, each column shows the mean of the values it covers.
+-- @tparam {number,...} values
+-- @int width
+-- @treturn string
+function M.sparkline(values, width)
+  local n = #values
+  if n == 0 then return "" end
+  local cols = {}
+  if n <= width then
+    for i = 1, n do cols[i] = values[i] end
+  else
+    for c = 1, width do
+      local a = (c - 1) * n // width + 1
+      local b = math.max(a, c * n // width)
+      local sum = 0
+      for i = a, b do sum = sum + values[i] end
+      cols[c] = sum / (b - a + 1)
+    end
+  end
+  local hi = 0
+  for _, v in ipairs(cols) do if v > hi then hi = v end end
+  local out = {}
+  for i, v in ipairs(cols) do
+    out[i] = BLOCKS[hi > 0 and math.floor(v / hi * (#BLOCKS - 1) + 0.5) + 1 or 1]
+  end
+  return table.concat(out)
+end
+
+local function duration(ns)
+  local s = ns / 1e9
+  if s < 1e-3 then return ("%.1f µs"):format(ns / 1e3) end
+  if s < 1 then return ("%.3f ms"):format(ns / 1e6) end
+  if s < 120 then return ("%.3f s"):format(s) end
+  return ("%dm%02ds"):format(math.floor(s / 60), math.floor(s % 60))
+end
+
+local function thousands(n)
+  local s = tostring(math.floor(n))
+  local out = s:reverse():gsub("(%d%d%d)", "%1,"):reverse()
+  return (out:gsub("^,", ""))
+end
+
+--- Collect the summary of a file.
+-- @string path
+-- @treturn[1] table `info`, `total`, `by_type` (list of {key, count}), `lost`
+--   (events), `lost_markers`, `lost_unknown` (markers without a count),
+--   `lost_cpu` (per CPU), `per_second` (list), `first`, `last`
+-- @treturn[2] nil
+-- @treturn[2] string message
+-- @treturn[2] string code
+function M.collect(path)
+  local kl = require "kernellogger"
+  local t, err, code = kl.open(path)
+  if not t then return nil, err, code end
+  local info = t:info()
+  local counts, total = {}, 0
+  local lost, markers, unknown, lost_cpu = 0, 0, 0, {}
+  local per_second, first, last = {}, nil, nil
+  for ev in t:events() do
+    local time = ev.time
+    first = first or time
+    last = time
+    local sec = (time - first) // 1000000000 + 1
+    per_second[sec] = (per_second[sec] or 0) + 1
+    if ev.name == "lost_events" then
+      markers = markers + 1
+      if ev.lost > 0 then lost = lost + ev.lost else unknown = unknown + 1 end
+      lost_cpu[ev.cpu] = (lost_cpu[ev.cpu] or 0) + math.max(ev.lost, 0)
+    else
+      total = total + 1
+      local key = ev.system .. ":" .. ev.name
+      counts[key] = (counts[key] or 0) + 1
+    end
+  end
+  t:close()
+  local n = 0
+  for k in pairs(per_second) do if k > n then n = k end end
+  for i = 1, n do per_second[i] = per_second[i] or 0 end
+  local by_type = {}
+  for k, c in pairs(counts) do by_type[#by_type + 1] = {key = k, count = c} end
+  table.sort(by_type, function(a, b)
+    if a.count ~= b.count then return a.count > b.count end
+    return a.key < b.key
+  end)
+  return {info = info, total = total, by_type = by_type, lost = lost, lost_markers = markers,
+          lost_unknown = unknown, lost_cpu = lost_cpu, per_second = per_second,
+          first = first, last = last}
+end
+
+local function columns()
+  local c = tonumber(os.getenv("COLUMNS") or "")
+  return c and c > 20 and c or 80
+end
+
+--- Print the report to `out`.
+-- @tparam table r the result of `collect`
+-- @string path
+-- @tparam file out
+-- @tparam table opts `width`, `top`
+function M.print(r, path, out, opts)
+  local info = r.info
+  local w = function(...) out:write(...) end
+  w(("%s: %s v%d, %s-endian, %d-byte longs, %d CPUs%s\n"):format(
+    path, info.format, info.version, info.endian, info.long_size, info.cpus,
+    info.clock and (", clock " .. info.clock) or ""))
+  if not r.first then
+    w("no events\n")
+    return
+  end
+  local span = r.last - r.first
+  w(("time span: %s (%d.%09d .. %d.%09d)\n"):format(duration(span),
+    r.first // 1000000000, r.first % 1000000000, r.last // 1000000000, r.last % 1000000000))
+  w(("events: %s"):format(thousands(r.total)))
+  if span > 0 then w(("  (%s/s on average)"):format(thousands(r.total / (span / 1e9)))) end
+  w("\n")
+  if r.lost_markers > 0 then
+    local cpus = {}
+    for cpu, n in pairs(r.lost_cpu) do cpus[#cpus + 1] = {cpu = cpu, n = n} end
+    table.sort(cpus, function(a, b) return a.cpu < b.cpu end)
+    local parts = {}
+    for _, c in ipairs(cpus) do parts[#parts + 1] = ("cpu%d %s"):format(c.cpu, thousands(c.n)) end
+    w(("lost events: %s in %d drop%s%s (%s)\n"):format(thousands(r.lost), r.lost_markers,
+      r.lost_markers == 1 and "" or "s",
+      r.lost_unknown > 0 and (", %d of them uncounted"):format(r.lost_unknown) or "",
+      table.concat(parts, ", ")))
+  else
+    w("lost events: none reported by the ring\n")
+  end
+  w("\n")
+  local keyw = 5
+  for _, e in ipairs(r.by_type) do keyw = math.max(keyw, #e.key) end
+  w(("%-" .. keyw .. "s %12s %7s\n"):format("event", "count", "share"))
+  local shown = 0
+  for _, e in ipairs(r.by_type) do
+    shown = shown + 1
+    if opts.top and shown > opts.top then
+      w(("%-" .. keyw .. "s\n"):format(("... %d more types"):format(#r.by_type - opts.top)))
+      break
+    end
+    w(("%-" .. keyw .. "s %12s %6.1f%%\n"):format(e.key, thousands(e.count),
+                                                  100 * e.count / math.max(r.total, 1)))
+  end
+  local secs = r.per_second
+  if #secs > 0 then
+    local width = opts.width or math.min(72, columns() - 8)
+    local lo, hi = math.huge, 0
+    for _, v in ipairs(secs) do
+      if v < lo then lo = v end
+      if v > hi then hi = v end
+    end
+    w(("\nevents per second over %d s (%s..%s/s%s):\n"):format(#secs, thousands(lo),
+      thousands(hi), #secs > width and (", %d s per column"):format(
+        math.ceil(#secs / width)) or ""))
+    w("  ", M.sparkline(secs, width), "\n")
+  end
+end
+
+--- Run the command.
+-- @tparam {string,...} args the arguments after `report`
+-- @tparam[opt=io.stdout] file out
+-- @tparam[opt=io.stderr] file errout
+-- @treturn int exit code: 0 done, 1 the file could not be read, 2 bad usage
+function M.main(args, out, errout)
+  out = out or io.stdout
+  errout = errout or io.stderr
+  local path
+  local opts = {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a == "-h" or a == "--help" then
+      out:write(M.usage)
+      return 0
+    elseif a == "--width" or a == "--top" then
+      local v = math.tointeger(tonumber(args[i + 1] or ""))
+      if not v or v < 1 then
+        errout:write(("kernellogger report: %s needs a positive integer\n"):format(a), M.usage)
+        return 2
+      end
+      opts[a:sub(3)] = v
+      i = i + 1
+    elseif a:sub(1, 1) == "-" and a ~= "-" then
+      errout:write(("kernellogger report: unknown option %s\n"):format(a), M.usage)
+      return 2
+    elseif path then
+      errout:write("kernellogger report: one file at a time\n", M.usage)
+      return 2
+    else
+      path = a
+    end
+    i = i + 1
+  end
+  if not path then
+    errout:write(M.usage)
+    return 2
+  end
+  local r, err, code = M.collect(path)
+  if not r then
+    errout:write(("kernellogger report: %s [%s]\n"):format(err, code))
+    return 1
+  end
+  M.print(r, path, out, opts)
+  return 0
+end
+
+return M
