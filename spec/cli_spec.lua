@@ -151,16 +151,34 @@ describe("#linux cli against the kernel", function()
     assert.are.equal(0, select(3, cli("stop " .. name)))
   end)
 
+  it("report dispatches to kernellogger.report", function()
+    local name = uname()
+    local file = dir .. "/rep.dat"
+    local _, err, rc = cli(("capture --name %s -f cswitch -o %s --seconds 0.5"):format(name, file))
+    assert.are.equal(0, rc, err)
+    local out
+    out, err, rc = cli("report " .. file)
+    assert.are.equal(0, rc, err)
+    assert.matches("sched_switch", out, 1, true)
+    _, _, rc = cli("report")
+    assert.are.equal(2, rc)
+  end)
+
   it("report without the report module fails with a clear one-line error", function()
-    local ok = pcall(require, "kernellogger.report")
-    if ok then
-      pending("kernellogger.report is installed here")
-      return
-    end
-    local out, err, rc = cli("report x.dat")
-    assert.are.equal(1, rc)
+    -- a copy of the Lua modules without report.lua
+    local lib = dir .. "/lib"
+    assert(os.execute(("mkdir -p %s/kernellogger && cp %s/lua/kernellogger/*.lua %s/kernellogger/ "
+      .. "&& rm -f %s/kernellogger/report.lua"):format(S.q(lib), S.q(S.ROOT), S.q(lib), S.q(lib))))
+    local cmd = ("exec env LUA_PATH=%s LUA_CPATH=%s %s %s/bin/kernellogger report x.dat")
+      :format(S.q(lib .. "/?.lua;" .. lib .. "/?/init.lua"), S.q(S.LUA_CPATH), S.LUA, S.ROOT)
+    local out, err, rc = S.run3(cmd)
+    assert.are.equal(1, rc, err)
     assert.are.equal("", out)
     assert.is_true(one_line(err), err)
     assert.matches("kernellogger.report module is not installed", err, 1, true)
+    -- and --help still explains the command
+    out, err, rc = S.run3(cmd:gsub("report x%.dat$", "report --help"))
+    assert.are.equal(0, rc, err)
+    assert.matches("usage: kernellogger report", out, 1, true)
   end)
 end)
