@@ -52,16 +52,21 @@ describe("profiles", function()
   it("raises an argument error listing the valid names for an unknown profile", function()
     local ok, err = pcall(P.get, "nosuchprofile")
     assert.is_false(ok)
-    assert.matches("bad argument", err, 1, true)
-    assert.matches("unknown profile 'nosuchprofile'", err, 1, true)
+    assert.matches("bad argument #1 to 'get' (unknown profile 'nosuchprofile'; valid profiles: ",
+      err, 1, true)
     for _, n in ipairs(BUILTINS) do assert.matches(n, err, 1, true) end
   end)
 
   it("start{profile=<unknown>} raises, naming the valid profiles", function()
     local ok, err = pcall(kl.start, { name = S.name("prof"), profile = "bogus" })
     assert.is_false(ok)
-    assert.matches("unknown profile 'bogus'", err, 1, true)
+    assert.matches("bad argument #1 to 'start' (profile: unknown profile 'bogus'; valid profiles: ",
+      err, 1, true)
     assert.matches("WPR.GeneralProfile", err, 1, true)
+    local ok2, err2 = pcall(kl.start, { name = S.name("prof"), profile = { flags = { "nosuch" } } })
+    assert.is_false(ok2)
+    assert.matches("bad argument #1 to 'start' (profile: profile 'custom' has an unknown flag 'nosuch')",
+      err2, 1, true)
   end)
 
   it("every built-in resolves to supported flags only, and to at least one here", function()

@@ -67,7 +67,12 @@ end
 
 -- `level` is passed to error() so that the message points at the caller of
 -- the public function that received the bad argument.
-local function argerror(msg, level) error(msg, level + 1) end
+-- `what` says where the value came from: { fn = "start", arg = 1, field = "profile" }
+local function badarg(what, detail, level)
+  local field = what.field and (what.field .. ": ") or ""
+  error(("bad argument #%d to '%s' (%s%s)"):format(what.arg or 1, what.fn, field, detail),
+    level + 1)
+end
 
 local new_profile -- forward
 
@@ -77,42 +82,40 @@ local function coerce(v, what, level)
   if type(v) == "string" then
     local p = registry[lower(v)]
     if not p then
-      argerror(("bad argument (%s): unknown profile '%s' (valid profiles: %s)")
-        :format(what, v, valid_names()), level + 1)
+      badarg(what, ("unknown profile '%s'; valid profiles: %s"):format(v, valid_names()),
+        level + 1)
     end
     return p
   end
   if type(v) == "table" then return new_profile(v, what, level + 1) end
-  argerror(("bad argument (%s): profile expected (a name, a profile or a table), got %s")
-    :format(what, type(v)), level + 1)
+  badarg(what, ("profile expected (a name, a profile or a table), got %s"):format(type(v)),
+    level + 1)
 end
 
 -- Build a Profile from a plain table: {flags=..., include={...}, buffer_kb=..., ...}
 -- The array part of the table lists profiles to include, like `include`.
 function new_profile(spec, what, level)
   level = (level or 1) + 1
-  what = what or "profile"
+  what = what or { fn = "new" }
   local p = setmetatable({ flags = {}, options = {}, description = "" }, Profile)
   local includes = {}
   for k, v in pairs(spec) do
     if math.type(k) == "integer" then
       includes[#includes + 1] = v
     elseif SPEC_KEYS[k] == nil then
-      argerror(("bad argument (%s): unknown profile field '%s'"):format(what, tostring(k)), level)
+      badarg(what, ("unknown profile field '%s'"):format(tostring(k)), level)
     elseif type(v) ~= SPEC_KEYS[k] then
-      argerror(("bad argument (%s): field '%s' must be a %s, got %s")
-        :format(what, k, SPEC_KEYS[k], type(v)), level)
+      badarg(what, ("field '%s' must be a %s, got %s"):format(k, SPEC_KEYS[k], type(v)), level)
     end
   end
   for _, v in ipairs(spec.include or {}) do includes[#includes + 1] = v end
   for _, v in ipairs(includes) do
-    p = p + coerce(v, what .. " include", level)
+    p = p + coerce(v, { fn = what.fn, arg = what.arg, field = "include" }, level)
   end
   if spec.flags then
     for i, f in ipairs(spec.flags) do
       if type(f) ~= "string" then
-        argerror(("bad argument (%s): flags[%d] must be a string, got %s")
-          :format(what, i, type(f)), level)
+        badarg(what, ("flags[%d] must be a string, got %s"):format(i, type(f)), level)
       end
     end
     p.flags = union(p.flags, spec.flags)
@@ -121,8 +124,7 @@ function new_profile(spec, what, level)
     local v = spec[k]
     if v ~= nil then
       if v < 0 or v ~= math.floor(v) then
-        argerror(("bad argument (%s): field '%s' must be a whole number >= 0")
-          :format(what, k), level)
+        badarg(what, ("field '%s' must be a whole number >= 0"):format(k), level)
       end
       p.options[k] = math.tointeger(v)
     end
@@ -139,8 +141,8 @@ end
 --- Combine two profiles: the union of their flags, the larger of each buffer
 -- setting (the smaller flush timer).  Either side may be a name or a table.
 function Profile.__add(a, b)
-  a = coerce(a, "left operand of +", 2)
-  b = coerce(b, "right operand of +", 2)
+  a = coerce(a, { fn = "__add", arg = 1 }, 2)
+  b = coerce(b, { fn = "__add", arg = 2 }, 2)
   local p = setmetatable({ flags = union(a.flags, b.flags), options = {} }, Profile)
   for _, k in ipairs(NUMERIC) do
     local x, y = a.options[k], b.options[k]
@@ -184,7 +186,7 @@ function Profile:with(overrides)
     end
     spec[k] = v
   end
-  return new_profile(spec, "with", 2)
+  return new_profile(spec, { fn = "with" }, 2)
 end
 Profile.__call = Profile.with
 
@@ -249,7 +251,7 @@ end
 -- @param p a name, a Profile or a plain table
 -- @treturn Profile
 function M.get(p)
-  return coerce(p, "profile", 2)
+  return coerce(p, { fn = "get" }, 2)
 end
 
 --- Register a user profile so that it can be named in `start{profile=...}`.
@@ -277,7 +279,7 @@ function M.define(name, spec)
   local s = {}
   for k, v in pairs(spec) do s[k] = v end
   s.name, s.origin = name, "user"
-  local p = new_profile(s, "define", 2)
+  local p = new_profile(s, { fn = "define", arg = 2 }, 2)
   registry[key] = p
   if old then
     for i, q in ipairs(user_order) do if q == old then user_order[i] = p end end
@@ -334,10 +336,12 @@ end
 -- @treturn Profile the resolved profile
 -- @treturn {string,...} flags skipped on this platform
 function M.apply(opts)
-  local p = coerce(opts.profile, "profile", 2)
+  -- level 3: these errors are reported at the caller of kernellogger.start
+  local p = coerce(opts.profile, { fn = "start", field = "profile" }, 3)
   local r = p:resolve()
   if #r.unknown > 0 then
-    error(("bad argument (profile '%s'): unknown flag '%s'"):format(p.name, r.unknown[1]), 2)
+    badarg({ fn = "start", field = "profile" },
+      ("profile '%s' has an unknown flag '%s'"):format(p.name, r.unknown[1]), 3)
   end
   local out = {}
   for k, v in pairs(opts) do if k ~= "profile" then out[k] = v end end
@@ -356,7 +360,7 @@ function M.apply(opts)
     flags = union(flags, extra)
   elseif extra ~= nil then
     error(("bad argument #1 to 'start' (flags: a %s cannot be added to a profile's flags; "
-      .. "give a list of names)"):format(type(extra)), 2)
+      .. "give a list of names)"):format(type(extra)), 3)
   end
   out.flags = flags
   return out, p, r.unsupported
@@ -387,7 +391,7 @@ local SIZE = {
 local function builtin(origin, name, class, description, flags)
   local spec = { name = name, origin = origin, description = description, flags = flags }
   for k, v in pairs(SIZE[class]) do spec[k] = v end
-  local p = new_profile(spec, "builtin", 1)
+  local p = new_profile(spec, { fn = "builtin" }, 1)
   p.load = class
   builtin_order[#builtin_order + 1] = p
   local q = lower(origin .. "." .. name)
@@ -479,7 +483,7 @@ do
 end
 
 M.Profile = Profile
-M.new = function(spec) return new_profile(spec, "new", 2) end
+M.new = function(spec) return new_profile(spec, { fn = "new" }, 2) end
 M.is_profile = is_profile
 -- for tests: forget the cached flag table
 M._reset_cache = function() flag_index_cache = nil end
