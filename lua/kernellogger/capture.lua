@@ -98,10 +98,14 @@ function M.capture(start, core, opts)
   outcome = msg
 
   local t0 = core._monotime()
-  local drawn = false
+  local drawn, width = false, 0
+  -- Redrawn in place with a carriage return, and padded with spaces over a
+  -- longer previous line (no escape sequences: old Windows consoles show them).
   local function draw(q)
     if not show then return end
-    out:write("\r\27[K", M.progress_line(q, core._monotime() - t0, seconds))
+    local line = M.progress_line(q, core._monotime() - t0, seconds)
+    out:write("\r", line, (" "):rep(math.max(0, width - #line)))
+    width = #line
     out:flush()
     drawn = true
   end
