@@ -20,10 +20,14 @@ describe("require 'kernellogger'", function()
   it("re-exports the C core and adds the Lua layer", function()
     local kl = require "kernellogger"
     local core = require "kernellogger.core"
-    for _, f in ipairs{"start", "stop", "query", "flush", "sessions", "flags", "attach"} do
+    for _, f in ipairs{"stop", "query", "flush", "sessions", "flags", "attach"} do
       assert.is_function(kl[f], f)
       assert.equal(core[f], kl[f], f)
     end
+    -- start is wrapped by the Lua layer (profile, on_conflict); capture and profiles are added
+    assert.is_function(kl.start)
+    assert.is_function(kl.capture)
+    assert.is_table(kl.profiles)
     assert.is_function(kl.flag)
   end)
 

@@ -36,12 +36,24 @@ end
 --   `max_buffers`, `flush_timer`, `clock`, `stacks`, `strict` (default true:
 --   a flag this platform cannot serve fails with `not_supported`; false skips it
 --   and lists it in `session.skipped`), `overwrite`, `file_mode`, `kallsyms`.
--- @treturn[1] Session the running session, owned by this process
+--   The Lua layer adds `profile` (a name, a profile or a table: see
+--   `kernellogger.profiles`) and `on_conflict`, `timeout`, `backoff` (see
+--   `kernellogger.conflict` and docs/conflict-policies.md).
+-- @treturn[1] Session the running session (owned, unless attached)
+-- @treturn[1] table outcome: `policy`, `name`, `attempts`, `waited`, `displaced`,
+--   `attached`, `private`, `holder`
 -- @treturn[2] nil
 -- @treturn[2] string message
 -- @treturn[2] string code
--- @function start
-M.start = core.start
+-- @treturn[2] table|nil the holder's query table on a conflict
+-- @treturn[2] table outcome
+function M.start(opts)
+  if type(opts) == "table" and opts.profile ~= nil then
+    local profiles = require "kernellogger.profiles"
+    opts = profiles.apply(opts)
+  end
+  return require("kernellogger.conflict").start(core, opts or {})
+end
 
 --- A Session handle on a running session, not owned (never stopped on close).
 -- @tparam[opt=KERNEL_LOGGER] string name
@@ -147,6 +159,22 @@ function M.flag(name)
   end
   return nil
 end
+
+--- Record until `seconds` pass, `stop_when(query, elapsed)` is true, or Ctrl-C;
+-- then stop and complete the file.  See `kernellogger.capture`.
+-- @tparam table opts start options plus `seconds`, `stop_when`, `progress`, `interval`
+-- @treturn[1] table final stats (with `interrupted`, `elapsed`)
+-- @treturn[1] string the file
+-- @treturn[1] table the start outcome
+-- @treturn[2] nil
+-- @treturn[2] string message
+-- @treturn[2] string code
+function M.capture(opts)
+  return require("kernellogger.capture").capture(M.start, core, opts)
+end
+
+--- Named recording profiles (`kernellogger.profiles`).
+M.profiles = require "kernellogger.profiles"
 
 M._core = core
 M._VERSION = "kernellogger scm"

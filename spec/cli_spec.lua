@@ -1,0 +1,202 @@
+-- bin/kernellogger: exit codes (0 ok, 1 failure, 2 usage), --help, one-line errors.
+local S = require "spawn"
+
+local COMMANDS = { "start", "stop", "status", "list", "flags", "profiles", "capture", "report" }
+
+local function cli(args) return S.run3(S.cli_cmd(args)) end
+
+local function one_line(err)
+  return select(2, err:gsub("\n", "")) == 1 and err:sub(1, 14) == "kernellogger: "
+end
+
+describe("cli usage", function()
+  it("--help lists every command and exits 0", function()
+    local out, err, rc = cli("--help")
+    assert.are.equal(0, rc, err)
+    for _, c in ipairs(COMMANDS) do assert.matches("\n  " .. c .. " ", out, 1, true) end
+  end)
+
+  it("no command: usage on stderr, exit 2", function()
+    local out, err, rc = cli("")
+    assert.are.equal(2, rc)
+    assert.are.equal("", out)
+    assert.matches("usage: kernellogger", err, 1, true)
+  end)
+
+  for _, c in ipairs(COMMANDS) do
+    it(c .. " --help prints its usage and exits 0", function()
+      local out, err, rc = cli(c .. " --help")
+      assert.are.equal(0, rc, err)
+      assert.matches("usage: kernellogger " .. c, out, 1, true)
+      local out2, _, rc2 = cli("help " .. c)
+      assert.are.equal(0, rc2)
+      assert.are.equal(out, out2)
+    end)
+  end
+
+  local usage_cases = {
+    { "frobnicate", "unknown command 'frobnicate'" },
+    { "start --bogus", "unknown option '--bogus'" },
+    { "start --circular-mb", "needs a value" },
+    { "start --circular-mb lots", "needs a number" },
+    { "stop a b", "unexpected argument 'b'" },
+    { "list extra", "unexpected argument" },
+    { "status -z", "unknown option '-z'" },
+    { "start --stacks=yes", "takes no value" },
+    { "start --profile nosuchprofile --name klt_cli_x", "unknown profile 'nosuchprofile'" },
+    { "profiles nosuchprofile", "unknown profile" },
+  }
+  for _, case in ipairs(usage_cases) do
+    it(("'%s' is a usage error: one line, exit 2"):format(case[1]), function()
+      local out, err, rc = cli(case[1])
+      assert.are.equal(2, rc, err)
+      assert.are.equal("", out)
+      assert.is_true(one_line(err), err)
+      assert.matches(case[2], err, 1, true)
+      assert.matches("--help", err, 1, true)
+    end)
+  end
+end)
+
+describe("#linux cli against the kernel", function()
+  local names, dir = {}, nil
+  local function uname()
+    local n = S.name("cli")
+    names[#names + 1] = n
+    return n
+  end
+  setup(function() dir = S.tmpdir() end)
+  teardown(function()
+    S.cleanup(table.unpack(names))
+    for _, n in ipairs(names) do assert.is_false(S.instance_exists(n), n .. " left behind") end
+    S.rmtree(dir)
+  end)
+
+  it("start, status, list, a second start, stop, a second stop", function()
+    local name = uname()
+    local out, err, rc = cli("start --name " .. name .. " --profile network")
+    assert.are.equal(0, rc, err)
+    assert.matches("started " .. name, out, 1, true)
+    assert.is_true(S.instance_exists(name))
+
+    out, err, rc = cli("status " .. name)
+    assert.are.equal(0, rc, err)
+    assert.matches("name%s+" .. name, out)
+    assert.matches("tcpip", out, 1, true)
+
+    out, err, rc = cli("list")
+    assert.are.equal(0, rc, err)
+    assert.matches(name, out, 1, true)
+
+    out, err, rc = cli("start --name " .. name .. " -f cswitch")
+    assert.are.equal(1, rc)
+    assert.are.equal("", out)
+    assert.is_true(one_line(err), err)
+    assert.matches("on_conflict", err, 1, true)
+
+    out, err, rc = cli("stop " .. name)
+    assert.are.equal(0, rc, err)
+    assert.matches("events_lost", out, 1, true)
+    assert.is_false(S.instance_exists(name))
+
+    out, err, rc = cli("stop " .. name)
+    assert.are.equal(1, rc)
+    assert.are.equal("", out)
+    assert.is_true(one_line(err), err)
+    assert.matches("kernellogger list", err, 1, true)
+  end)
+
+  it("status of a missing session fails with exit 1 and a hint", function()
+    local _, err, rc = cli("status " .. uname())
+    assert.are.equal(1, rc)
+    assert.is_true(one_line(err), err)
+  end)
+
+  it("flags and profiles list what this platform resolves", function()
+    local out, err, rc = cli("flags")
+    assert.are.equal(0, rc, err)
+    assert.matches("\ncswitch%s+yes", "\n" .. out)
+    assert.matches("\nregistry%s+no", "\n" .. out)
+    out, err, rc = cli("profiles")
+    assert.are.equal(0, rc, err)
+    assert.matches("xperf.FileIO", out, 1, true)
+    assert.matches("WPR.FileIO  (also: fileio)", out, 1, true)
+    out, err, rc = cli("profiles cpu")
+    assert.are.equal(0, rc, err)
+    assert.matches("^WPR%.CPU", out)
+    assert.matches("flags: [%w_,]*cswitch", out)
+  end)
+
+  it("capture --seconds writes the file and exits 0", function()
+    local name = uname()
+    local file = dir .. "/cli.dat"
+    local out, err, rc = cli(("capture --name %s -f cswitch -o %s --seconds 1"):format(name, file))
+    assert.are.equal(0, rc, err)
+    assert.matches(file, out, 1, true)
+    assert.are.equal("", err)   -- not a terminal: no progress line
+    assert.is_true(S.exists(file))
+  end)
+
+  it("capture draws its progress line on a terminal, and not with --no-progress", function()
+    local function under_pty(extra)
+      local name = uname()
+      local cmd = ("script -qefc %s /dev/null </dev/null")
+        :format(S.q(S.cli_cmd(("capture --name %s -f cswitch -o %s --seconds 0.8 %s")
+          :format(name, S.q(dir .. "/" .. name .. ".dat"), extra))))
+      return S.run(cmd)
+    end
+    local out, rc = under_pty("")
+    assert.are.equal(0, rc, out)
+    assert.matches("\rkernellogger klt_cli_", out, 1, true)
+    assert.matches("lost 0", out, 1, true)
+    out, rc = under_pty("--no-progress")
+    assert.are.equal(0, rc, out)
+    assert.is_nil(out:find("\rkernellogger klt_cli_", 1, true))
+    assert.matches("events %d+  lost 0", out)
+  end)
+
+  it("start with --on-conflict private runs beside the holder", function()
+    local name = uname()
+    local _, err, rc = cli("start --name " .. name .. " -f cswitch")
+    assert.are.equal(0, rc, err)
+    local out
+    out, err, rc = cli("start --name " .. name .. " -f cswitch --on-conflict private")
+    assert.are.equal(0, rc, err)
+    local priv = out:match("started (%S+)")
+    names[#names + 1] = priv
+    assert.are_not.equal(name, priv)
+    assert.are.equal(0, select(3, cli("stop " .. priv)))
+    assert.are.equal(0, select(3, cli("stop " .. name)))
+  end)
+
+  it("report dispatches to kernellogger.report", function()
+    local name = uname()
+    local file = dir .. "/rep.dat"
+    local _, err, rc = cli(("capture --name %s -f cswitch -o %s --seconds 0.5"):format(name, file))
+    assert.are.equal(0, rc, err)
+    local out
+    out, err, rc = cli("report " .. file)
+    assert.are.equal(0, rc, err)
+    assert.matches("sched_switch", out, 1, true)
+    _, _, rc = cli("report")
+    assert.are.equal(2, rc)
+  end)
+
+  it("report without the report module fails with a clear one-line error", function()
+    -- a copy of the Lua modules without report.lua
+    local lib = dir .. "/lib"
+    assert(os.execute(("mkdir -p %s/kernellogger && cp %s/lua/kernellogger/*.lua %s/kernellogger/ "
+      .. "&& rm -f %s/kernellogger/report.lua"):format(S.q(lib), S.q(S.ROOT), S.q(lib), S.q(lib))))
+    local cmd = ("exec env LUA_PATH=%s LUA_CPATH=%s %s %s/bin/kernellogger report x.dat")
+      :format(S.q(lib .. "/?.lua;" .. lib .. "/?/init.lua"), S.q(S.LUA_CPATH), S.LUA, S.ROOT)
+    local out, err, rc = S.run3(cmd)
+    assert.are.equal(1, rc, err)
+    assert.are.equal("", out)
+    assert.is_true(one_line(err), err)
+    assert.matches("kernellogger.report module is not installed", err, 1, true)
+    -- and --help still explains the command
+    out, err, rc = S.run3(cmd:gsub("report x%.dat$", "report --help"))
+    assert.are.equal(0, rc, err)
+    assert.matches("usage: kernellogger report", out, 1, true)
+  end)
+end)
