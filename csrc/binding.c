@@ -339,7 +339,7 @@ static int parse_flags(flag_ctx *c, int idx) {
 static const char *const start_keys[] = {
   "name", "flags", "file", "circular_mb", "max_mb", "realtime", "buffer_kb",
   "min_buffers", "max_buffers", "flush_timer", "clock", "stacks", "strict",
-  "overwrite", "file_mode", "kallsyms", NULL};
+  "overwrite", "file_mode", "kallsyms", "detached", NULL};
 
 static const char *const update_keys[] = {
   "flags", "file", "circular_mb", "max_mb", "realtime", "buffer_kb", "min_buffers",
@@ -417,6 +417,7 @@ static int parse_start(lua_State *L, int arg, kl_config *cfg, kl_err *err, int *
     luaL_argerror(L, arg, lua_pushfstring(L, "name: %s", err->msg));
   cfg->stacks = opt_bool(L, arg, "stacks", 0, arg);
   cfg->kallsyms = opt_bool(L, arg, "kallsyms", 0, arg);
+  cfg->detached = opt_bool(L, arg, "detached", 0, arg);
   cfg->file_mode = opt_uint(L, arg, "file_mode", 0600, 0, 0777, arg);
   if (opt_present(L, arg, "max_mb") && !opt_present(L, arg, "file"))
     luaL_argerror(L, arg, "max_mb: needs a file (sequential mode writes to a file)");
@@ -475,6 +476,10 @@ static void push_status(lua_State *L, const kl_status *st) {
   }
   lua_pushboolean(L, st->foreign);
   lua_setfield(L, -2, "foreign");
+  if (st->detached) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "detached");
+  }
   if (st->owner_alive >= 0) {
     lua_pushboolean(L, st->owner_alive);
     lua_setfield(L, -2, "owner_alive");

@@ -122,6 +122,7 @@ typedef struct kl_config {
   int stacks;                               /* boolean */
   int overwrite;                            /* may replace an existing file */
   int kallsyms;                             /* Linux: store /proc/kallsyms in the file */
+  int detached;                             /* record no owner process (meant to outlive it) */
   unsigned file_mode;                       /* permission bits of written files, default 0600 */
 } kl_config;
 
@@ -164,6 +165,7 @@ typedef struct kl_status {
   char tracepoints[8192];          /* comma-separated raw tracepoints enabled */
   char clock[32];
   int foreign;                     /* not created by kernellogger */
+  int detached;                    /* started with no owner process recorded */
   int owner_alive;                 /* 1 alive, 0 dead, -1 unknown */
   /* common counters and settings (KL_UNSET when unknown) */
   int64_t buffer_kb, buffers, free_buffers, events_lost, buffers_written,

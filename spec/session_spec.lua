@@ -185,6 +185,36 @@ describe("a Linux session #linux", function()
     assert.is_true(tonumber(n) > 0, tail)
   end)
 
+  it("records no owner when detached, so it is never taken for stale", function()
+    local s = assert(kl.start{name = name, flags = "tcpip", detached = true})
+    local q = assert(kl.query(name))
+    assert.is_true(q.detached)
+    assert.is_nil(q.owner_pid)
+    assert.is_nil(q.owner_alive)
+    local r, msg, code = kl.start{name = name, flags = "tcpip"}
+    assert.is_nil(r)
+    assert.equal("already_exists", code)
+    assert.matches("detached (no owner process)", msg, 1, true)
+    r, msg, code = kl.start{name = name, flags = "tcpip", on_conflict = "takeover_stale",
+                            timeout = 0.2}
+    assert.is_nil(r, "took over a detached session")
+    assert.equal("already_exists", code)
+    assert.is_true(H.instance_exists(name))
+    assert(s:stop())
+  end)
+
+  it("returns the ring's counters from stop, before the file write drains it", function()
+    local s = assert(kl.start{name = name, flags = "tcpip", file = dir .. "/final.dat"})
+    H.tcp_connections(3)
+    local live = assert(s:query())
+    local st = assert(s:stop())
+    assert.is_true(live.entries > 0)
+    assert.is_true(st.entries >= live.entries, ("%d < %d"):format(st.entries, live.entries))
+    assert.is_true(st.bytes_written > 0)
+    assert.is_number(st.last_flush)
+    assert.equal(dir .. "/final.dat", st.file)
+  end)
+
   it("keeps its state file root-only", function()
     local s = assert(kl.start{name = name, flags = "tcpip"})
     local p = assert(io.popen("stat -c '%a %U' " .. H.state_dir .. " " .. H.state_dir .. "/" ..

@@ -423,9 +423,13 @@ static void holder_text(const char *name, char *out, size_t n) {
     snprintf(out, n, "a foreign ftrace instance (not started by kernellogger)");
     return;
   }
-  if (snprintf(out, n, "held by pid %ld (%s), file %s, flags %s", s.owner_pid,
-               s.owner_start && proc_start(s.owner_pid) == s.owner_start ? "alive" : "dead",
-               s.file[0] ? s.file : "(none)", s.flags[0] ? s.flags : "(none)") >= (int)n)
+  if (s.owner_pid <= 0
+          ? snprintf(out, n, "detached (no owner process), file %s, flags %s",
+                     s.file[0] ? s.file : "(none)", s.flags[0] ? s.flags : "(none)") >= (int)n
+          : snprintf(out, n, "held by pid %ld (%s), file %s, flags %s", s.owner_pid,
+                     s.owner_start && proc_start(s.owner_pid) == s.owner_start ? "alive"
+                                                                               : "dead",
+                     s.file[0] ? s.file : "(none)", s.flags[0] ? s.flags : "(none)") >= (int)n)
     out[n - 1] = '\0'; /* truncated: still a useful message */
 }
 
@@ -554,8 +558,8 @@ static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
   st.file_mode = cfg->file_mode ? cfg->file_mode : 0600;
   st.overwrite = cfg->overwrite;
   st.kallsyms = cfg->kallsyms;
-  st.owner_pid = kl_getpid();
-  st.owner_start = proc_start(st.owner_pid);
+  st.owner_pid = cfg->detached ? 0 : kl_getpid();
+  st.owner_start = cfg->detached ? 0 : proc_start(st.owner_pid);
   st.start_time = kl_walltime();
   st.last_flush = -1;
   if (write_state(cfg->name, &st, err) != 0) goto error;
@@ -655,8 +659,12 @@ static int fill_status(kl_session *s, const kl_state *state, kl_status *st) {
     st->mode = state->mode;
     snprintf(st->flags, sizeof st->flags, "%s", state->flags);
     snprintf(st->tracepoints, sizeof st->tracepoints, "%s", state->tracepoints);
-    st->owner_pid = state->owner_pid;
-    st->owner_alive = state->owner_start && proc_start(state->owner_pid) == state->owner_start;
+    if (state->owner_pid > 0) {
+      st->owner_pid = state->owner_pid;
+      st->owner_alive = state->owner_start && proc_start(state->owner_pid) == state->owner_start;
+    } else {
+      st->detached = 1; /* no owner: neither alive nor stale */
+    }
     st->start_time = state->start_time;
     st->last_flush = state->last_flush;
     st->bytes_written = (int64_t)state->bytes_written;
@@ -829,13 +837,19 @@ static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status
   } else if (file != NULL && file[0] == '\0') {
     file = NULL; /* stop without writing */
   }
+  /* The final counters are the ring's before the file write drains it. */
+  fill_status(s, &state, st);
   if (file != NULL && write_file(s, &state, file, overwrite, err) != 0) {
     /* Keep the session, so the caller can retry to another path. */
     tracefs_instance_file_write(s->inst, "tracing_on", "1");
     goto out;
   }
-  fill_status(s, &state, st);
-  if (file) snprintf(st->file, sizeof st->file, "%s", file);
+  if (file) {
+    snprintf(st->file, sizeof st->file, "%s", file);
+    st->bytes_written = (int64_t)state.bytes_written;
+    st->last_flush = state.last_flush;
+    if (st->buffer_kb > 0) st->buffers_written = st->bytes_written / (st->buffer_kb * 1024);
+  }
   /* Another tool may hold a file of the instance open for a moment. */
   for (tries = 0; tries < 50; tries++) {
     errno = 0;

@@ -35,7 +35,8 @@ end
 --   `circular_mb` or `max_mb`, `realtime`, `buffer_kb`, `min_buffers`,
 --   `max_buffers`, `flush_timer`, `clock`, `stacks`, `strict` (default true:
 --   a flag this platform cannot serve fails with `not_supported`; false skips it
---   and lists it in `session.skipped`), `overwrite`, `file_mode`, `kallsyms`.
+--   and lists it in `session.skipped`), `overwrite`, `file_mode`, `kallsyms`,
+--   `detached` (record no owner process: the session is meant to outlive this one).
 --   The Lua layer adds `profile` (a name, a profile or a table: see
 --   `kernellogger.profiles`) and `on_conflict`, `timeout`, `backoff` (see
 --   `kernellogger.conflict` and docs/conflict-policies.md).
