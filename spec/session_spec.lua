@@ -195,10 +195,10 @@ describe("a Linux session #linux", function()
     assert.is_nil(r)
     assert.equal("already_exists", code)
     assert.matches("detached (no owner process)", msg, 1, true)
-    r, msg, code = kl.start{name = name, flags = "tcpip", on_conflict = "takeover_stale",
-                            timeout = 0.2}
-    assert.is_nil(r, "took over a detached session")
-    assert.equal("already_exists", code)
+    local r2, _, code2 = kl.start{name = name, flags = "tcpip", on_conflict = "takeover_stale",
+                                  timeout = 0.2}
+    assert.is_nil(r2, "took over a detached session")
+    assert.equal("already_exists", code2)
     assert.is_true(H.instance_exists(name))
     assert(s:stop())
   end)
