@@ -31,17 +31,43 @@ function H.instance_exists(name)
   return os.execute(("test -d '%s/instances/%s'"):format(H.tracing, name)) == true
 end
 
---- Remove a session whatever state it is in (no file is written).
-function H.cleanup(name)
-  if not H.linux then
-    core.stop(name, {file = false})
-    return
+--- Remove sessions whatever state they are in (no file is written).
+function H.cleanup(...)
+  for _, name in ipairs{...} do
+    pcall(core.stop, name, {file = false})
+    if H.linux then
+      if H.instance_exists(name) then
+        os.execute(("rmdir '%s/instances/%s' 2>/dev/null"):format(H.tracing, name))
+      end
+      os.remove(("%s/%s.state"):format(H.state_dir, name))
+    end
   end
-  core.stop(name, {file = false})
-  if H.instance_exists(name) then
-    os.execute(("rmdir '%s/instances/%s' 2>/dev/null"):format(H.tracing, name))
+end
+
+--- Is there a state file for that session?
+function H.state_exists(name)
+  return exists(("%s/%s.state"):format(H.state_dir, name))
+end
+
+--- Every instance whose name starts with `prefix`.
+function H.instances(prefix)
+  local r = {}
+  local p = assert(io.popen("ls '" .. H.tracing .. "/instances' 2>/dev/null"))
+  for line in p:lines() do
+    if line:sub(1, #prefix) == prefix then r[#r + 1] = line end
   end
-  os.remove(("%s/%s.state"):format(H.state_dir, name))
+  p:close()
+  return r
+end
+
+--- Poll `pred` until it is true or `timeout` seconds pass.
+function H.wait_for(pred, timeout)
+  local t0 = core._monotime()
+  while core._monotime() - t0 < (timeout or 5) do
+    if pred() then return true end
+    core._sleep(0.02)
+  end
+  return pred()
 end
 
 --- Read a tracefs file of an instance, trimmed.
@@ -113,7 +139,7 @@ function H.tcp_connections(n)
   return tonumber(port)
 end
 
---- A fresh temporary folder (removed by H.rmtree).
+--- A fresh private folder (0700), removed with what is in it by H.rmtree.
 function H.tmpdir()
   local p = assert(io.popen("mktemp -d /tmp/klspec.XXXXXX"))
   local d = p:read("l")
@@ -121,8 +147,22 @@ function H.tmpdir()
   return d
 end
 
+--- Remove a folder made by H.tmpdir, unmounting first what a failed test
+-- left mounted below it (deepest first).
 function H.rmtree(dir)
-  if dir and dir:match("^/tmp/klspec%.") then os.execute("rm -rf " .. shell_quote(dir)) end
+  if not (dir and dir:match("^/tmp/klspec%.")) then return end
+  local mounts = {}
+  local f = io.open("/proc/mounts", "r")
+  if f then
+    for line in f:lines() do
+      local at = line:match("^%S+ (%S+)")
+      if at and (at == dir or at:sub(1, #dir + 1) == dir .. "/") then mounts[#mounts + 1] = at end
+    end
+    f:close()
+  end
+  table.sort(mounts, function(a, b) return #a > #b end)
+  for _, at in ipairs(mounts) do os.execute("umount " .. shell_quote(at) .. " 2>/dev/null") end
+  os.execute("rm -rf " .. shell_quote(dir))
 end
 
 return H

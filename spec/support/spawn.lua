@@ -105,73 +105,12 @@ function M.run3(cmd)
   return out, err, code
 end
 
-local counter = 0
---- A unique session name: klt_<area>_<pid>_<n>.
-function M.name(area)
-  counter = counter + 1
-  local core = require "kernellogger.core"
-  return ("klt_%s_%d_%d"):format(area, core._getpid(), counter)
-end
-
-function M.exists(path)
-  local f = io.open(path, "r")
-  if f then f:close(); return true end
-  return false
-end
-
-function M.instance_exists(name)
-  return M.exists(M.TRACEFS .. "/instances/" .. name .. "/tracing_on")
-end
-
-function M.state_exists(name)
-  return M.exists(M.STATE_DIR .. "/" .. name .. ".state")
-end
-
---- Stop and remove everything a test may have left, whatever happened.
-function M.cleanup(...)
-  local core = require "kernellogger.core"
-  for _, name in ipairs { ... } do
-    pcall(core.stop, name, { file = false })
-    if M.instance_exists(name) then
-      os.execute(("rmdir %s 2>/dev/null"):format(M.q(M.TRACEFS .. "/instances/" .. name)))
-    end
-    os.remove(M.STATE_DIR .. "/" .. name .. ".state")
-  end
-end
-
---- Every instance whose name starts with `prefix`.
-function M.instances(prefix)
-  local r = {}
-  local p = io.popen("ls " .. M.q(M.TRACEFS .. "/instances") .. " 2>/dev/null")
-  for line in p:lines() do
-    if line:sub(1, #prefix) == prefix then r[#r + 1] = line end
-  end
-  p:close()
-  return r
-end
-
---- A temporary folder for output files.
-function M.tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p " .. M.q(d)))
-  return d
-end
-
-function M.rmtree(d)
-  if d and d:match("^/tmp/") then os.execute("rm -rf " .. M.q(d)) end
-end
-
---- Poll `pred` until it is true or `timeout` seconds pass.
-function M.wait_for(pred, timeout)
-  local core = require "kernellogger.core"
-  local t0 = core._monotime()
-  while core._monotime() - t0 < (timeout or 5) do
-    if pred() then return true end
-    core._sleep(0.02)
-  end
-  return pred()
-end
+-- the basics are the shared ones (spec/support/helpers.lua)
+local H = require "helpers"
+M.name, M.exists, M.instance_exists, M.state_exists = H.name, H.exists, H.instance_exists,
+  H.state_exists
+M.cleanup, M.instances, M.tmpdir, M.rmtree, M.wait_for = H.cleanup, H.instances, H.tmpdir,
+  H.rmtree, H.wait_for
 
 --- True when `trace-cmd report` reads the file without error.
 function M.tracecmd_ok(path)

@@ -2,23 +2,15 @@
 -- folders, cleanup, and checks of trace.dat files with the real tools.
 local M = {}
 
-local kl = require "kernellogger"
+local H = require "helpers"
 
-local TRACING = "/sys/kernel/tracing"
+local TRACING = H.tracing
 M.TRACING = TRACING
 
-local counter = 0
-
---- A unique session name for this process: klt_<area>_<pid>_<n>.
-function M.name(area)
-  counter = counter + 1
-  return string.format("klt_%s_%d_%d", area, kl._core._getpid(), counter)
-end
-
-local function sh_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-M.q = sh_quote
+-- the basics are the shared ones
+M.name, M.q, M.tmpdir, M.rmtree = H.name, H.q, H.tmpdir, H.rmtree
+M.instance_exists, M.cleanup, M.read = H.instance_exists, H.cleanup, H.read
+local sh_quote = H.q
 
 --- Run a shell command; returns ok, stdout, stderr.
 function M.run(cmd)
@@ -33,59 +25,12 @@ function M.run(cmd)
   return ok, out, err
 end
 
---- A fresh private folder; removed (with what is in it) by M.rmtree.
-function M.tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir -m 700 " .. sh_quote(p)))
-  return p
-end
-
-function M.rmtree(dir)
-  if not (dir and dir:match("^/tmp/")) then return end
-  -- unmount what a failed test left mounted below dir, deepest first
-  local mounts = {}
-  local f = io.open("/proc/mounts", "r")
-  if f then
-    for line in f:lines() do
-      local at = line:match("^%S+ (%S+)")
-      if at and (at == dir or at:sub(1, #dir + 1) == dir .. "/") then mounts[#mounts + 1] = at end
-    end
-    f:close()
-  end
-  table.sort(mounts, function(a, b) return #a > #b end)
-  for _, at in ipairs(mounts) do os.execute("umount " .. sh_quote(at) .. " 2>/dev/null") end
-  os.execute("rm -rf " .. sh_quote(dir))
-end
-
-function M.instance_exists(name)
-  local f = io.open(TRACING .. "/instances/" .. name .. "/tracing_on", "r")
-  if f then f:close() return true end
-  return false
-end
-
---- Remove a test session whatever state it is in (teardown).
-function M.cleanup(name)
-  if not name then return end
-  pcall(kl.stop, name)
-  os.execute("rmdir " .. sh_quote(TRACING .. "/instances/" .. name) .. " 2>/dev/null")
-  os.remove("/run/kernellogger/" .. name .. ".state")
-end
-
 function M.size(path)
   local f = io.open(path, "rb")
   if not f then return nil end
   local n = f:seek("end")
   f:close()
   return n
-end
-
-function M.read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
 end
 
 function M.write(path, s)
