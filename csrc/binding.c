@@ -939,7 +939,7 @@ static int l_getpid(lua_State *L) {
 typedef struct ltrace {
   kl_trace *t;          /* NULL once closed */
   unsigned gen;         /* bumped by each events() call */
-  char desc[160];       /* for __tostring, filled at open */
+  char desc[160];       /* for __tostring, filled by info() (open does not scan) */
 } ltrace;
 
 /* The state of one events() iterator: its filter and position. */
@@ -1009,7 +1009,11 @@ static int t_info(lua_State *L) {
   size_t i;
   memset(&err, 0, sizeof err);
   if (B.trace_info(t->t, &info, &err) != 0) return push_fail(L, &err);
-  snprintf(t->desc, sizeof t->desc, "%s v%d, %d CPUs", info.format, info.version, info.ncpus);
+  /* .etl files carry no format version of their own: "etl, 4 CPUs" */
+  if (info.version > 0)
+    snprintf(t->desc, sizeof t->desc, "%s v%d, %d CPUs", info.format, info.version, info.ncpus);
+  else
+    snprintf(t->desc, sizeof t->desc, "%s, %d CPUs", info.format, info.ncpus);
   lua_createtable(L, 0, 14);
   set_str(L, "format", info.format);
   set_int(L, "version", info.version);

@@ -27,7 +27,7 @@ describe("advapi32-bound core.dll #windows #realdll", function()
 
   it("registers every function of the API", function()
     for _, name in ipairs{"start", "attach", "stop", "query", "flush", "sessions", "flags",
-                          "_sleep", "_monotime", "_walltime", "_isatty", "_getpid"} do
+                          "open", "_sleep", "_monotime", "_walltime", "_isatty", "_getpid"} do
       assert.is_function(core[name], name)
     end
   end)
@@ -53,6 +53,22 @@ describe("advapi32-bound core.dll #windows #realdll", function()
     -- Wine's QueryAllTracesW is a stub: any clean answer will do here.
     local list, msg, code = core.sessions()
     assert.is_true(type(list) == "table" or type(code) == "string", msg)
+  end)
+
+  it("reaches OpenTraceW for kl.open without crashing", function()
+    -- Wine's OpenTraceW is a stub: a clean nil, message, code is all it can give.
+    local tmp = os.getenv("KL_TMPDIR") or "."
+    local t, msg, code = core.open(tmp .. "\\klt_real_absent.etl")
+    assert.is_nil(t)
+    assert.is_string(code)
+    assert.is_true(core.codes[code], code)
+    assert.matches("OpenTraceW", msg, 1, true)
+    assert.matches("Win32 error %d+", msg)
+    -- a directory is refused before ETW is asked, as on Linux
+    t, msg, code = core.open(tmp)
+    assert.is_nil(t)
+    assert.equal("invalid", code)
+    assert.matches("not a regular file", msg, 1, true)
   end)
 
   it("gives the OS services", function()

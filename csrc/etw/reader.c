@@ -270,15 +270,33 @@ void kl_etw_trace_close(kl_trace *t) {
   free(t);
 }
 
+/* A file ETW does not recognise is "invalid", as a file that is not a
+ * trace.dat is on Linux; the message keeps the Win32 number. */
+static void bad_format(kl_err *err, DWORD e, const char *path, const char *fn) {
+  char detail[64];
+  snprintf(detail, sizeof detail, "not an .etl file (%s refused it)", fn);
+  kl_etw_err(err, e, "open", path, detail);
+  if (err != NULL) err->code = KL_E_INVALID;
+}
+
 kl_trace *kl_etw_trace_open(const char *path, kl_err *err) {
   kl_trace *t = NULL;
   EVENT_TRACE_LOGFILEW lf;
   WCHAR wpath[KL_ETW_NAME_WCHARS];
   TRACEHANDLE h = INVALID_PROCESSTRACE_HANDLE;
   ULONG rc;
+  DWORD attrs;
   char detail[64];
 
   if (kl_etw_to_wide(path, wpath, KL_ETW_NAME_WCHARS, "file name", err) != 0) goto error;
+  /* A directory is no capture (as on Linux); anything missing is left to
+   * OpenTraceW, whose error says which part of the path is absent. */
+  attrs = GetFileAttributesW(wpath);
+  if (attrs != INVALID_FILE_ATTRIBUTES && (attrs & FILE_ATTRIBUTE_DIRECTORY)) {
+    kl_etw_err(err, ERROR_DIRECTORY, "open", path, "not a regular file (a directory)");
+    if (err != NULL) err->code = KL_E_INVALID;
+    goto error;
+  }
   t = calloc(1, sizeof *t);
   if (t == NULL) {
     kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "open '%s': out of memory", path);
@@ -292,7 +310,12 @@ kl_trace *kl_etw_trace_open(const char *path, kl_err *err) {
   lf.Context = t;
   h = kl_etw.OpenTraceW(&lf);
   if (h == INVALID_PROCESSTRACE_HANDLE) {
-    kl_etw_err(err, GetLastError(), "open", path, "OpenTraceW cannot read the file");
+    rc = GetLastError();
+    if (rc == ERROR_BAD_FORMAT) {
+      bad_format(err, rc, path, "OpenTraceW");
+      goto error;
+    }
+    kl_etw_err(err, rc, "open", path, "OpenTraceW cannot read the file");
     goto error;
   }
   t->ncpus = (int)lf.LogfileHeader.NumberOfProcessors;
@@ -300,6 +323,10 @@ kl_trace *kl_etw_trace_open(const char *path, kl_err *err) {
   rc = kl_etw.ProcessTrace(&h, 1, NULL, NULL);
   (void)kl_etw.CloseTrace(h);
   h = INVALID_PROCESSTRACE_HANDLE;
+  if (rc == ERROR_BAD_FORMAT && t->nrecs == 0) {
+    bad_format(err, rc, path, "ProcessTrace");
+    goto error;
+  }
   if (rc != ERROR_SUCCESS && rc != ERROR_CANCELLED) {
     snprintf(detail, sizeof detail, "ProcessTrace failed after %u events", (unsigned)t->nrecs);
     kl_etw_err(err, rc, "open", path, detail);

@@ -71,8 +71,8 @@ int main(int argc, char **argv) {
     fclose(fp);
   }
   t = B->trace_open(bad, &err);
-  ok(t == NULL && err.code == KL_E_IO && strstr(err.msg, "Win32 error 11") != NULL,
-     "a file that is not a trace gives io with Win32 error 11");
+  ok(t == NULL && err.code == KL_E_INVALID && strstr(err.msg, "Win32 error 11") != NULL,
+     "a file that is not a trace gives invalid with Win32 error 11");
   remove(bad);
 
   memset(&cfg, 0, sizeof cfg);
