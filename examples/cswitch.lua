@@ -24,9 +24,14 @@ local function capture()
   local file = os.tmpname()
   os.remove(file)
   file = file .. ".dat"
-  local name = os.getenv("KL_SESSION") or ("kl_cs_example_%d"):format(kl._core._getpid())
-  local s, err, code = kl.start{name = name, flags = {"cswitch"}, file = file, circular_mb = 8}
-  if not s then fail(err, code) end
+  -- the kernel logger itself; if another tool holds it, a private session instead
+  local name = os.getenv("KL_SESSION") or kl.KERNEL_LOGGER
+  local s, how, code = kl.start{name = name, flags = {"cswitch"}, file = file, circular_mb = 8,
+                                on_conflict = "private"}
+  if not s then fail(how, code) end
+  if how.private then
+    print(("%s is held by another tool: using the private session %s"):format(name, s.name))
+  end
   print(("started %s; two seconds of a small workload"):format(tostring(s)))
   -- two processes that wake each other through a pipe, and some sleeping
   os.execute("(for i in $(seq 2000); do echo $i; done | cat >/dev/null) & " ..

@@ -25,9 +25,14 @@ local function capture()
   local file = os.tmpname()
   os.remove(file)
   file = file .. ".dat"
-  local name = os.getenv("KL_SESSION") or ("kl_proc_example_%d"):format(kl._core._getpid())
-  local s, err, code = kl.start{name = name, flags = {"process"}, file = file, circular_mb = 4}
-  if not s then fail(err, code) end
+  -- the kernel logger itself; if another tool holds it, a private session instead
+  local name = os.getenv("KL_SESSION") or kl.KERNEL_LOGGER
+  local s, how, code = kl.start{name = name, flags = {"process"}, file = file, circular_mb = 4,
+                                on_conflict = "private"}
+  if not s then fail(how, code) end
+  if how.private then
+    print(("%s is held by another tool: using the private session %s"):format(name, s.name))
+  end
   print(("started %s"):format(tostring(s)))
   for _, cmd in ipairs{"ls / >/dev/null", "sh -c 'echo hello | wc -c >/dev/null'",
                        "sleep 0.2", "uname -a >/dev/null", "date >/dev/null"} do
