@@ -12,35 +12,22 @@ module installed by luarocks.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
 local kl = require "kernellogger"
+local recipe = require "kernellogger.recipe"
 
 local TOP = 15
 
-local function fail(msg, code)
-  io.stderr:write("cswitch: ", msg, code and (" [" .. code .. "]") or "", "\n")
-  os.exit(1)
-end
+local function fail(msg, code) recipe.fail("cswitch", msg, code) end
 
 local function capture()
-  local file = os.tmpname()
-  os.remove(file)
-  file = file .. ".dat"
-  -- the kernel logger itself; if another tool holds it, a private session instead
-  local name = os.getenv("KL_SESSION") or kl.KERNEL_LOGGER
-  local s, how, code = kl.start{name = name, flags = {"cswitch"}, file = file, circular_mb = 8,
-                                on_conflict = "private"}
-  if not s then fail(how, code) end
-  if how.private then
-    print(("%s is held by another tool: using the private session %s"):format(name, s.name))
-  end
-  print(("started %s; two seconds of a small workload"):format(tostring(s)))
-  -- two processes that wake each other through a pipe, and some sleeping
-  os.execute("(for i in $(seq 2000); do echo $i; done | cat >/dev/null) & " ..
-             "sleep 0.5; for i in 1 2 3; do sleep 0.2; done; wait")
-  kl._core._sleep(0.5)
-  local stats, serr, scode = s:stop()
-  if not stats then fail(serr, scode) end
+  local file, stats = recipe.capture("cswitch", {flags = {"cswitch"}, circular_mb = 8}, function()
+    print("two seconds of a small workload")
+    -- two processes that wake each other through a pipe, and some sleeping
+    os.execute("(for i in $(seq 2000); do echo $i; done | cat >/dev/null) & " ..
+               "sleep 0.5; for i in 1 2 3; do sleep 0.2; done; wait")
+    kl._core._sleep(0.5)
+  end)
   print(("%d events lost"):format(stats.events_lost or 0))
-  return stats.file or file
+  return file
 end
 
 local function task(comm, pid)

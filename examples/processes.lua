@@ -15,33 +15,20 @@ module installed by luarocks.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
 local kl = require "kernellogger"
+local recipe = require "kernellogger.recipe"
 
-local function fail(msg, code)
-  io.stderr:write("processes: ", msg, code and (" [" .. code .. "]") or "", "\n")
-  os.exit(1)
-end
+local function fail(msg, code) recipe.fail("processes", msg, code) end
 
 local function capture()
-  local file = os.tmpname()
-  os.remove(file)
-  file = file .. ".dat"
-  -- the kernel logger itself; if another tool holds it, a private session instead
-  local name = os.getenv("KL_SESSION") or kl.KERNEL_LOGGER
-  local s, how, code = kl.start{name = name, flags = {"process"}, file = file, circular_mb = 4,
-                                on_conflict = "private"}
-  if not s then fail(how, code) end
-  if how.private then
-    print(("%s is held by another tool: using the private session %s"):format(name, s.name))
-  end
-  print(("started %s"):format(tostring(s)))
-  for _, cmd in ipairs{"ls / >/dev/null", "sh -c 'echo hello | wc -c >/dev/null'",
-                       "sleep 0.2", "uname -a >/dev/null", "date >/dev/null"} do
-    os.execute(cmd)
-  end
-  local stats, serr, scode = s:stop()
-  if not stats then fail(serr, scode) end
+  local file, stats = recipe.capture("processes", {flags = {"process"}, circular_mb = 4},
+    function()
+      for _, cmd in ipairs{"ls / >/dev/null", "sh -c 'echo hello | wc -c >/dev/null'",
+                           "sleep 0.2", "uname -a >/dev/null", "date >/dev/null"} do
+        os.execute(cmd)
+      end
+    end)
   print(("ran 5 commands; %d events lost"):format(stats.events_lost or 0))
-  return stats.file or file
+  return file
 end
 
 local function analyse(file)

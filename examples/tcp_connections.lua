@@ -13,6 +13,7 @@ module installed by luarocks.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
 local kl = require "kernellogger"
+local recipe = require "kernellogger.recipe"
 
 local CONNECTIONS = 5
 
@@ -21,10 +22,7 @@ local STATE = {"ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", 
                "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"}
 local function state(n) return STATE[n] or tostring(n) end
 
-local function fail(msg, code)
-  io.stderr:write("tcp_connections: ", msg, code and (" [" .. code .. "]") or "", "\n")
-  os.exit(1)
-end
+local function fail(msg, code) recipe.fail("tcp_connections", msg, code) end
 
 --- Open `n` loopback connections to a listener of our own; returns its port.
 local function make_connections(n)
@@ -53,32 +51,17 @@ local function make_connections(n)
 end
 
 local function capture()
-  local file = os.tmpname()
-  os.remove(file)
-  file = file .. ".dat"
-  -- the kernel logger itself; if another tool holds it, a private session instead
-  local name = os.getenv("KL_SESSION") or kl.KERNEL_LOGGER
-  local s, how, code = kl.start{name = name, flags = {"tcpip"}, file = file, circular_mb = 5,
-                                on_conflict = "private"}
-  if not s then fail(how, code) end
-  if how.private then
-    print(("%s is held by another tool: using the private session %s"):format(name, s.name))
-  end
-  print(("started %s"):format(tostring(s)))
-  local port = make_connections(CONNECTIONS)
-  local live = assert(s:query())
-  local stats, serr, scode = s:stop()
-  if not stats then fail(serr, scode) end
+  local file, stats, port = recipe.capture("tcp_connections", {flags = {"tcpip"}, circular_mb = 5},
+    function() return make_connections(CONNECTIONS) end)
   print(("made %d connections to 127.0.0.1:%d, and one to a closed port"):format(CONNECTIONS,
                                                                                 port))
   print(("%-16s %12s"):format("counter", "value"))
   for _, k in ipairs{"entries", "events_lost", "overrun", "dropped", "bytes",
                      "buffer_kb", "buffers", "bytes_written"} do
-    local v = (k == "entries" or k == "bytes") and live[k] or stats[k]
-    if v then print(("%-16s %12d"):format(k, v)) end
+    if stats[k] then print(("%-16s %12d"):format(k, stats[k])) end
   end
   print(("%-16s %12s"):format("clock", stats.clock or "?"))
-  return stats.file or file, port
+  return file, port
 end
 
 local function endpoint(addr, port)
