@@ -480,6 +480,10 @@ static void push_status(lua_State *L, const kl_status *st) {
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "detached");
   }
+  if (st->stacks) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "stacks");
+  }
   if (st->owner_alive >= 0) {
     lua_pushboolean(L, st->owner_alive);
     lua_setfield(L, -2, "owner_alive");

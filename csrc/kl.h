@@ -166,6 +166,7 @@ typedef struct kl_status {
   char clock[32];
   int foreign;                     /* not created by kernellogger */
   int detached;                    /* started with no owner process recorded */
+  int stacks;                      /* stack traces recorded with the events */
   int owner_alive;                 /* 1 alive, 0 dead, -1 unknown */
   /* common counters and settings (KL_UNSET when unknown) */
   int64_t buffer_kb, buffers, free_buffers, events_lost, buffers_written,

@@ -215,6 +215,41 @@ describe("a Linux session #linux", function()
     assert.equal(dir .. "/final.dat", st.file)
   end)
 
+  it("records a kernel stack with every event when stacks = true", function()
+    local file = dir .. "/stacks.dat"
+    local s = assert(kl.start{name = name, flags = "process", stacks = true, file = file})
+    assert.equal("1", H.read_instance(name, "options/stacktrace"))
+    assert.is_true(s:query().stacks)
+    os.execute("true")
+    assert(s:stop())
+    -- what trace-cmd prints for each stack: "=> ffffffff...." lines after the event
+    local p = assert(io.popen("trace-cmd report -i " .. H.q(file) .. " 2>&1"))
+    local stacks, cur = {}, nil
+    for line in p:lines() do
+      if line:find("kernel_stack:", 1, true) then
+        cur = {}
+        stacks[#stacks + 1] = cur
+      elseif cur and line:match("^=> ") then
+        cur[#cur + 1] = line:match("^=> (%x+)")
+      else
+        cur = nil
+      end
+    end
+    p:close()
+    local t <close> = assert(kl.open(file))
+    local n = 0
+    for ev in t:events{names = "kernel_stack"} do
+      n = n + 1
+      assert.equal(ev.size, #ev.caller)
+      for i, addr in ipairs(ev.caller) do
+        assert.equal(stacks[n][i], ("%x"):format(addr), ("stack %d frame %d"):format(n, i))
+      end
+      assert.equal(#stacks[n], #ev.caller)
+    end
+    assert.is_true(n >= 3, "stacks: " .. n)
+    assert.equal(#stacks, n)
+  end)
+
   it("keeps its state file root-only", function()
     local s = assert(kl.start{name = name, flags = "tcpip"})
     local p = assert(io.popen("stat -c '%a %U' " .. H.state_dir .. " " .. H.state_dir .. "/" ..

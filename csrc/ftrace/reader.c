@@ -83,6 +83,7 @@ typedef struct fdesc {
   int elem;         /* element size of arrays */
   int is_signed;
   int relative;     /* __rel_loc */
+  int tail;         /* an array of words that ends the record: its length is the record's */
 } fdesc;
 
 typedef struct evplan {
@@ -639,6 +640,17 @@ static int build_plan(kl_trace *t, evplan *p, struct tep_event *ev) {
       if (d->size != 1 && d->size != 2 && d->size != 4 && d->size != 8) d->kind = FD_ARRAY;
     }
   }
+  /* The kernel declares some trailing arrays with a nominal length and
+   * records as many elements as it has: ftrace:kernel_stack says
+   * caller[8] and stores `size` entries.  An array of words (elements of 4
+   * bytes or more, so that record padding never adds one) that ends the
+   * record takes its length from the record. */
+  if (n > 0) {
+    fdesc *last = NULL;
+    for (i = 0; i < n; i++)
+      if (!last || p->fields[i].offset > last->offset) last = &p->fields[i];
+    if (last->kind == FD_ARRAY && last->elem >= 4) last->tail = 1;
+  }
   p->nfields = n;
   p->event = ev;
   p->match_gen = 0;
@@ -841,6 +853,7 @@ static int decode(kl_trace *t, const evplan *p, const struct tep_record *r, size
     if (len == 0 && d->kind != FD_INT && d->kind != FD_UINT) {
       len = dsize - off;  /* flexible array member: the rest of the record */
     }
+    if (d->tail) len = (dsize - off) / (size_t)d->elem * (size_t)d->elem;
     if (len > dsize - off) continue;
     o->name = d->name;
     switch (d->kind) {

@@ -38,7 +38,7 @@ typedef struct kl_state {
   char tracepoints[8192];
   char clock[32];
   unsigned circular_mb, max_mb, file_mode;
-  int overwrite, kallsyms;
+  int overwrite, kallsyms, stacks;
   long owner_pid;
   unsigned long long owner_start;    /* /proc/PID/stat starttime, clock ticks */
   double start_time, last_flush;
@@ -149,6 +149,7 @@ static int read_state(const char *name, kl_state *s) {
     else if (!strcmp(line, "file_mode")) s->file_mode = (unsigned)strtoul(v, NULL, 8);
     else if (!strcmp(line, "overwrite")) s->overwrite = atoi(v);
     else if (!strcmp(line, "kallsyms")) s->kallsyms = atoi(v);
+    else if (!strcmp(line, "stacks")) s->stacks = atoi(v);
     else if (!strcmp(line, "owner_pid")) s->owner_pid = strtol(v, NULL, 10);
     else if (!strcmp(line, "owner_start")) s->owner_start = strtoull(v, NULL, 10);
     else if (!strcmp(line, "start_time")) s->start_time = strtod(v, NULL);
@@ -173,10 +174,10 @@ static int write_state(const char *name, const kl_state *s, kl_err *err) {
     return kl_err_set(err, KL_E_INVALID, ENAMETOOLONG, "state path too long");
   n = snprintf(buf, sizeof buf,
                "file=%s\nmode=%s\nflags=%s\ntracepoints=%s\nclock=%s\ncircular_mb=%u\n"
-               "max_mb=%u\nfile_mode=%o\noverwrite=%d\nkallsyms=%d\nowner_pid=%ld\n"
+               "max_mb=%u\nfile_mode=%o\noverwrite=%d\nkallsyms=%d\nstacks=%d\nowner_pid=%ld\n"
                "owner_start=%llu\nstart_time=%.6f\nlast_flush=%.6f\nbytes_written=%llu\n",
                s->file, kl_mode_names[s->mode], s->flags, s->tracepoints, s->clock,
-               s->circular_mb, s->max_mb, s->file_mode, s->overwrite, s->kallsyms,
+               s->circular_mb, s->max_mb, s->file_mode, s->overwrite, s->kallsyms, s->stacks,
                s->owner_pid, s->owner_start, s->start_time, s->last_flush,
                s->bytes_written);
   if (n < 0 || n >= (int)sizeof buf)
@@ -549,6 +550,15 @@ static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
   }
   if (set_clock(inst, cfg->clock, st.clock, sizeof st.clock, err, cfg->name) != 0)
     goto error;
+  /* stacks: a kernel stack trace recorded after every event (ftrace:kernel_stack) */
+  if (cfg->stacks && tracefs_option_enable(inst, TRACEFS_OPTION_STACKTRACE) < 0) {
+    e = errno ? errno : ENOTSUP;
+    kl_err_set(err, KL_E_NOT_SUPPORTED, e,
+               "start %s: this kernel cannot record stack traces (options/stacktrace: %s)",
+               cfg->name, strerror(e));
+    goto error;
+  }
+  st.stacks = cfg->stacks;
   if (apply_events(inst, "", st.tracepoints, err, cfg->name) != 0) goto error;
 
   snprintf(st.file, sizeof st.file, "%s", cfg->file ? cfg->file : "");
@@ -659,6 +669,7 @@ static int fill_status(kl_session *s, const kl_state *state, kl_status *st) {
     st->mode = state->mode;
     snprintf(st->flags, sizeof st->flags, "%s", state->flags);
     snprintf(st->tracepoints, sizeof st->tracepoints, "%s", state->tracepoints);
+    st->stacks = state->stacks;
     if (state->owner_pid > 0) {
       st->owner_pid = state->owner_pid;
       st->owner_alive = state->owner_start && proc_start(state->owner_pid) == state->owner_start;
