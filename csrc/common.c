@@ -8,6 +8,13 @@
 #include <stdio.h>
 #include <string.h>
 
+/* EDQUOT (quota exceeded) is POSIX but not in every C library's errno.h. */
+#ifdef EDQUOT
+#define CASE_EDQUOT case EDQUOT:
+#else
+#define CASE_EDQUOT
+#endif
+
 /* The one list of error code strings, indexed by kl_code. */
 static const char *const code_names[KL_E__COUNT] = {
   "ok",
@@ -51,10 +58,7 @@ kl_code kl_code_from_errno(int e) {
     case EACCES: case EPERM: case EROFS: return KL_E_ACCESS_DENIED;
     case ENOSYS: case EOPNOTSUPP: return KL_E_NOT_SUPPORTED;
     case ENOMEM: case EMFILE: case ENFILE: return KL_E_NO_RESOURCES;
-    case ENOSPC: case EFBIG:
-#ifdef EDQUOT
-    case EDQUOT:
-#endif
+    case ENOSPC: case EFBIG: CASE_EDQUOT
       return KL_E_DISK_FULL;
     case ENOTDIR: case EISDIR: case ENAMETOOLONG: case ELOOP: case EXDEV:
       return KL_E_BAD_PATH;
