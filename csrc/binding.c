@@ -561,6 +561,7 @@ typedef struct lsession {
   kl_session *h;        /* NULL once stopped or released */
   int owned;
   int stopped;
+  unsigned live_gen;    /* bumped by each events() call */
   char name[KL_NAME_MAX + 1];
   char desc[512];       /* for __tostring */
 } lsession;
@@ -1253,12 +1254,109 @@ static void register_trace(lua_State *L) {
 /* ================================================================== */
 
 /* ------------------------------------------------------------------ */
+/* Live events of a real-time session                                  */
+/* ------------------------------------------------------------------ */
+/*
+ * s:events{names=, cpu=, pid=, timeout=} -> iterator of event tables, the
+ * same shape as Trace:events.  It ends (returns nil) when timeout seconds
+ * pass with no event (no timeout: it waits), or when the session stops.
+ * A newer events() on the same Session invalidates the older iterator.
+ */
+static const char *const live_keys[] = {"names", "cpu", "pid", "timeout", NULL};
+
+/* upvalues: 1 session, 2 liter, 3 names table (anchor), 4 timeout */
+static int s_events_next(lua_State *L) {
+  lsession *s = check_session(L, lua_upvalueindex(1));
+  liter *it = (liter *)lua_touserdata(L, lua_upvalueindex(2));
+  double timeout = lua_tonumber(L, lua_upvalueindex(4));
+  kl_event ev;
+  kl_err err;
+  int r;
+  if (it->ended) return 0;
+  if (s->h == NULL) {  /* stopped (or collected): the iteration is over */
+    it->ended = 1;
+    return 0;
+  }
+  if (it->gen != s->live_gen)
+    return luaL_error(L, "events iterator invalidated: a newer events() started on this session");
+  memset(&err, 0, sizeof err);
+  r = B.live_next(s->h, &it->f, !it->started, timeout, &ev, &err);
+  it->started = 1;
+  if (r < 0) return luaL_error(L, "%s [%s]", err.msg, kl_code_name(err.code));
+  if (r == 0) {
+    it->ended = 1;
+    return 0;
+  }
+  push_event(L, &ev);
+  return 1;
+}
+
+static int s_events(lua_State *L) {
+  lsession *s = live_session(L, 1);
+  liter *it;
+  size_t nnames = 0, i;
+  double timeout = -1;
+  int has_opts = !lua_isnoneornil(L, 2);
+  if (has_opts) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    check_keys(L, 2, live_keys, 2);
+    if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
+      int isnum;
+      timeout = lua_tonumberx(L, -1, &isnum);
+      if (!isnum || timeout < 0 || timeout != timeout)
+        luaL_argerror(L, 2, "'timeout' must be a non-negative number of seconds");
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 2, "names");
+  } else {
+    lua_pushnil(L);
+  }
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    const char *p = lua_tostring(L, -1), *c;
+    lua_Integer k = 0;
+    lua_newtable(L);
+    while (*p) {
+      c = strchr(p, ',');
+      if (!c) c = p + strlen(p);
+      if (c > p) {
+        lua_pushlstring(L, p, (size_t)(c - p));
+        lua_rawseti(L, -2, ++k);
+      }
+      p = *c ? c + 1 : c;
+    }
+    lua_remove(L, -2);
+  } else if (!lua_isnil(L, -1) && !lua_istable(L, -1)) {
+    return luaL_argerror(L, 2, "'names' must be a string or a list of strings");
+  }
+  if (lua_istable(L, -1)) nnames = lua_rawlen(L, -1);
+  it = lua_newuserdatauv(L, sizeof *it + nnames * sizeof(const char *), 0);
+  memset(it, 0, sizeof *it);
+  for (i = 0; i < nnames; i++) {
+    if (lua_rawgeti(L, -2, (lua_Integer)i + 1) != LUA_TSTRING)
+      return luaL_argerror(L, 2, "'names' must be a string or a list of strings");
+    it->names[i] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  it->f.names = lua_istable(L, -2) ? it->names : NULL;
+  it->f.nnames = nnames;
+  it->f.cpu = has_opts ? opt_int_or(L, 2, "cpu", -1, 2) : -1;
+  it->f.pid = has_opts ? opt_int_or(L, 2, "pid", -1, 2) : -1;
+  it->gen = ++s->live_gen;
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -4);
+  lua_pushnumber(L, timeout);
+  lua_pushcclosure(L, s_events_next, 4);
+  return 1;
+}
+
+/* ------------------------------------------------------------------ */
 /* Registration                                                        */
 /* ------------------------------------------------------------------ */
 
 static const luaL_Reg session_methods[] = {
   {"stop", s_stop}, {"query", s_query}, {"update", s_update}, {"flush", s_flush},
-  {NULL, NULL}};
+  {"events", s_events}, {NULL, NULL}};
 
 static const luaL_Reg session_meta[] = {
   {"__index", s_index}, {"__gc", s_gc}, {"__close", s_close},

@@ -294,6 +294,15 @@ typedef struct kl_backend {
    * rewind is set. */
   int (*trace_next)(kl_trace *t, const kl_filter *f, int rewind, kl_event *ev, kl_err *err);
   void (*trace_close)(kl_trace *t);
+
+  /* Real-time sessions, consumed live: the next event that passes the
+   * filter (names, cpu, pid).  1: *ev filled (valid until the next call);
+   * 0: timeout seconds passed with no event (timeout < 0: no bound), or
+   * the session stopped; -1: error (KL_E_INVALID: not a real-time session,
+   * KL_E_NOT_SUPPORTED: the platform cannot).  fresh: the first call of a
+   * new iteration.  stop() ends the readers of its session first. */
+  int (*live_next)(kl_session *s, const kl_filter *f, int fresh, double timeout, kl_event *ev,
+                   kl_err *err);
 } kl_backend;
 
 KL_INTERNAL extern const kl_backend kl_backend_impl;

@@ -843,6 +843,21 @@ done:
   return ret;
 }
 
+/* Real-time consumption would be OpenTraceW on the logger name with
+ * PROCESS_TRACE_MODE_REAL_TIME and ProcessTrace on a consumer thread
+ * feeding a queue (ProcessTrace blocks until the session stops); not yet. */
+static int etw_live_next(kl_session *s, const kl_filter *f, int fresh, double timeout,
+                         kl_event *ev, kl_err *err) {
+  (void)f;
+  (void)fresh;
+  (void)timeout;
+  (void)ev;
+  return kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
+                    "events %s: live events of a real-time session are not available on "
+                    "Windows yet; record to an .etl file and read it with kernellogger.open",
+                    s->name);
+}
+
 const kl_backend kl_backend_impl = {
   "windows",
   KL_ETW_KERNEL_LOGGER,
@@ -861,4 +876,5 @@ const kl_backend kl_backend_impl = {
   kl_etw_trace_info,
   kl_etw_trace_next,
   kl_etw_trace_close,
+  etw_live_next,
 };

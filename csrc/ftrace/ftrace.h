@@ -5,6 +5,8 @@
  *   tracedat.c  the trace.dat v6 writer
  *   files.c     safe file creation: temp + fsync + rename, no symlinks
  *   reader.c    reading trace.dat through libtracecmd
+ *   decode.c    records -> kl_event (shared by reader.c and live.c)
+ *   live.c      real-time sessions: the per-CPU trace_pipe_raw, read live
  */
 #ifndef KL_FTRACE_H
 #define KL_FTRACE_H
@@ -15,6 +17,8 @@
 #include <sys/types.h>
 
 struct tracefs_instance;
+struct tep_handle;
+struct tep_record;
 
 /* ---- trace.dat writer (tracedat.c) ---- */
 typedef struct kl_dump_opts {
@@ -67,5 +71,39 @@ KL_INTERNAL int kl_ftrace_trace_info(kl_trace *t, kl_trace_info *info, kl_err *e
 KL_INTERNAL int kl_ftrace_trace_next(kl_trace *t, const kl_filter *f, int rewind,
                                      kl_event *ev, kl_err *err);
 KL_INTERNAL void kl_ftrace_trace_close(kl_trace *t);
+
+/* ---- decoding records (decode.c) ---- */
+typedef struct kl_decoder kl_decoder;
+/* what names the source in messages ("read trace PATH", "events NAME");
+ * swap: the data's byte order is not ours. */
+KL_INTERNAL kl_decoder *kl_decoder_new(struct tep_handle *tep, int long_size, int swap,
+                                       const char *what, kl_err *err);
+/* Another tep for the same data (plans are dropped, names matched again). */
+KL_INTERNAL void kl_decoder_set_tep(kl_decoder *d, struct tep_handle *tep);
+/* A new iteration: its filter's names are matched again. */
+KL_INTERNAL void kl_decoder_new_filter(kl_decoder *d);
+/* Does the filter let lost_events markers through? */
+KL_INTERNAL int kl_filter_wants_lost(const kl_filter *f);
+/* Decode r (r->data, size, ts, cpu) into ev with the filter's names, pid
+ * and t0 applied.  1: ev filled (its fields valid until the next call and
+ * while r's data lives); 0: filtered out or a type without a format;
+ * -1: error (out of memory). */
+KL_INTERNAL int kl_decoder_event(kl_decoder *d, const kl_filter *f, const struct tep_record *r,
+                                 kl_event *ev, kl_err *err);
+KL_INTERNAL void kl_decoder_free(kl_decoder *d);
+
+/* ---- live reading of real-time sessions (live.c) ---- */
+typedef struct kl_live kl_live;
+/* Open the instance's per-CPU trace_pipe_raw files; name for messages. */
+KL_INTERNAL kl_live *kl_live_open(struct tracefs_instance *inst, const char *name, kl_err *err);
+/* The next live event: 1 ev filled; 0 timeout seconds passed with no
+ * event (timeout < 0: no bound) or tracing was turned off and the ring is
+ * drained; -1 error.  fresh: first call of a new iteration. */
+KL_INTERNAL int kl_live_next(kl_live *lv, const kl_filter *f, int fresh, double timeout,
+                             kl_event *ev, kl_err *err);
+/* 1 once tracing went off (or the instance went away) and all was read. */
+KL_INTERNAL int kl_live_ended(const kl_live *lv);
+/* Close the readers (stop's rmdir fails with EBUSY while one is open). */
+KL_INTERNAL void kl_live_close(kl_live *lv);
 
 #endif

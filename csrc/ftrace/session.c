@@ -48,7 +48,39 @@ typedef struct kl_state {
 struct kl_session {
   struct tracefs_instance *inst;
   char name[KL_NAME_MAX + 1];
+  kl_live *live;                     /* events() readers, NULL until the first */
+  int live_ended;                    /* the session stopped under its readers */
+  kl_session *next_live;             /* this process's handles with readers */
 };
+
+/* The handles of this process that hold trace_pipe_raw readers: a stop
+ * closes those of its session, whichever handle they belong to, before
+ * it removes the instance (rmdir fails with EBUSY while one is open). */
+static kl_session *live_handles;
+
+static void live_forget(kl_session *s) {
+  kl_session **p;
+  for (p = &live_handles; *p; p = &(*p)->next_live) {
+    if (*p == s) {
+      *p = s->next_live;
+      break;
+    }
+  }
+  s->next_live = NULL;
+  kl_live_close(s->live);
+  s->live = NULL;
+}
+
+static void live_close_all(const char *name) {
+  kl_session *h = live_handles, *next;
+  for (; h; h = next) {
+    next = h->next_live;
+    if (strcmp(h->name, name) == 0) {
+      live_forget(h);
+      h->live_ended = 1;
+    }
+  }
+}
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
@@ -495,13 +527,6 @@ static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
 
   if (kl_name_check(cfg->name, err) != 0) return NULL;
   if ((dir = tracing_dir(err, "start", cfg->name)) == NULL) return NULL;
-  if (cfg->mode == KL_MODE_REALTIME) {
-    kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
-               "start %s: real-time mode is not available on Linux; use a file or "
-               "buffering mode and read it back with kernellogger.open",
-               cfg->name);
-    return NULL;
-  }
   if (cfg->file && kl_path_check(cfg->file, cfg->overwrite, err) != 0) {
     char msg[KL_MSG_MAX];
     snprintf(msg, sizeof msg, "%s", err->msg);
@@ -540,7 +565,8 @@ static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
   /* Quiet while it is being set up. */
   tracefs_instance_file_write(inst, "tracing_on", "0");
   if (resize(inst, ring_kb(cfg), err, cfg->name) != 0) goto error;
-  if ((cfg->mode == KL_MODE_SEQUENTIAL
+  /* sequential and real-time: nothing is overwritten before it is read */
+  if ((cfg->mode == KL_MODE_SEQUENTIAL || cfg->mode == KL_MODE_REALTIME
            ? tracefs_option_disable(inst, TRACEFS_OPTION_OVERWRITE)
            : tracefs_option_enable(inst, TRACEFS_OPTION_OVERWRITE)) < 0) {
     e = errno ? errno : EIO;
@@ -559,6 +585,16 @@ static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
     goto error;
   }
   st.stacks = cfg->stacks;
+  /* real-time: poll() on trace_pipe_raw wakes on the first event, not when
+   * the ring is half full (buffer_percent is the instance's own) */
+  if (cfg->mode == KL_MODE_REALTIME &&
+      tracefs_instance_file_write(inst, "buffer_percent", "0") < 0) {
+    e = errno ? errno : EIO;
+    kl_err_set(err, KL_E_NOT_SUPPORTED, e,
+               "start %s: cannot set buffer_percent for real-time reading: %s (errno %d)",
+               cfg->name, strerror(e), e);
+    goto error;
+  }
   if (apply_events(inst, "", st.tracepoints, err, cfg->name) != 0) goto error;
 
   snprintf(st.file, sizeof st.file, "%s", cfg->file ? cfg->file : "");
@@ -842,6 +878,7 @@ static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status
   if (gone(s, "stop", err)) goto out;
   if (read_state(s->name, &state) != 0) memset(&state, 0, sizeof state);
   tracefs_instance_file_write(s->inst, "tracing_on", "0");
+  live_close_all(s->name);
   if (file == NULL && state.file[0]) {
     file = state.file;
     overwrite = own_file_replaceable(&state);
@@ -884,6 +921,7 @@ out:
 
 static void ftrace_release(kl_session *s) {
   if (s == NULL) return;
+  live_forget(s);
   if (s->inst) tracefs_instance_free(s->inst);
   free(s);
 }
@@ -931,6 +969,41 @@ static int ftrace_list(kl_list_cb cb, void *ud, kl_err *err) {
   return rc == 0 ? 0 : -1;
 }
 
+static int ftrace_live_next(kl_session *s, const kl_filter *f, int fresh, double timeout,
+                            kl_event *ev, kl_err *err) {
+  kl_state state;
+  int r;
+  if (s->live_ended) return 0;
+  if (s->live == NULL) {
+    int lock = lock_sessions(LOCK_SH), bad = 0;
+    if (gone(s, "events", err)) {
+      bad = 1;
+    } else if (read_state(s->name, &state) != 0 || state.mode != KL_MODE_REALTIME) {
+      kl_err_set(err, KL_E_INVALID, 0,
+                 "events %s: not a real-time session; start it with realtime = true, or "
+                 "read a capture file with kernellogger.open",
+                 s->name);
+      bad = 1;
+    } else {
+      s->live = kl_live_open(s->inst, s->name, err);
+      if (s->live == NULL) bad = 1;
+    }
+    unlock_session(lock);
+    if (bad) return -1;
+    s->next_live = live_handles;
+    live_handles = s;
+    fresh = 1;
+  }
+  r = kl_live_next(s->live, f, fresh, timeout, ev, err);
+  if (r == 0 && kl_live_ended(s->live)) {
+    /* tracing went off (a stop, maybe from another process): close the
+     * readers now, so that its rmdir of the instance succeeds */
+    live_forget(s);
+    s->live_ended = 1;
+  }
+  return r;
+}
+
 const kl_backend kl_backend_impl = {
   "linux",
   "kernellogger",
@@ -949,4 +1022,5 @@ const kl_backend kl_backend_impl = {
   kl_ftrace_trace_info,
   kl_ftrace_trace_next,
   kl_ftrace_trace_close,
+  ftrace_live_next,
 };
