@@ -139,6 +139,32 @@ describe("a real-time Linux session #linux", function()
     assert(s:stop())
   end)
 
+  it("marks events the full ring dropped with lost_events", function()
+    -- the smallest ring (one page per CPU), and nobody reading while it fills
+    local s = assert(kl.start{name = name, realtime = true, flags = {"tcpip"}, buffer_kb = 4})
+    H.tcp_connections(60)
+    local q = s:query()
+    assert.is_true(q.dropped > 0, "dropped " .. q.dropped)
+    local lost, events = 0, 0
+    for ev in s:events{timeout = 0.2} do
+      if ev.name == "lost_events" then
+        lost = lost + ev.lost
+        assert.is_nil(ev.system)
+        assert.equal("integer", math.type(ev.cpu))
+      else
+        events = events + 1
+      end
+    end
+    assert.is_true(events > 0)
+    assert.equal(q.dropped, lost)
+    -- filtered by name, markers go unless asked for
+    H.tcp_connections(60)
+    local only = collect(s:events{names = {"lost_events"}, timeout = 0.2})
+    assert.is_true(#only > 0)
+    for _, ev in ipairs(only) do assert.equal("lost_events", ev.name) end
+    assert(s:stop())
+  end)
+
   it("ends the iterator after timeout seconds without an event", function()
     local s = assert(kl.start{name = name, realtime = true, flags = {"tcpip"}})
     local it = s:events{timeout = 0.25}

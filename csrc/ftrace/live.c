@@ -39,8 +39,11 @@ typedef struct live_cpu {
   int loaded;               /* a page is in kbuf */
   void *data;               /* the current record, NULL if the page is used up */
   unsigned long long ts;
-  int lost_pending;         /* the page said events were dropped before it */
-  long long missed;
+  int stats_fd;             /* per_cpu/cpuN/stats, -1 when closed */
+  long long dropped;        /* its "dropped events" when last read */
+  int lost_pending;         /* a lost-events marker is due before the next record */
+  long long missed;         /* its count, -1 unknown */
+  unsigned long long lost_ts;
 } live_cpu;
 
 struct kl_live {
@@ -61,6 +64,7 @@ void kl_live_close(kl_live *lv) {
   if (!lv) return;
   for (c = 0; lv->cpus && c < lv->ncpus; c++) {
     if (lv->cpus[c].fd >= 0) close(lv->cpus[c].fd);
+    if (lv->cpus[c].stats_fd >= 0) close(lv->cpus[c].stats_fd);
     if (lv->cpus[c].kbuf) kbuffer_free(lv->cpus[c].kbuf);
     free(lv->cpus[c].page);
   }
@@ -102,6 +106,20 @@ static void load_comms(kl_live *lv) {
   free(buf);
 }
 
+/* The CPU's "dropped events" counter: with overwrite off the kernel drops
+ * new events when the ring is full and says so only there (pages carry no
+ * missed-events mark then).  -1 if unknown. */
+static long long cpu_dropped(live_cpu *lc) {
+  char buf[512], *p;
+  ssize_t n;
+  if (lc->stats_fd < 0) return -1;
+  n = pread(lc->stats_fd, buf, sizeof buf - 1, 0);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  p = strstr(buf, "dropped events:");
+  return p ? strtoll(p + 15, NULL, 10) : -1;
+}
+
 kl_live *kl_live_open(struct tracefs_instance *inst, const char *name, kl_err *err) {
   kl_live *lv = calloc(1, sizeof *lv);
   long long kb = 0;
@@ -137,7 +155,7 @@ kl_live *kl_live_open(struct tracefs_instance *inst, const char *name, kl_err *e
   lv->cpus = calloc((size_t)lv->ncpus, sizeof *lv->cpus);
   lv->pfds = calloc((size_t)lv->ncpus, sizeof *lv->pfds);
   if (!lv->cpus || !lv->pfds) goto oom;
-  for (c = 0; c < lv->ncpus; c++) lv->cpus[c].fd = -1;
+  for (c = 0; c < lv->ncpus; c++) lv->cpus[c].fd = lv->cpus[c].stats_fd = -1;
   for (c = 0; c < lv->ncpus; c++) {
     live_cpu *lc = &lv->cpus[c];
     char file[64], *path;
@@ -152,6 +170,14 @@ kl_live *kl_live_open(struct tracefs_instance *inst, const char *name, kl_err *e
                  name, c, file, strerror(e), e);
       goto error;
     }
+    snprintf(file, sizeof file, "per_cpu/cpu%d/stats", c);
+    path = tracefs_instance_get_file(inst, file);
+    if (!path) goto oom;
+    lc->stats_fd = open(path, O_RDONLY | O_CLOEXEC);
+    tracefs_put_tracing_file(path);
+    /* counted from the start of the session: what was dropped before this
+     * reader opened is lost to it too */
+    lc->dropped = lc->stats_fd >= 0 ? 0 : -1;
     lc->kbuf = tep_kbuffer(lv->tep);
     lc->page = malloc(lv->subbuf);
     if (!lc->kbuf || !lc->page) goto oom;
@@ -168,13 +194,31 @@ error:
   return NULL;
 }
 
-/* Read CPU c's next page if its current one is used up.  1: a record is
- * ready; 0: nothing now; -1: error. */
+/* Note events lost on CPU c: a marker is due before its next record. */
+static void note_lost(live_cpu *lc, long long missed, unsigned long long ts) {
+  if (lc->lost_pending) {
+    if (lc->missed >= 0) lc->missed = missed < 0 ? -1 : lc->missed + missed;
+    return;
+  }
+  lc->lost_pending = 1;
+  lc->missed = missed;
+  lc->lost_ts = ts;
+}
+
+/* Read CPU c's next page if its current one is used up.  1: a record or a
+ * lost-events marker is ready; 0: nothing now; -1: error. */
 static int fill_cpu(kl_live *lv, int c, kl_err *err) {
   live_cpu *lc = &lv->cpus[c];
   for (;;) {
     ssize_t n;
-    if (lc->data) return 1;
+    long long d;
+    if (lc->data || lc->lost_pending) return 1;
+    /* drops happen while the ring is full: they are newer than what was
+     * read so far on this CPU, and the marker goes here */
+    d = cpu_dropped(lc);
+    if (d > lc->dropped && lc->dropped >= 0) note_lost(lc, d - lc->dropped, lc->ts);
+    if (d >= 0) lc->dropped = d;
+    if (lc->lost_pending) return 1;
     n = read(lc->fd, lc->page, lv->subbuf);
     if (n < 0) {
       int e = errno;
@@ -186,10 +230,14 @@ static int fill_cpu(kl_live *lv, int c, kl_err *err) {
     if (n == 0) return 0;
     if ((size_t)n < lv->subbuf) memset(lc->page + n, 0, lv->subbuf - (size_t)n);
     if (kbuffer_load_subbuffer(lc->kbuf, lc->page) < 0) continue;
-    lc->missed = kbuffer_missed_events(lc->kbuf);
-    lc->lost_pending = lc->missed != 0;
     lc->data = kbuffer_read_event(lc->kbuf, &lc->ts);
+    d = kbuffer_missed_events(lc->kbuf);  /* overwritten: -1 when the count is unknown */
+    if (d != 0) note_lost(lc, d, lc->ts);
   }
+}
+
+static unsigned long long head_ts(const live_cpu *lc) {
+  return lc->lost_pending ? lc->lost_ts : lc->ts;
 }
 
 /* The CPU whose current record is the oldest, -1 if none is ready. */
@@ -202,7 +250,8 @@ static int oldest(kl_live *lv, const kl_filter *f, kl_err *err, int *failed) {
       /* not wanted: still consume it, so the ring does not fill up */
       while ((r = fill_cpu(lv, c, err)) == 1) {
         live_cpu *lc = &lv->cpus[c];
-        lc->data = kbuffer_next_event(lc->kbuf, &lc->ts);
+        lc->lost_pending = 0;
+        if (lc->data) lc->data = kbuffer_next_event(lc->kbuf, &lc->ts);
       }
       if (r < 0) *failed = 1;
       continue;
@@ -212,7 +261,7 @@ static int oldest(kl_live *lv, const kl_filter *f, kl_err *err, int *failed) {
       *failed = 1;
       return -1;
     }
-    if (r == 1 && (best < 0 || lv->cpus[c].ts < lv->cpus[best].ts)) best = c;
+    if (r == 1 && (best < 0 || head_ts(&lv->cpus[c]) < head_ts(&lv->cpus[best]))) best = c;
   }
   return best;
 }
@@ -244,7 +293,7 @@ int kl_live_next(kl_live *lv, const kl_filter *f, int fresh, double timeout, kl_
       if (lc->lost_pending) {
         lc->lost_pending = 0;
         if (kl_filter_wants_lost(f) && (!f || f->pid < 0)) {
-          ev->time = lc->ts;
+          ev->time = lc->lost_ts;
           ev->cpu = c;
           ev->pid = -1;
           ev->comm = NULL;
@@ -255,6 +304,7 @@ int kl_live_next(kl_live *lv, const kl_filter *f, int fresh, double timeout, kl_
           ev->lost = lc->missed > 0 ? (uint64_t)lc->missed : UINT64_MAX;
           return 1;
         }
+        continue;
       }
       memset(&rec, 0, sizeof rec);
       rec.ts = lc->ts;

@@ -37,6 +37,10 @@ end
 --   a flag this platform cannot serve fails with `not_supported`; false skips it
 --   and lists it in `session.skipped`), `overwrite`, `file_mode`, `kallsyms`,
 --   `detached` (record no owner process: the session is meant to outlive this one).
+--   A `realtime` session on Linux is read live with
+--   `s:events{names=, cpu=, pid=, timeout=}`: event tables as `Trace:events` gives
+--   them; the iterator ends after `timeout` seconds without an event or when the
+--   session stops.
 --   The Lua layer adds `profile` (a name, a profile or a table: see
 --   `kernellogger.profiles`) and `on_conflict`, `timeout`, `backoff` (see
 --   `kernellogger.conflict` and docs/conflict-policies.md).
