@@ -17,9 +17,14 @@ end
 
 local TCP_ESTABLISHED, TCP_SYN_SENT, TCP_CLOSE = 1, 2, 7
 
+-- Everything the iterator yields until it ends; other processes' traffic is
+-- traced too, so at most 5 seconds of it.
 local function collect(it)
-  local list = {}
-  for ev in it do list[#list + 1] = ev end
+  local list, t0 = {}, core._monotime()
+  for ev in it do
+    list[#list + 1] = ev
+    if core._monotime() - t0 > 5 then break end
+  end
   return list
 end
 
@@ -117,7 +122,8 @@ describe("a real-time Linux session #linux", function()
 
   it("filters by name, cpu and pid in C", function()
     local s = assert(kl.start{name = name, realtime = true, flags = {"tcpip", "process"}})
-    local it = s:events{names = {"sock:inet_sock_set_state"}, pid = core._getpid(), timeout = 0.3}
+    local me = core._getpid()
+    local it = s:events{names = {"sock:inet_sock_set_state"}, pid = me, timeout = 0.3}
     local port = H.tcp_connections(2)
     os.execute("true") -- a process event of another pid, filtered out
     local list = collect(it)
@@ -129,9 +135,12 @@ describe("a real-time Linux session #linux", function()
     assert.equal(2, states(list, port)[TCP_SYN_SENT])
     -- one CPU only
     local cpu = list[1].cpu
-    it = s:events{cpu = cpu, timeout = 0.3}
+    it = s:events{cpu = cpu, pid = me, timeout = 0.3}
     H.tcp_connections(2)
     for ev in it do assert.equal(cpu, ev.cpu) end
+    it = s:events{cpu = cpu + 1, pid = me, timeout = 0.3}
+    H.tcp_connections(2)
+    for ev in it do assert.equal(cpu + 1, ev.cpu) end
     -- a name that never matches: the timeout ends it
     it = s:events{names = "no_such_event", timeout = 0.2}
     H.tcp_connections(1)
@@ -146,7 +155,9 @@ describe("a real-time Linux session #linux", function()
     local q = s:query()
     assert.is_true(q.dropped > 0, "dropped " .. q.dropped)
     local lost, events = 0, 0
+    local t0 = core._monotime()
     for ev in s:events{timeout = 0.2} do
+      if core._monotime() - t0 > 5 then break end -- other processes' traffic never stops
       if ev.name == "lost_events" then
         lost = lost + ev.lost
         assert.is_nil(ev.system)
@@ -156,18 +167,24 @@ describe("a real-time Linux session #linux", function()
       end
     end
     assert.is_true(events > 0)
-    assert.equal(q.dropped, lost)
+    -- (more may be dropped while it reads: other processes' traffic is traced too)
+    assert.is_true(lost >= q.dropped, ("lost %d, dropped %d"):format(lost, q.dropped))
     -- filtered by name, markers go unless asked for
     H.tcp_connections(60)
-    local only = collect(s:events{names = {"lost_events"}, timeout = 0.2})
+    local only = collect(s:events{names = {"lost_events"}, timeout = 0.5})
     assert.is_true(#only > 0)
     for _, ev in ipairs(only) do assert.equal("lost_events", ev.name) end
     assert(s:stop())
   end)
 
   it("ends the iterator after timeout seconds without an event", function()
+    -- other processes' traffic is traced too: only ours counts here
     local s = assert(kl.start{name = name, realtime = true, flags = {"tcpip"}})
-    local it = s:events{timeout = 0.25}
+    local it = s:events{pid = core._getpid(), timeout = 0.25}
+    H.tcp_connections(1)
+    assert.is_table(it()) -- the first call opens the readers (reads every event format)
+    while it() do end     -- the rest of the connection, then 0.25 s of quiet: nil
+    it = s:events{pid = core._getpid(), timeout = 0.25}
     local t0 = core._monotime()
     assert.is_nil(it())
     local waited = core._monotime() - t0
@@ -205,7 +222,7 @@ describe("a real-time Linux session #linux", function()
   it("a newer events() invalidates the older iterator; bad options raise", function()
     local s = assert(kl.start{name = name, realtime = true, flags = {"tcpip"}})
     local old = s:events{timeout = 0.1}
-    local new = s:events{timeout = 0.1}
+    local new = s:events{names = "no_such_event", timeout = 0.1}
     assert.has_error(old, "events iterator invalidated: a newer events() started on this session")
     assert.is_nil(new())
     assert.has_error(function() s:events{timeout = -1} end)
