@@ -20,9 +20,10 @@ local TCP_ESTABLISHED, TCP_SYN_SENT, TCP_CLOSE = 1, 2, 7
 -- Everything the iterator yields until it ends; other processes' traffic is
 -- traced too, so at most 5 seconds of it.
 local function collect(it)
-  local list, t0 = {}, core._monotime()
+  local list, t0 = {}, nil
   for ev in it do
     list[#list + 1] = ev
+    t0 = t0 or core._monotime() -- (the first call opens the readers: not counted)
     if core._monotime() - t0 > 5 then break end
   end
   return list
@@ -53,14 +54,14 @@ describe("a real-time Linux session #linux", function()
     assert.is_false(H.state_exists(name))
   end)
 
-  it("yields live loopback connections with their ports and states", function()
+  it("yields live loopback connections with their ports and states #valgrind", function()
     local s = assert(kl.start{name = name, realtime = true, flags = {"tcpip"}})
     local it = s:events{timeout = 0.3}
     local port = H.tcp_connections(3)
     local list = collect(it)
     local seen = states(list, port)
     -- each connection: the client's SYN_SENT, both sockets ESTABLISHED, both closed
-    assert.equal(3, seen[TCP_SYN_SENT], "SYN_SENT")
+    assert.equal(3, seen[TCP_SYN_SENT], ("SYN_SENT, %d events"):format(#list))
     assert.is_true((seen[TCP_ESTABLISHED] or 0) >= 6, "ESTABLISHED " .. tostring(seen[TCP_ESTABLISHED]))
     assert.is_true((seen[TCP_CLOSE] or 0) >= 6, "CLOSE " .. tostring(seen[TCP_CLOSE]))
     local me = core._getpid()
@@ -155,8 +156,9 @@ describe("a real-time Linux session #linux", function()
     local q = s:query()
     assert.is_true(q.dropped > 0, "dropped " .. q.dropped)
     local lost, events = 0, 0
-    local t0 = core._monotime()
+    local t0
     for ev in s:events{timeout = 0.2} do
+      t0 = t0 or core._monotime()
       if core._monotime() - t0 > 5 then break end -- other processes' traffic never stops
       if ev.name == "lost_events" then
         lost = lost + ev.lost
