@@ -19,30 +19,47 @@ end
 -- ---------------------------------------------------------------- --
 
 --- The events of `file` as trace-cmd prints them: a list of
--- {comm, pid, cpu, time, name, rest} and {lost = N|-1, cpu} entries.
-local function reference(file)
+-- {comm, pid, cpu, time, name, rest} and {lost = N|-1, cpu} entries, or
+-- nil and the line that could not be parsed.
+local function reference_once(file)
   local p = assert(io.popen("trace-cmd report -R -t -i " .. H.q(file) .. " 2>/dev/null"))
-  local out = {}
+  local out, bad = {}, nil
   for line in p:lines() do
     local cpu, n = line:match("^CPU:(%d+) %[(%d+) EVENTS DROPPED%]$")
     if not cpu then cpu = line:match("^CPU:(%d+) %[EVENTS DROPPED%]$"); n = cpu and "-1" end
     if cpu then
       out[#out + 1] = {lost = tonumber(n), cpu = tonumber(cpu)}
-    elseif not line:match("^cpus=%d+$") and (line ~= "" or out[#out]) then
+    elseif not bad and not line:match("^cpus=%d+$") and (line ~= "" or out[#out]) then
       local comm, pid, c, s, ns, name, rest =
         line:match("^%s*(.-)%-(%d+)%s+%[(%d+)%]%s+(%d+)%.(%d+): (%S+):%s*(.*)$")
       if comm then
         out[#out + 1] = {comm = comm, pid = tonumber(pid), cpu = tonumber(c),
                          time = tonumber(s) * 1000000000 + tonumber((ns .. "000000000"):sub(1, 9)),
                          name = name, rest = " " .. rest}
-      else  -- a string field with a newline inside continues on the next line
-        local prev = assert(out[#out] and out[#out].rest, "cannot parse trace-cmd line: " .. line)
-        out[#out].rest = prev .. "\n" .. line
+      elseif out[#out] and out[#out].rest then
+        -- a string field with a newline inside continues on the next line
+        out[#out].rest = out[#out].rest .. "\n" .. line
+      else
+        bad = line
       end
     end
   end
   p:close()
+  if bad then return nil, bad end
   return out
+end
+
+--- The reference events of `file`.  trace-cmd report 3.1.6 has, rarely and
+-- only on a loaded machine, printed a run without its usual layout (seen
+-- once: "[003]7615709442088:"); such a run is read again, twice at most,
+-- rather than taken as a difference of ours.
+local function reference(file)
+  local out, bad
+  for _ = 1, 3 do
+    out, bad = reference_once(file)
+    if out then return out end
+  end
+  error("cannot parse trace-cmd line: " .. tostring(bad))
 end
 
 --- Split trace-cmd's " a=1 b=x y" into values, anchored on the field names
@@ -193,8 +210,7 @@ local function field_names(ev)
 end
 
 --- Compare every event of `file` with trace-cmd. Returns the number compared.
-local function compare_all(file)
-  local ref = reference(file)
+local function compare_with(file, ref)
   local t = assert(kl.open(file))
   local i, lost = 0, 0
   for ev in t:events() do
@@ -231,6 +247,28 @@ local function compare_all(file)
   assert.equal(#ref, i, file .. ": event count")
   t:close()
   return i, lost
+end
+
+local function same_reference(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    for _, k in ipairs{"lost", "cpu", "comm", "pid", "time", "name", "rest"} do
+      if a[i][k] ~= b[i][k] then return false end
+    end
+  end
+  return true
+end
+
+--- Every event of `file` against trace-cmd's.  A difference counts only when
+-- trace-cmd, asked again, prints the same thing: see reference() for the
+-- rare run of trace-cmd that is printed differently.
+local function compare_all(file)
+  local ref = reference(file)
+  local ok, n, lost = pcall(compare_with, file, ref)
+  if ok then return n, lost end
+  local again = reference(file)
+  if same_reference(ref, again) then error(n, 0) end
+  return compare_with(file, again)
 end
 
 -- ---------------------------------------------------------------- --
