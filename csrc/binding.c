@@ -1179,19 +1179,15 @@ static int t_events_next(lua_State *L) {
   return 1;
 }
 
-static int t_events(lua_State *L) {
-  ltrace *t = live_trace(L, 1);
+/* The filter of an events{} call (option table at index 2 when has_opts):
+ * names (a list, or a string of comma-separated names), cpu and pid, in a
+ * new iterator state.  Pushes the names list (or nil) and then the state:
+ * the state's names point into the list, so both must stay referenced. */
+static liter *new_iter(lua_State *L, int has_opts) {
   liter *it;
   size_t nnames = 0, i;
-  int has_opts = !lua_isnoneornil(L, 2);
-  if (has_opts) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    check_keys(L, 2, events_keys, 2);
-    lua_getfield(L, 2, "names");
-  } else {
-    lua_pushnil(L);
-  }
-  /* normalise names to a list: a string is one name or a comma-separated list */
+  if (has_opts) lua_getfield(L, 2, "names");
+  else lua_pushnil(L);
   if (lua_type(L, -1) == LUA_TSTRING) {
     const char *p = lua_tostring(L, -1), *c;
     lua_Integer k = 0;
@@ -1207,14 +1203,14 @@ static int t_events(lua_State *L) {
     }
     lua_remove(L, -2);
   } else if (!lua_isnil(L, -1) && !lua_istable(L, -1)) {
-    return luaL_argerror(L, 2, "'names' must be a string or a list of strings");
+    luaL_argerror(L, 2, "'names' must be a string or a list of strings");
   }
   if (lua_istable(L, -1)) nnames = lua_rawlen(L, -1);
   it = lua_newuserdatauv(L, sizeof *it + nnames * sizeof(const char *), 0);
   memset(it, 0, sizeof *it);
   for (i = 0; i < nnames; i++) {
     if (lua_rawgeti(L, -2, (lua_Integer)i + 1) != LUA_TSTRING)
-      return luaL_argerror(L, 2, "'names' must be a string or a list of strings");
+      luaL_argerror(L, 2, "'names' must be a string or a list of strings");
     it->names[i] = lua_tostring(L, -1);
     lua_pop(L, 1);
   }
@@ -1222,6 +1218,18 @@ static int t_events(lua_State *L) {
   it->f.nnames = nnames;
   it->f.cpu = has_opts ? opt_int_or(L, 2, "cpu", -1, 2) : -1;
   it->f.pid = has_opts ? opt_int_or(L, 2, "pid", -1, 2) : -1;
+  return it;
+}
+
+static int t_events(lua_State *L) {
+  ltrace *t = live_trace(L, 1);
+  liter *it;
+  int has_opts = !lua_isnoneornil(L, 2);
+  if (has_opts) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    check_keys(L, 2, events_keys, 2);
+  }
+  it = new_iter(L, has_opts);
   it->f.t0 = has_opts ? opt_ns(L, 2, "from", "t0", 2) : 0;
   it->f.t1 = has_opts ? opt_ns(L, 2, "to", "t1", 2) : 0;
   if (it->f.t1 == 0 && has_opts && (opt_present(L, 2, "to") || opt_present(L, 2, "t1")))
@@ -1294,7 +1302,6 @@ static int s_events_next(lua_State *L) {
 static int s_events(lua_State *L) {
   lsession *s = live_session(L, 1);
   liter *it;
-  size_t nnames = 0, i;
   double timeout = -1;
   int has_opts = !lua_isnoneornil(L, 2);
   if (has_opts) {
@@ -1307,40 +1314,8 @@ static int s_events(lua_State *L) {
         luaL_argerror(L, 2, "'timeout' must be a non-negative number of seconds");
     }
     lua_pop(L, 1);
-    lua_getfield(L, 2, "names");
-  } else {
-    lua_pushnil(L);
   }
-  if (lua_type(L, -1) == LUA_TSTRING) {
-    const char *p = lua_tostring(L, -1), *c;
-    lua_Integer k = 0;
-    lua_newtable(L);
-    while (*p) {
-      c = strchr(p, ',');
-      if (!c) c = p + strlen(p);
-      if (c > p) {
-        lua_pushlstring(L, p, (size_t)(c - p));
-        lua_rawseti(L, -2, ++k);
-      }
-      p = *c ? c + 1 : c;
-    }
-    lua_remove(L, -2);
-  } else if (!lua_isnil(L, -1) && !lua_istable(L, -1)) {
-    return luaL_argerror(L, 2, "'names' must be a string or a list of strings");
-  }
-  if (lua_istable(L, -1)) nnames = lua_rawlen(L, -1);
-  it = lua_newuserdatauv(L, sizeof *it + nnames * sizeof(const char *), 0);
-  memset(it, 0, sizeof *it);
-  for (i = 0; i < nnames; i++) {
-    if (lua_rawgeti(L, -2, (lua_Integer)i + 1) != LUA_TSTRING)
-      return luaL_argerror(L, 2, "'names' must be a string or a list of strings");
-    it->names[i] = lua_tostring(L, -1);
-    lua_pop(L, 1);
-  }
-  it->f.names = lua_istable(L, -2) ? it->names : NULL;
-  it->f.nnames = nnames;
-  it->f.cpu = has_opts ? opt_int_or(L, 2, "cpu", -1, 2) : -1;
-  it->f.pid = has_opts ? opt_int_or(L, 2, "pid", -1, 2) : -1;
+  it = new_iter(L, has_opts);
   it->gen = ++s->live_gen;
   lua_pushvalue(L, 1);
   lua_pushvalue(L, -2);
