@@ -438,6 +438,13 @@ static void set_int(lua_State *L, const char *k, int64_t v) {
   lua_setfield(L, -2, k);
 }
 
+/* A time in seconds; negative means unknown and is left out. */
+static void set_num(lua_State *L, const char *k, double v) {
+  if (v < 0) return;
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
 static void push_list(lua_State *L, const char *comma) {
   const char *p = comma, *q;
   lua_Integer n = 0;
@@ -511,14 +518,8 @@ static void push_status(lua_State *L, const kl_status *st) {
   set_int(L, "log_buffers_lost", st->log_buffers_lost);
   set_int(L, "realtime_buffers_lost", st->realtime_buffers_lost);
   set_int(L, "enable_flags", st->enable_flags);
-  if (st->start_time >= 0) {
-    lua_pushnumber(L, st->start_time);
-    lua_setfield(L, -2, "start_time");
-  }
-  if (st->last_flush >= 0) {
-    lua_pushnumber(L, st->last_flush);
-    lua_setfield(L, -2, "last_flush");
-  }
+  set_num(L, "start_time", st->start_time);
+  set_num(L, "last_flush", st->last_flush);
   if (st->ncpus > 0) {
     lua_createtable(L, st->ncpus, 0);
     for (i = 0; i < st->ncpus; i++) {
@@ -532,14 +533,8 @@ static void push_status(lua_State *L, const kl_status *st) {
       set_int(L, "bytes", c->bytes);
       set_int(L, "dropped", c->dropped);
       set_int(L, "read_events", c->read_events);
-      if (c->oldest_ts >= 0) {
-        lua_pushnumber(L, c->oldest_ts);
-        lua_setfield(L, -2, "oldest_ts");
-      }
-      if (c->now_ts >= 0) {
-        lua_pushnumber(L, c->now_ts);
-        lua_setfield(L, -2, "now_ts");
-      }
+      set_num(L, "oldest_ts", c->oldest_ts);
+      set_num(L, "now_ts", c->now_ts);
       lua_rawseti(L, -2, i + 1);
     }
     lua_setfield(L, -2, "per_cpu");
