@@ -2,28 +2,20 @@
 -- contract simulator (spec/support/etwsim).  Windows only: it runs under Wine
 -- in .ci/windows; on a real Windows runner the same file runs against the
 -- simulator build too (the real-ETW checks are in etw_real_spec.lua).
-local windows = package.config:sub(1, 1) == "\\"
+local H = require "helpers"
 
 describe("ETW backend (simulator) #windows", function()
-  if not windows then
-    pending("Windows only (runs under Wine from .ci/windows)")
+  local sim, why = H.etwsim()
+  if not sim then
+    pending(why)
     return
   end
-
   local kl = require "kernellogger"
-  local ok_sim, sim = pcall(require, "etwsim")
-  if not ok_sim then
-    pending("needs the simulator build (etwsim.dll)")
-    return
-  end
 
   local pid = kl._core._getpid()
   local tmp = os.getenv("KL_TMPDIR") or "."
   local seq = 0
-  local function uname(tag)
-    seq = seq + 1
-    return ("klt_etw_%s_%d_%d"):format(tag or "s", pid, seq)
-  end
+  local function uname(tag) return H.name("etw_" .. (tag or "s")) end
   local function tmpfile(tag)
     seq = seq + 1
     return ("%s\\klt_etw_%s_%d_%d.etl"):format(tmp, tag or "f", pid, seq)

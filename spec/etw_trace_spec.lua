@@ -6,28 +6,20 @@
 -- properties ProcessId (UINT32), Value (UINT64, a sequence number) and Text
 -- (UNICODESTRING "sim"); one record per enabled flag per buffer written.
 -- The same interface on trace.dat files is checked by reader_spec.lua.
-local windows = package.config:sub(1, 1) == "\\"
+local H = require "helpers"
 
 describe("kernellogger.open on ETW captures (simulator) #windows", function()
-  if not windows then
-    pending("Windows only (runs under Wine from .ci/windows)")
+  local sim, why = H.etwsim()
+  if not sim then
+    pending(why)
     return
   end
-
   local kl = require "kernellogger"
-  local ok_sim, sim = pcall(require, "etwsim")
-  if not ok_sim then
-    pending("needs the simulator build (etwsim.dll)")
-    return
-  end
 
   local pid = kl._core._getpid()
   local tmp = os.getenv("KL_TMPDIR") or "."
   local seq = 0
-  local function uname()
-    seq = seq + 1
-    return ("klt_etwrd_%d_%d"):format(pid, seq)
-  end
+  local function uname() return H.name("etwrd") end
   local function tmpfile(tag, ext)
     seq = seq + 1
     return ("%s\\klt_etwrd_%s_%d_%d.%s"):format(tmp, tag or "f", pid, seq, ext or "etl")

@@ -23,6 +23,15 @@ local function exists(path)
 end
 H.exists = exists
 
+--- The ETW contract simulator's control module, for specs of the Windows
+-- backend; or nil and why not (another platform, or the production build).
+function H.etwsim()
+  if not H.windows then return nil, "Windows only (runs under Wine from .ci/windows)" end
+  local ok, sim = pcall(require, "etwsim")
+  if not ok then return nil, "needs the simulator build (etwsim.dll)" end
+  return sim
+end
+
 --- Is there an ftrace instance of that name?
 function H.instance_exists(name)
   if type(name) ~= "string" or name == "" or name:find("/", 1, true) or name:find("..", 1, true) then
