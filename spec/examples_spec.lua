@@ -2,7 +2,7 @@
 -- file on a fresh capture of their own (Linux, root).
 local H = require "helpers"
 
-local TESTDATA = "../shared/testdata/tracedat/"
+local TESTDATA = "spec/fixtures/tracedat/"
 
 --- Run an example; returns ok, output. KL_SESSION names its session.
 local function example(name, file, session)

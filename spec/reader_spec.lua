@@ -4,7 +4,7 @@
 local H = require "helpers"
 local kl = require "kernellogger"
 
-local TESTDATA = "../shared/testdata/tracedat/"
+local TESTDATA = "spec/fixtures/tracedat/"
 local SAMPLES = {"trappy_trace_idle.dat", "trappy_raw_trace.dat", "trappy_trace.dat"}
 
 local HEADER = {name = true, system = true, time = true, cpu = true, pid = true, comm = true,

@@ -1,7 +1,7 @@
 -- kernellogger report FILE: the module behind the command, called directly.
 local report = require "kernellogger.report"
 
-local TESTDATA = "../shared/testdata/tracedat/"
+local TESTDATA = "spec/fixtures/tracedat/"
 
 local function sink()
   local buf = {}
