@@ -80,6 +80,8 @@ int kl_name_check(const char *name, kl_err *err) {
                       (unsigned)n, KL_NAME_MAX);
   if (strcmp(name, ".") == 0 || strstr(name, "..") != NULL)
     return kl_err_set(err, KL_E_INVALID, 0, "session name may not contain '..' or be '.'");
+  if (name[0] == '.')
+    return kl_err_set(err, KL_E_INVALID, 0, "session name may not start with '.'");
   for (i = 0; i < n; i++) {
     unsigned char c = (unsigned char)name[i];
     if (c == '/' || c == '\\')

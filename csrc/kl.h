@@ -3,7 +3,11 @@
  *
  * Three layers meet here:
  *   - the facts (flags.c): the one table of kernel event groups;
- *   - the binding (binding.c): the only file that includes lua.h;
+ *   - the binding (csrc/lua/, private header csrc/lua/binding.h): the
+ *     only code that includes lua.h.  Rule: no file outside csrc/lua/
+ *     includes lua.h or lauxlib.h, and nothing in csrc/lua/ calls the
+ *     operating system except through kl_backend_impl and the small OS
+ *     services below;
  *   - a backend (ftrace/ on Linux, etw/ on Windows): the only code that
  *     talks to the operating system.  It exports one ops table,
  *     kl_backend_impl, and knows nothing of Lua.
@@ -34,7 +38,7 @@
 /* ------------------------------------------------------------------ */
 
 /* Stable error codes, shared by every platform.  Their Lua names live in
- * one array in errors.c (kl_code_name). */
+ * one array in common.c (kl_code_name). */
 typedef enum {
   KL_OK = 0,
   KL_E_ALREADY_EXISTS,
@@ -141,7 +145,7 @@ enum {
 };
 
 /* A valid session name: 1..KL_NAME_MAX bytes, no '/', '\\', no "..",
- * no control characters, not "." .  Returns 0 or -1 with err (KL_E_INVALID). */
+ * no control characters, not starting with '.'.  Returns 0 or -1 with err (KL_E_INVALID). */
 KL_INTERNAL int kl_name_check(const char *name, kl_err *err);
 
 /* ------------------------------------------------------------------ */

@@ -475,7 +475,7 @@ describe("Trace:events on trace.dat #linux", function()
     assert.has_error(function() t:events{names = 3} end)
     assert.has_error(function() t:events{from = -1} end)
     assert.has_error(function() t:events{to = 0} end, "bad argument #1 to 'events' " ..
-                     "('to' must be a positive time (ns))")
+                     "(to: must be a positive time (ns))")
   end)
 
   it("invalidates an older iterator when a new one starts", function()

@@ -1,0 +1,162 @@
+/*
+ * events.c - events as Lua tables, and the one events() iterator that
+ * serves Trace:events (a capture file) and Session:events (a live
+ * real-time session): only the fetch of the next event differs.
+ */
+#include "binding.h"
+
+#include <string.h>
+
+/* A format field named like one of the header keys (sched_wakeup's pid and
+ * comm are the woken task's, not the current one's) is stored as
+ * "field_<name>", so that ev.pid is always the pid the event ran in. */
+static int header_key(const char *k) {
+  static const char *const keys[] = {"name", "system", "time", "cpu", "pid", "comm", "lost",
+                                     NULL};
+  int i;
+  if (!strchr("nstcpl", k[0])) return 0;
+  for (i = 0; keys[i]; i++)
+    if (strcmp(keys[i], k) == 0) return 1;
+  return 0;
+}
+
+static void push_array(lua_State *L, const kl_field *f) {
+  const unsigned char *p = f->v.a.p;
+  size_t j, n = f->v.a.count;
+  int es = f->v.a.elem_size, sg = f->v.a.is_signed;
+  lua_createtable(L, (int)n, 0);
+  for (j = 0; j < n; j++) {
+    lua_Integer x;
+    switch (es) {
+      case 1: x = sg ? (lua_Integer)(int8_t)p[j] : (lua_Integer)p[j]; break;
+      case 2: { uint16_t u; memcpy(&u, p + 2 * j, 2);
+                x = sg ? (lua_Integer)(int16_t)u : (lua_Integer)u; break; }
+      case 4: { uint32_t u; memcpy(&u, p + 4 * j, 4);
+                x = sg ? (lua_Integer)(int32_t)u : (lua_Integer)u; break; }
+      default: { uint64_t u; memcpy(&u, p + 8 * j, 8); x = (lua_Integer)u; break; }
+    }
+    lua_pushinteger(L, x);
+    lua_rawseti(L, -2, (lua_Integer)j + 1);
+  }
+}
+
+static void push_field(lua_State *L, const kl_field *f) {
+  switch (f->type) {
+    case KL_F_INT: lua_pushinteger(L, (lua_Integer)f->v.i); break;
+    case KL_F_UINT: lua_pushinteger(L, (lua_Integer)f->v.u); break;
+    case KL_F_FLOAT: lua_pushnumber(L, (lua_Number)f->v.d); break;
+    case KL_F_STR: lua_pushlstring(L, f->v.s.p, f->v.s.len); break;
+    case KL_F_ARRAY: push_array(L, f); break;
+    default: lua_pushnil(L); break;
+  }
+  if (header_key(f->name)) {
+    lua_pushfstring(L, "field_%s", f->name);
+    lua_insert(L, -2);
+    lua_rawset(L, -3);
+  } else {
+    lua_setfield(L, -2, f->name);
+  }
+}
+
+static void push_event(lua_State *L, const kl_event *ev) {
+  size_t i;
+  lua_createtable(L, 0, (int)ev->nfields + 6);
+  klua_set_str(L, "name", ev->name);
+  if (ev->system) klua_set_str(L, "system", ev->system);
+  lua_pushinteger(L, (lua_Integer)ev->time);
+  lua_setfield(L, -2, "time");
+  lua_pushinteger(L, ev->cpu);
+  lua_setfield(L, -2, "cpu");
+  if (ev->pid >= 0) klua_set_int(L, "pid", ev->pid);
+  if (ev->comm) klua_set_str(L, "comm", ev->comm);
+  if (ev->lost) {
+    lua_pushinteger(L, (lua_Integer)ev->lost);  /* UINT64_MAX: -1, count unknown */
+    lua_setfield(L, -2, "lost");
+  }
+  for (i = 0; i < ev->nfields; i++) push_field(L, &ev->fields[i]);
+}
+
+/* The iterator: upvalues 1 owner, 2 state, 3 names table (anchor). */
+static int events_next(lua_State *L) {
+  klua_iter *it = (klua_iter *)lua_touserdata(L, lua_upvalueindex(2));
+  kl_event ev;
+  kl_err err;
+  int r;
+  if (it->ended) return 0;
+  memset(&err, 0, sizeof err);
+  r = it->fetch(L, lua_upvalueindex(1), it, &ev, &err);
+  it->started = 1;
+  if (r < 0) return luaL_error(L, "%s [%s]", err.msg, kl_code_name(err.code));
+  if (r == 0) {
+    it->ended = 1;
+    return 0;
+  }
+  push_event(L, &ev);
+  return 1;
+}
+
+/* names: a list, or one string of comma-separated names.  Pushes a list
+ * (or nil). */
+static void push_names(lua_State *L, int has_opts) {
+  size_t len;
+  const char *s;
+  if (has_opts) lua_getfield(L, 2, "names");
+  else lua_pushnil(L);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    s = lua_tolstring(L, -1, &len);
+    klua_split(L, s, len, 0);
+    lua_remove(L, -2);
+  } else if (!lua_isnil(L, -1) && !lua_istable(L, -1)) {
+    luaL_argerror(L, 2, "names: must be a string or a list of strings");
+  }
+}
+
+/* An integer filter option, under one of two names (from/t0). */
+static lua_Integer opt_int2(lua_State *L, const char *k1, const char *k2, lua_Integer def,
+                            lua_Integer hi) {
+  const char *k = klua_opt_present(L, 2, k1) ? k1 : k2;
+  return klua_opt_int(L, 2, k, def, 0, hi, 2);
+}
+
+#define INT_MAX_ 2147483647
+#define NS_MAX ((lua_Integer)1 << 62)   /* 146 years of nanoseconds */
+
+klua_iter *klua_push_events(lua_State *L, const char *const keys[], int times,
+                            klua_fetch fetch) {
+  klua_iter *it;
+  size_t nnames = 0, i;
+  int has_opts = !lua_isnoneornil(L, 2);
+  if (has_opts) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    klua_check_keys(L, 2, keys, 2);
+  }
+  push_names(L, has_opts);
+  if (lua_istable(L, -1)) nnames = lua_rawlen(L, -1);
+  it = lua_newuserdatauv(L, sizeof *it + nnames * sizeof(const char *), 0);
+  memset(it, 0, sizeof *it);
+  for (i = 0; i < nnames; i++) {
+    if (lua_rawgeti(L, -2, (lua_Integer)i + 1) != LUA_TSTRING)
+      luaL_argerror(L, 2, "names: must be a string or a list of strings");
+    it->names[i] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  it->fetch = fetch;
+  it->f.names = lua_istable(L, -2) ? it->names : NULL;
+  it->f.nnames = nnames;
+  it->f.cpu = it->f.pid = -1;
+  if (has_opts) {
+    it->f.cpu = (int)opt_int2(L, "cpu", "cpu", -1, INT_MAX_);
+    it->f.pid = (int)opt_int2(L, "pid", "pid", -1, INT_MAX_);
+  }
+  if (has_opts && times) {
+    it->f.t0 = (uint64_t)opt_int2(L, "from", "t0", 0, NS_MAX);
+    it->f.t1 = (uint64_t)opt_int2(L, "to", "t1", 0, NS_MAX);
+    if (it->f.t1 == 0 && (klua_opt_present(L, 2, "to") || klua_opt_present(L, 2, "t1")))
+      luaL_argerror(L, 2, "to: must be a positive time (ns)");
+  }
+  lua_pushvalue(L, 1);   /* upvalues: owner, state, names */
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -4);
+  lua_pushcclosure(L, events_next, 3);
+  return it;
+}
