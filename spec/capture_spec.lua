@@ -1,5 +1,5 @@
 -- capture{}: blocking capture, progress line, Ctrl-C.
-local S = require "spawn"
+local H = require "helpers"
 
 local kl = require "kernellogger"
 local core = require "kernellogger.core"
@@ -28,18 +28,10 @@ describe("capture helpers", function()
 end)
 
 describe("#linux capture", function()
-  local names, dir = {}, nil
-  local function uname()
-    local n = S.name("cap")
-    names[#names + 1] = n
-    return n
-  end
-  setup(function() dir = S.tmpdir() end)
-  teardown(function()
-    S.cleanup(table.unpack(names))
-    for _, n in ipairs(names) do assert.is_false(S.instance_exists(n), n .. " left behind") end
-    S.rmtree(dir)
-  end)
+  local F = H.fixture()
+  local dir
+  local function uname() return F.name("cap") end
+  before_each(function() dir = F.dir end)
 
   it("records for `seconds`, stops, and returns the final stats and the file", function()
     local name = uname()
@@ -55,9 +47,9 @@ describe("#linux capture", function()
     assert.is_true(st.events > 0)
     assert.are.equal(0, st.events_lost)
     assert.are.equal("fail", how.policy)
-    assert.is_true(S.exists(file))
-    assert.is_true(S.tracecmd_ok(file))
-    assert.is_false(S.instance_exists(name))
+    assert.is_true(H.exists(file))
+    assert.is_true(H.tracecmd_ok(file))
+    assert.is_false(H.instance_exists(name))
   end)
 
   it("stops when stop_when says so, passing the live query and the elapsed time", function()
@@ -89,7 +81,7 @@ describe("#linux capture", function()
     assert.are.equal("not_found", code)
     assert.matches("stopped by someone else", msg, 1, true)
     assert.are.equal(2, calls)
-    assert.is_false(S.instance_exists(name))
+    assert.is_false(H.instance_exists(name))
   end)
 
   it("passes a start failure through", function()
@@ -101,7 +93,7 @@ describe("#linux capture", function()
     assert.is_string(msg)
     assert.is_table(holder)
     h:stop()
-    assert.is_false(S.exists(dir .. "/no.dat"))
+    assert.is_false(H.exists(dir .. "/no.dat"))
   end)
 
   it("Ctrl-C (SIGINT) stops cleanly and still writes a valid file", function()
@@ -116,16 +108,16 @@ describe("#linux capture", function()
       io.write(("RESULT %%s %%s %%d %%d\n"):format(path, tostring(st.interrupted),
                st.events, st.events_lost))
     ]]):format(pidfile, name, file)
-    local child = assert(io.popen(S.lua_cmd(code), "r"))
+    local child = assert(io.popen(H.kl_cmd(code), "r"))
     local pid
-    assert.is_true(S.wait_for(function()
+    assert.is_true(H.wait_for(function()
       local f = io.open(pidfile)
       if not f then return false end
       pid = tonumber(f:read("a"))
       f:close()
       return pid ~= nil
     end, 10))
-    assert.is_true(S.wait_for(function() return S.instance_exists(name) end, 10))
+    assert.is_true(H.wait_for(function() return H.instance_exists(name) end, 10))
     core._sleep(0.7)
     os.execute("kill -INT " .. pid)
     local out = child:read("a")
@@ -136,9 +128,9 @@ describe("#linux capture", function()
     assert.are.equal("true", interrupted)
     assert.is_true(tonumber(entries) > 0)
     assert.are.equal("0", lost)
-    assert.is_false(S.instance_exists(name))
-    assert.is_false(S.state_exists(name))
-    local valid, err = S.tracecmd_ok(file)
+    assert.is_false(H.instance_exists(name))
+    assert.is_false(H.state_exists(name))
+    local valid, err = H.tracecmd_ok(file)
     assert.is_true(valid, err)
   end)
 
@@ -153,9 +145,10 @@ describe("#linux capture", function()
     -- script(1) gives the child a pseudo-terminal; the child's stderr goes to
     -- the terminal, which script copies to our pipe.
     local cmd = ("script -qefc %s /dev/null </dev/null 2>%s")
-      :format(S.q(S.lua_cmd(progress_code(name, dir .. "/pty.dat"))), S.q(errfile))
-    local out, rc = S.run(cmd)
-    assert.are.equal(0, rc, out)
+      :format(H.q(H.kl_cmd(progress_code(name, dir .. "/pty.dat"))), H.q(errfile))
+    local r = H.run(cmd)
+    local out = r.out
+    assert.are.equal(0, r.code, out)
     assert.matches("FINISHED", out, 1, true)
     assert.matches("\rkernellogger " .. name, out, 1, true)
     assert.matches("kernellogger " .. name, out, 1, true)
@@ -166,9 +159,9 @@ describe("#linux capture", function()
 
   it("prints nothing when stderr is not a terminal", function()
     local name = uname()
-    local out, err, rc = S.run3(S.lua_cmd(progress_code(name, dir .. "/nopty.dat")))
-    assert.are.equal(0, rc, err)
-    assert.matches("FINISHED", out, 1, true)
-    assert.are.equal("", err)
+    local r = H.run(H.kl_cmd(progress_code(name, dir .. "/nopty.dat")))
+    assert.are.equal(0, r.code, r.err)
+    assert.matches("FINISHED", r.out, 1, true)
+    assert.are.equal("", r.err)
   end)
 end)

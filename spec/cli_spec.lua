@@ -1,9 +1,12 @@
 -- bin/kernellogger: exit codes (0 ok, 1 failure, 2 usage), --help, one-line errors.
-local S = require "spawn"
+local H = require "helpers"
 
 local COMMANDS = { "start", "stop", "status", "list", "flags", "profiles", "capture", "report" }
 
-local function cli(args) return S.run3(S.cli_cmd(args)) end
+local function cli(args)
+  local r = H.run(H.cli_cmd(args))
+  return r.out, r.err, r.code
+end
 
 local function one_line(err)
   return select(2, err:gsub("\n", "")) == 1 and err:sub(1, 14) == "kernellogger: "
@@ -59,25 +62,17 @@ describe("cli usage", function()
 end)
 
 describe("#linux cli against the kernel", function()
-  local names, dir = {}, nil
-  local function uname()
-    local n = S.name("cli")
-    names[#names + 1] = n
-    return n
-  end
-  setup(function() dir = S.tmpdir() end)
-  teardown(function()
-    S.cleanup(table.unpack(names))
-    for _, n in ipairs(names) do assert.is_false(S.instance_exists(n), n .. " left behind") end
-    S.rmtree(dir)
-  end)
+  local F = H.fixture()
+  local dir
+  local function uname() return F.name("cli") end
+  before_each(function() dir = F.dir end)
 
   it("start, status, list, a second start, stop, a second stop", function()
     local name = uname()
     local out, err, rc = cli("start --name " .. name .. " --profile network")
     assert.are.equal(0, rc, err)
     assert.matches("started " .. name, out, 1, true)
-    assert.is_true(S.instance_exists(name))
+    assert.is_true(H.instance_exists(name))
 
     out, err, rc = cli("status " .. name)
     assert.are.equal(0, rc, err)
@@ -97,7 +92,7 @@ describe("#linux cli against the kernel", function()
     out, err, rc = cli("stop " .. name)
     assert.are.equal(0, rc, err)
     assert.matches("events_lost", out, 1, true)
-    assert.is_false(S.instance_exists(name))
+    assert.is_false(H.instance_exists(name))
 
     out, err, rc = cli("stop " .. name)
     assert.are.equal(1, rc)
@@ -134,16 +129,17 @@ describe("#linux cli against the kernel", function()
     assert.are.equal(0, rc, err)
     assert.matches(file, out, 1, true)
     assert.are.equal("", err)   -- not a terminal: no progress line
-    assert.is_true(S.exists(file))
+    assert.is_true(H.exists(file))
   end)
 
   it("capture draws its progress line on a terminal, and not with --no-progress", function()
     local function under_pty(extra)
       local name = uname()
       local cmd = ("script -qefc %s /dev/null </dev/null")
-        :format(S.q(S.cli_cmd(("capture --name %s -f cswitch -o %s --seconds 0.8 %s")
-          :format(name, S.q(dir .. "/" .. name .. ".dat"), extra))))
-      return S.run(cmd)
+        :format(H.q(H.cli_cmd(("capture --name %s -f cswitch -o %s --seconds 0.8 %s")
+          :format(name, H.q(dir .. "/" .. name .. ".dat"), extra))))
+      local r = H.run(cmd)
+      return r.out, r.code
     end
     local out, rc = under_pty("")
     assert.are.equal(0, rc, out)
@@ -163,7 +159,7 @@ describe("#linux cli against the kernel", function()
     out, err, rc = cli("start --name " .. name .. " -f cswitch --on-conflict private")
     assert.are.equal(0, rc, err)
     local priv = out:match("started (%S+)")
-    names[#names + 1] = priv
+    F.track(priv)
     assert.are_not.equal(name, priv)
     assert.are.equal(0, select(3, cli("stop " .. priv)))
     assert.are.equal(0, select(3, cli("stop " .. name)))
@@ -186,16 +182,20 @@ describe("#linux cli against the kernel", function()
     -- a copy of the Lua modules without report.lua
     local lib = dir .. "/lib"
     assert(os.execute(("mkdir -p %s/kernellogger && cp %s/lua/kernellogger/*.lua %s/kernellogger/ "
-      .. "&& rm -f %s/kernellogger/report.lua"):format(S.q(lib), S.q(S.ROOT), S.q(lib), S.q(lib))))
+      .. "&& rm -f %s/kernellogger/report.lua"):format(H.q(lib), H.q(H.ROOT), H.q(lib), H.q(lib))))
     local cmd = ("exec env LUA_PATH=%s LUA_CPATH=%s %s %s/bin/kernellogger report x.dat")
-      :format(S.q(lib .. "/?.lua;" .. lib .. "/?/init.lua"), S.q(S.LUA_CPATH), S.LUA, S.ROOT)
-    local out, err, rc = S.run3(cmd)
+      :format(H.q(lib .. "/?.lua;" .. lib .. "/?/init.lua"), H.q(H.LUA_CPATH), H.LUA, H.ROOT)
+    local function run3(c)
+      local r = H.run(c)
+      return r.out, r.err, r.code
+    end
+    local out, err, rc = run3(cmd)
     assert.are.equal(1, rc, err)
     assert.are.equal("", out)
     assert.is_true(one_line(err), err)
     assert.matches("kernellogger.report module is not installed", err, 1, true)
     -- and --help still explains the command
-    out, err, rc = S.run3(cmd:gsub("report x%.dat$", "report --help"))
+    out, err, rc = run3(cmd:gsub("report x%.dat$", "report --help"))
     assert.are.equal(0, rc, err)
     assert.matches("usage: kernellogger report", out, 1, true)
   end)

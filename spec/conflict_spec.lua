@@ -1,5 +1,5 @@
 -- Conflict policies, against the real kernel, with real rival processes.
-local S = require "spawn"
+local H = require "helpers"
 
 local kl = require "kernellogger"
 local core = require "kernellogger.core"
@@ -16,7 +16,7 @@ local function rival(name, hold, flags)
     s:stop()
     io.write("DONE\n")
   ]]):format(name, flags or '"cswitch"', hold)
-  local cmd = S.lua_cmd('local core = require "kernellogger.core"; ' .. code)
+  local cmd = H.kl_cmd('local core = require "kernellogger.core"; ' .. code)
   local f = assert(io.popen(cmd, "r"))
   local line = f:read("l")
   local pid = line and tonumber(line:match("^READY (%d+)"))
@@ -33,13 +33,8 @@ end
 -- The same policies inside one process: these run on Linux against the kernel
 -- and under Wine against the ETW contract simulator.
 describe("conflict policies within one process", function()
-  local names = {}
-  local function uname()
-    local n = S.name("cfl1")
-    names[#names + 1] = n
-    return n
-  end
-  teardown(function() S.cleanup(table.unpack(names)) end)
+  local F = H.fixture()
+  local function uname() return F.name("cfl1") end
 
   it("fail, takeover, attach, private, a function and wait's timeout", function()
     local name = uname()
@@ -73,7 +68,7 @@ describe("conflict policies within one process", function()
     assert.matches("does not record tcpip", xmsg, 1, true)
 
     local p, how4 = assert(kl.start { name = name, flags = { "cswitch" }, on_conflict = "private" })
-    names[#names + 1] = p.name
+    F.track(p.name)
     assert.is_true(how4.private)
     assert.are.equal(name .. "_" .. core._getpid(), p.name)
     assert.is_table(p:stop())
@@ -100,16 +95,8 @@ describe("conflict policies within one process", function()
 end)
 
 describe("#linux conflict policies", function()
-  local names = {}
-  local function uname()
-    local n = S.name("cfl")
-    names[#names + 1] = n
-    return n
-  end
-  teardown(function()
-    S.cleanup(table.unpack(names))
-    for _, n in ipairs(names) do assert.is_false(S.instance_exists(n), n .. " left behind") end
-  end)
+  local F = H.fixture()
+  local function uname() return F.name("cfl") end
 
   it("rejects unknown policies, bad timeouts and bad backoff fields", function()
     assert.has_error(function() kl.start { name = uname(), on_conflict = "maybe" } end)
@@ -182,7 +169,7 @@ describe("#linux conflict policies", function()
     assert.are.equal(r.pid, holder.owner_pid)
     assert.is_true(dt >= 0.45 and dt < 2.5, "waited " .. dt)
     assert.is_true(how.attempts >= 2)
-    assert.is_true(S.instance_exists(name))
+    assert.is_true(H.instance_exists(name))
     assert.matches("DONE", finish(r))
   end)
 
@@ -210,7 +197,7 @@ describe("#linux conflict policies", function()
     assert.are.equal("already_exists", code)
     assert.matches("not known to be dead", msg, 1, true)
     assert.is_true(holder.owner_alive)
-    assert.is_true(S.instance_exists(name))
+    assert.is_true(H.instance_exists(name))
     -- kill -9: the session outlives its owner, which is now recorded dead
     os.execute("kill -9 " .. r.pid)
     finish(r)
@@ -235,7 +222,7 @@ describe("#linux conflict policies", function()
       assert.are.equal(r.pid, a:query().owner_pid)
     end
     -- closing the attached handle left the holder running
-    assert.is_true(S.instance_exists(name))
+    assert.is_true(H.instance_exists(name))
     assert.are.equal(r.pid, assert(kl.query(name)).owner_pid)
     -- a flag the holder does not record: no attach
     local s, msg, code = kl.start { name = name, flags = { "tcpip" }, on_conflict = "attach" }
@@ -244,22 +231,24 @@ describe("#linux conflict policies", function()
     assert.matches("does not record tcpip", msg, 1, true)
     os.execute("kill " .. r.pid)
     finish(r)
+    F.cleanup(name) -- the killed rival's session: it outlives its owner by design
   end)
 
   it("private: runs a separately named session beside the holder", function()
     local name = uname()
     local r = rival(name, 30)
     local s, how = assert(kl.start { name = name, flags = { "cswitch" }, on_conflict = "private" })
-    names[#names + 1] = s.name
+    F.track(s.name)
     assert.is_true(how.private)
     assert.are_not.equal(name, s.name)
     assert.are.equal(name .. "_" .. core._getpid(), s.name)
     assert.are.equal(s.name, how.name)
-    assert.is_true(S.instance_exists(name) and S.instance_exists(s.name))
+    assert.is_true(H.instance_exists(name) and H.instance_exists(s.name))
     s:stop()
-    assert.is_false(S.instance_exists(s.name))
+    assert.is_false(H.instance_exists(s.name))
     os.execute("kill " .. r.pid)
     finish(r)
+    F.cleanup(name) -- the killed rival's session: it outlives its owner by design
   end)
 
   it("a function decides: called with (err, attempt, holder); its answers are recorded",
@@ -305,19 +294,16 @@ describe("#linux conflict policies", function()
     assert.is_string(msg)
     assert.is_nil(holder)
     assert.are.equal(1, how.attempts)
-    assert.is_false(S.instance_exists(name))
+    assert.is_false(H.instance_exists(name))
   end)
 end)
 
 describe("#linux 16 processes racing for one session name", function()
+  local F = H.fixture()
   local name, dir
-  setup(function()
-    name = S.name("race")
-    dir = S.tmpdir()
-  end)
-  teardown(function()
-    S.cleanup(name)
-    S.rmtree(dir)
+  before_each(function()
+    name = F.name("race")
+    dir = F.dir
   end)
 
   -- Launch n children that wait at a barrier (a file appearing), then run `body`.
@@ -336,7 +322,7 @@ describe("#linux 16 processes racing for one session name", function()
         local id = %d
         %s
       ]]):format(go, i, body)
-      kids[i] = assert(io.popen(S.lua_cmd(code), "r"))
+      kids[i] = assert(io.popen(H.kl_cmd(code), "r"))
     end
     core._sleep(0.5)   -- let them reach the barrier
     local f = assert(io.open(go, "w"))
@@ -368,8 +354,8 @@ describe("#linux 16 processes racing for one session name", function()
     end
     assert.are.equal(1, wins)
     assert.are.equal(15, lost)
-    assert.is_false(S.instance_exists(name))
-    assert.is_false(S.state_exists(name))
+    assert.is_false(H.instance_exists(name))
+    assert.is_false(H.state_exists(name))
   end)
 
   it("under wait: all sixteen run in turn, never two at once, nothing left behind", function()
@@ -398,8 +384,8 @@ describe("#linux 16 processes racing for one session name", function()
       assert.is_true(spans[i][1] >= spans[i - 1][2], "two holders at once")
     end
     assert.is_true(attempts > 16)   -- they did conflict
-    assert.is_false(S.instance_exists(name))
-    assert.is_false(S.state_exists(name))
+    assert.is_false(H.instance_exists(name))
+    assert.is_false(H.state_exists(name))
   end)
 end)
 

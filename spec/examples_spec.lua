@@ -43,8 +43,8 @@ describe("examples on trace.dat #linux", function()
 
   describe("on a fresh capture #linux", function()
     local name
-    before_each(function() name = H.name("ex") end)
-    after_each(function() H.cleanup(name) end)
+    local F = H.fixture()
+    before_each(function() name = F.name("ex") end)
 
     it("tcp_connections.lua: who connected to whom, states, the reset", function()
       local ok, out = example("tcp_connections", nil, name)

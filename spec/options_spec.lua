@@ -4,9 +4,9 @@ local H = require "helpers"
 local kl = require "kernellogger"
 
 describe("start options", function()
+  local F = H.fixture()
   local name
-  before_each(function() name = H.name("opt") end)
-  after_each(function() H.cleanup(name) end)
+  before_each(function() name = F.name("opt") end)
 
   local function raises(opts, pattern)
     opts.name = opts.name or name

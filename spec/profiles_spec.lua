@@ -1,5 +1,5 @@
 -- Profiles: names, composition, user profiles, listing, and real starts.
-local S = require "spawn"
+local H = require "helpers"
 
 local kl = require "kernellogger"
 local P = require "kernellogger.profiles"
@@ -58,12 +58,12 @@ describe("profiles", function()
   end)
 
   it("start{profile=<unknown>} raises, naming the valid profiles", function()
-    local ok, err = pcall(kl.start, { name = S.name("prof"), profile = "bogus" })
+    local ok, err = pcall(kl.start, { name = H.name("prof"), profile = "bogus" })
     assert.is_false(ok)
     assert.matches("bad argument #1 to 'start' (profile: unknown profile 'bogus'; valid profiles: ",
       err, 1, true)
     assert.matches("WPR.GeneralProfile", err, 1, true)
-    local ok2, err2 = pcall(kl.start, { name = S.name("prof"), profile = { flags = { "nosuch" } } })
+    local ok2, err2 = pcall(kl.start, { name = H.name("prof"), profile = { flags = { "nosuch" } } })
     assert.is_false(ok2)
     assert.matches("bad argument #1 to 'start' (profile: profile 'custom' has an unknown flag 'nosuch')",
       err2, 1, true)
@@ -171,27 +171,22 @@ describe("profiles", function()
 end)
 
 describe("#linux profiles against the kernel", function()
-  local names, dir = {}, nil
-  setup(function() dir = S.tmpdir() end)
-  teardown(function()
-    S.cleanup(table.unpack(names))
-    S.rmtree(dir)
-  end)
+  local F = H.fixture()
+  local dir
+  before_each(function() dir = F.dir end)
 
   it("start{profile='network'} enables exactly the flags the profile resolves to", function()
-    local name = S.name("prof")
-    names[#names + 1] = name
+    local name = F.name("prof")
     local s, how = assert(kl.start { name = name, profile = "network" })
     assert.are.equal("fail", how.policy)
     local q = assert(s:query())
     assert.are.same(set(P.get("network"):resolve().flags), set(q.flags))
     assert.is_true(s:stop() ~= nil)
-    assert.is_false(S.instance_exists(name))
+    assert.is_false(H.instance_exists(name))
   end)
 
   it("start with a plain-table profile and with a composition", function()
-    local name = S.name("prof")
-    names[#names + 1] = name
+    local name = F.name("prof")
     local s = assert(kl.start { name = name, profile = { flags = { "cswitch" }, circular_mb = 2 } })
     assert.are.same({ "cswitch" }, s:query().flags)
     s:stop()
@@ -205,12 +200,11 @@ describe("#linux profiles against the kernel", function()
   -- Each records a small mixed workload (processes, files, a socket) for 1 s.
   for _, n in ipairs(BUILTINS) do
     it("built-in " .. n .. " loses no events under a small workload", function()
-      local name = S.name("prof")
-      names[#names + 1] = name
+      local name = F.name("prof")
       local file = dir .. "/" .. n .. ".dat"
       local s = assert(kl.start { name = name, profile = n, file = file })
       os.execute("for i in 1 2 3 4 5 6 7 8; do ls /usr/bin >/dev/null; cat /etc/passwd >/dev/null; done; "
-        .. "dd if=/dev/zero of=" .. S.q(dir .. "/load") .. " bs=64k count=32 conv=fsync 2>/dev/null; "
+        .. "dd if=/dev/zero of=" .. H.q(dir .. "/load") .. " bs=64k count=32 conv=fsync 2>/dev/null; "
         .. "sleep 0.5")
       local q = assert(s:query())
       local st = assert(s:stop())
@@ -218,7 +212,7 @@ describe("#linux profiles against the kernel", function()
       assert.are.equal(0, q.overrun, n .. " overwrote events in its ring")
       assert.are.equal(0, st.events_lost, n .. " lost events")
       assert.is_true(st.bytes_written > 0)
-      assert.is_false(S.instance_exists(name))
+      assert.is_false(H.instance_exists(name))
     end)
   end
 end)

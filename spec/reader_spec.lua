@@ -274,6 +274,7 @@ end
 -- ---------------------------------------------------------------- --
 
 describe("kernellogger.open on trace.dat #linux", function()
+  local F = H.fixture()
   it("opens a trace.dat and says what it is #valgrind", function()
     local t = assert(kl.open(TESTDATA .. "trappy_trace_idle.dat"))
     assert.matches('^kernellogger%.Trace "', tostring(t))
@@ -303,8 +304,7 @@ describe("kernellogger.open on trace.dat #linux", function()
   end)
 
   it("returns nil, message, code for files it cannot read #valgrind", function()
-    local dir = H.tmpdir()
-    finally(function() H.rmtree(dir) end)
+    local dir = F.tmpdir()
     local t, msg, code = kl.open(dir .. "/missing.dat")
     assert.is_nil(t)
     assert.equal("not_found", code)
@@ -339,8 +339,7 @@ describe("kernellogger.open on trace.dat #linux", function()
       pending("running as root without runuser: permissions are bypassed")
       return
     end
-    local dir = H.tmpdir()
-    finally(function() H.rmtree(dir) end)
+    local dir = F.tmpdir()
     os.execute("cp " .. H.q(TESTDATA .. "trappy_trace_idle.dat") .. " " .. H.q(dir .. "/x.dat"))
     os.execute("chmod 600 " .. H.q(dir .. "/x.dat") .. "; chmod 755 " .. H.q(dir))
     local cmd = H.lua_cmd(("local kl = require 'kernellogger' " ..
@@ -358,8 +357,7 @@ describe("kernellogger.open on trace.dat #linux", function()
   end)
 
   it("never crashes or hangs on truncated or bit-flipped copies", function()
-    local dir = H.tmpdir()
-    finally(function() H.rmtree(dir) end)
+    local dir = F.tmpdir()
     local src = {}
     for _, s in ipairs(SAMPLES) do src[#src + 1] = TESTDATA .. s end
     if have("trace-cmd") then
@@ -499,6 +497,7 @@ describe("Trace:events on trace.dat #linux", function()
 end)
 
 describe("the comparison with trace-cmd report -R #linux", function()
+  local F = H.fixture()
   if not have("trace-cmd") then
     it("needs trace-cmd", function() pending("trace-cmd is not installed") end)
     return
@@ -512,8 +511,7 @@ describe("the comparison with trace-cmd report -R #linux", function()
   end
 
   it("matches every event of a v7 (zstd) conversion", function()
-    local dir = H.tmpdir()
-    finally(function() H.rmtree(dir) end)
+    local dir = F.tmpdir()
     local out = dir .. "/v7.dat"
     assert.is_true(os.execute(("trace-cmd convert -i %s --file-version 7 --compression zstd " ..
                                "-o %s >/dev/null 2>&1"):format(
@@ -525,8 +523,7 @@ describe("the comparison with trace-cmd report -R #linux", function()
   end)
 
   it("matches our own capture: TCP, processes, context switches, lost events", function()
-    local name, dir = H.name("rd"), H.tmpdir()
-    finally(function() H.cleanup(name); H.rmtree(dir) end)
+    local name, dir = F.name("rd"), F.tmpdir()
     local file = dir .. "/own.dat"
     local s = assert(kl.start{name = name, file = file, circular_mb = 1,
                               flags = {"tcpip", "process", "cswitch", "dispatcher"}})
@@ -557,13 +554,13 @@ describe("the comparison with trace-cmd report -R #linux", function()
 end)
 
 describe("memory #linux", function()
+  local F = H.fixture()
   it("stays flat while a large capture is read", function()
     if (os.getenv("LD_PRELOAD") or ""):match("asan") then
       pending("peak RSS means nothing under AddressSanitizer")
       return
     end
-    local name, dir = H.name("rdm"), H.tmpdir()
-    finally(function() H.cleanup(name); H.rmtree(dir) end)
+    local name, dir = F.name("rdm"), F.tmpdir()
     local file = dir .. "/big.dat"
     local s = assert(kl.start{name = name, file = file, circular_mb = 48,
                               flags = {"cswitch"}})

@@ -30,14 +30,11 @@ local function collect(it)
 end
 
 describe("a real-time Linux session #linux", function()
+  local F = H.fixture()
   local name, dir
   before_each(function()
-    name = H.name("rt")
-    dir = H.tmpdir()
-  end)
-  after_each(function()
-    H.cleanup(name)
-    H.rmtree(dir)
+    name = F.name("rt")
+    dir = F.tmpdir()
   end)
 
   it("starts the instance with overwrite off and records mode realtime", function()

@@ -11,14 +11,11 @@ local function ncpus()
 end
 
 describe("a Linux session #linux", function()
+  local F = H.fixture()
   local name, dir
   before_each(function()
-    name = H.name("ses")
-    dir = H.tmpdir()
-  end)
-  after_each(function()
-    H.cleanup(name)
-    H.rmtree(dir)
+    name = F.name("ses")
+    dir = F.tmpdir()
   end)
 
   it("starts an instance with the events enabled and the ring sized #valgrind", function()
@@ -109,6 +106,7 @@ describe("a Linux session #linux", function()
     assert.is_table(found)
     assert.is_true(found.foreign)
     assert.is_nil(found.owner_pid)
+    assert(os.execute("rmdir " .. H.tracing .. "/instances/" .. name))
   end)
 
   it("is queried, updated and stopped from another process", function()
@@ -329,6 +327,7 @@ describe("a Linux session #linux", function()
       assert.is_false(a.owned)
     end
     assert.is_true(H.instance_exists(name), "closing an attached session stopped it")
+    assert(kl.stop(name, {file = false}))
   end)
 
   it("reads well in a REPL", function()

@@ -10,7 +10,7 @@ if kl.platform ~= "linux" then
 end
 
 local socket = require "socket"
-local U = dofile("spec/support/tracedat_util.lua")
+local H = require "helpers"
 
 local TP = "sock:inet_sock_set_state"
 
@@ -52,20 +52,12 @@ local function transitions(text, port)
 end
 
 describe("trace.dat capture files #linux", function()
+  local F = H.fixture()
   local name, dir
 
   before_each(function()
-    name = U.name("tdat")
-    dir = U.tmpdir()
-  end)
-
-  after_each(function()
-    U.cleanup(name)
-    U.rmtree(dir)
-  end)
-
-  teardown(function()
-    U.finish()
+    name = F.name("tdat")
+    dir = F.tmpdir()
   end)
 
   it("holds exactly the loopback TCP connections the spec made", function()
@@ -74,9 +66,9 @@ describe("trace.dat capture files #linux", function()
     local n = 5
     local port, clients = connections(n)
     assert(s:stop())
-    assert.is_false(U.instance_exists(name))
+    assert.is_false(H.instance_exists(name))
 
-    local text, r = U.check_file(file)
+    local text, r = H.check_file(file)
     assert.is_true(r.events > 0)
     local seen = transitions(text, port)
 
@@ -127,9 +119,9 @@ describe("trace.dat capture files #linux", function()
     local file = dir .. "/formats.dat"
     local s = assert(kl.start{name = name, flags = {TP, "sched:sched_process_exec"}, file = file,
                               circular_mb = 1})
-    U.markers(name, 1, 10, 10)
+    H.markers(name, 1, 10, 10)
     assert(s:stop())
-    local sum = U.summary(file)
+    local sum = H.summary(file)
     assert.matches("%[Events format, 2 systems%]", sum)
     local n = tonumber(sum:match("%[Ftrace format, (%d+) events%]"))
     assert.is_true(n and n > 0)
@@ -137,8 +129,9 @@ describe("trace.dat capture files #linux", function()
     assert.matches("6%s+%[Version%]", sum)
     -- the trace clock and the per-CPU stats are there
     assert.matches("%[local%]", sum)
-    local ok, stat = U.run("trace-cmd report --stat -i " .. U.q(file))
-    assert.is_true(ok)
+    local r = H.run("trace-cmd report --stat -i " .. H.q(file))
+    local stat = r.out
+    assert.is_true(r.ok)
     assert.matches("CPU: 0\nentries:", stat)
     -- taken after the ring was read, as trace-cmd does: nothing left, all read
     local read = 0
@@ -153,13 +146,13 @@ describe("trace.dat capture files #linux", function()
     local s = assert(kl.start{name = name, flags = {TP}, file = file, circular_mb = mb})
     -- about 4 times circular_mb of trace_marker lines
     local total = 4 * mb * 1024 * 1024 // 600
-    U.markers(name, 1, total, 500)
+    H.markers(name, 1, total, 500)
     assert(s:stop())
-    local _, r = U.check_file(file)
+    local _, r = H.check_file(file)
     assert.equal(total, r.last_seq)          -- the newest line is the last one written
     assert.is_true(r.markers < total)        -- older ones were overwritten
     assert.is_true(r.markers > 0)
-    local size = U.size(file)
+    local size = H.size(file)
     local headers = 256 * 1024               -- formats, printk formats, cmdlines, per-CPU slack
     assert.is_true(size <= mb * 1024 * 1024 + headers,
                    ("file is %d bytes for circular_mb = %d"):format(size, mb))
@@ -169,10 +162,10 @@ describe("trace.dat capture files #linux", function()
     local file = dir .. "/ksyms.dat"
     local s = assert(kl.start{name = name, flags = {TP}, file = file, circular_mb = 1,
                               kallsyms = true})
-    local restrict = U.read("/proc/sys/kernel/kptr_restrict")
+    local restrict = H.read("/proc/sys/kernel/kptr_restrict")
     assert(s:stop())
-    assert.equal(restrict, U.read("/proc/sys/kernel/kptr_restrict"))
-    local sum = U.summary(file)
+    assert.equal(restrict, H.read("/proc/sys/kernel/kptr_restrict"))
+    local sum = H.summary(file)
     local n = tonumber(sum:match("%[Kallsyms, (%d+) bytes%]"))
     assert.is_true(n and n > 1000)
   end)

@@ -1,5 +1,8 @@
---- Test support for the kernellogger specs: unique session names, cleanup
--- that works even when a test failed, child processes, loopback traffic.
+--- Test support for the kernellogger specs, in one module: unique session
+-- names and a fixture that cleans up after each test (and fails a test that
+-- leaves an ftrace instance behind), temporary folders, one way to run a
+-- command, one way to start a child Lua on this checkout, and the checks
+-- of trace.dat files with the real tools (trace-cmd, libtracecmd).
 local core = require "kernellogger.core"
 
 local H = {}
@@ -7,7 +10,12 @@ local H = {}
 H.windows = package.config:sub(1, 1) == "\\"
 H.linux = core.platform == "linux"
 H.tracing = "/sys/kernel/tracing"
+H.TRACING = H.tracing
 H.state_dir = "/run/kernellogger"
+
+-- ---------------------------------------------------------------------
+-- Names, files, instances
+-- ---------------------------------------------------------------------
 
 local counter = 0
 --- A session name no other test, process or run uses.
@@ -88,6 +96,7 @@ function H.read_instance(name, rel)
   return (s:gsub("%s+$", ""))
 end
 
+--- The whole content of a file, or nil.
 function H.read(path)
   local f = io.open(path, "rb")
   if not f then return nil end
@@ -96,31 +105,201 @@ function H.read(path)
   return s
 end
 
-local function shell_quote(s)
+--- Write a whole file.
+function H.write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+--- The size of a file, or nil.
+function H.size(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local n = f:seek("end")
+  f:close()
+  return n
+end
+
+--- Quote a string for /bin/sh.
+function H.q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
-H.q = shell_quote
 
---- The command that runs a Lua snippet in a fresh process with this
--- checkout's module paths.
-function H.lua_cmd(code)
-  local pre = ("package.path=%q..package.path; package.cpath=%q..package.cpath; "):format(
-    package.path:match("^[^;]*;[^;]*;") or "lua/?.lua;lua/?/init.lua;",
-    (package.cpath:match("^[^;]*;") or "build/?.so;"))
+--- A fresh private folder (0700), removed with what is in it by H.rmtree.
+function H.tmpdir()
+  local p = assert(io.popen("mktemp -d /tmp/klspec.XXXXXX"))
+  local d = p:read("l")
+  p:close()
+  return d
+end
+
+--- Remove a folder made by H.tmpdir, unmounting first what a failed test
+-- left mounted below it (deepest first).
+function H.rmtree(dir)
+  if not (dir and dir:match("^/tmp/klspec%.")) then return end
+  local mounts = {}
+  local f = io.open("/proc/mounts", "r")
+  if f then
+    for line in f:lines() do
+      local at = line:match("^%S+ (%S+)")
+      if at and (at == dir or at:sub(1, #dir + 1) == dir .. "/") then mounts[#mounts + 1] = at end
+    end
+    f:close()
+  end
+  table.sort(mounts, function(a, b) return #a > #b end)
+  for _, at in ipairs(mounts) do os.execute("umount " .. H.q(at) .. " 2>/dev/null") end
+  os.execute("rm -rf " .. H.q(dir))
+end
+
+-- ---------------------------------------------------------------------
+-- The fixture
+-- ---------------------------------------------------------------------
+
+--- Call inside a describe: F.name(area) gives a unique session name that
+-- is removed after each test, F.tmpdir() a private folder removed after
+-- each test, and F.dir one for the whole describe.  A test that leaves an ftrace instance of one of its names
+-- behind fails (in its after_each): a test stops what it starts, or calls
+-- F.cleanup for what it leaves on purpose.
+-- @usage describe("x", function() local F = H.fixture() ... F.name("x") ... end)
+function H.fixture()
+  local busted = require "busted"
+  local F = {names = {}, dirs = {}}
+  function F.name(area)
+    local n = H.name(area)
+    F.names[#F.names + 1] = n
+    return n
+  end
+  F.uname = F.name
+  --- A private folder removed after this test.
+  function F.tmpdir()
+    local d = H.tmpdir()
+    F.dirs[#F.dirs + 1] = d
+    return d
+  end
+  --- Clean up a name a test did not make with F.name (a child's, an alias).
+  function F.track(n) F.names[#F.names + 1] = n return n end
+  --- Clean up now, on purpose (a test that leaves a session by design).
+  function F.cleanup(...) H.cleanup(...) end
+  busted.setup(function() F.dir = H.tmpdir() end)
+  busted.teardown(function() H.rmtree(F.dir) end)
+  busted.after_each(function()
+    local names, dirs, left = F.names, F.dirs, {}
+    F.names, F.dirs = {}, {}
+    if H.linux then
+      for _, n in ipairs(names) do
+        if H.instance_exists(n) then left[#left + 1] = n end
+      end
+    end
+    H.cleanup(table.unpack(names))
+    for _, d in ipairs(dirs) do H.rmtree(d) end
+    if #left > 0 then
+      error("the test left ftrace instances behind: " .. table.concat(left, ", "), 0)
+    end
+  end)
+  return F
+end
+
+-- ---------------------------------------------------------------------
+-- Commands and child processes
+-- ---------------------------------------------------------------------
+
+local function tmpname()
   if H.windows then
-    -- cmd.exe cannot take the snippet inline: run the same lua.exe on a file.
+    return ("%s\\klt_%d_%d.tmp"):format(os.getenv("TEMP") or ".", core._getpid(),
+                                        math.random(1, 1e9))
+  end
+  return os.tmpname()
+end
+
+--- Run a shell command.
+-- @treturn table `{ok=, out=, err=, code=}`: ok when it exited 0, out and
+--   err its stdout and stderr, code its exit status (128 + n on signal n).
+function H.run(cmd)
+  local errf = tmpname()
+  -- (cmd.exe knows no single quotes nor subshells; these paths have no spaces)
+  local line = H.windows and ("%s 2>%s"):format(cmd, errf) or ("(%s) 2>%s"):format(cmd, H.q(errf))
+  local p = assert(io.popen(line, "r"))
+  local out = p:read("a")
+  local ok, how, code = p:close()
+  local err = H.read(errf) or ""
+  os.remove(errf)
+  if how == "signal" then code = 128 + code end
+  return {ok = ok == true, out = out, err = err, code = ok and 0 or code}
+end
+
+local function script_dir()
+  local src = debug.getinfo(1, "S").source
+  return src:sub(1, 1) == "@" and src:sub(2):match("^(.*)[/\\][^/\\]*$") or "."
+end
+
+local function abspath(p)
+  if p:sub(1, 1) == "/" or p:match("^%a:") then return p end
+  return (os.getenv("PWD") or ".") .. "/" .. p
+end
+
+--- The checkout's root (spec/support/../..).
+H.ROOT = abspath(script_dir() .. "/../..")
+--- The Lua interpreter of child processes.
+H.LUA = os.getenv("KL_LUA") or "lua5.4"
+
+-- Children search what this process searches (busted's lpath/cpath from
+-- .busted or the command line, e.g. build-asan/ in the sanitizer run), made
+-- absolute, then this checkout's lua/ and build/.
+local function absolutize(list)
+  local r = {}
+  for entry in list:gmatch("[^;]+") do
+    if not entry:match("^/") and not entry:match("^%a:") then entry = H.ROOT .. "/" .. entry end
+    r[#r + 1] = entry
+  end
+  return table.concat(r, ";")
+end
+H.LUA_PATH = absolutize(package.path) .. ";" .. H.ROOT .. "/lua/?.lua;" .. H.ROOT
+  .. "/lua/?/init.lua"
+H.LUA_CPATH = absolutize(package.cpath) .. ";" .. H.ROOT .. "/build/?.so"
+--- Environment prefix that points a child lua at this checkout.
+H.ENV = ("LUA_PATH=%s LUA_CPATH=%s"):format(H.q(H.LUA_PATH), H.q(H.LUA_CPATH))
+
+-- The one child launcher: a fresh Lua on this checkout that runs `code`
+-- (a chunk) or `script` with `args`.  On Linux a plain command line (so
+-- that it can follow runuser, setpriv, timeout or `exec`); on Windows
+-- (Wine) cmd.exe can pass neither a snippet inline nor variables for one
+-- command, so a small launcher file sets the paths and runs it.
+local function launch(code, script, args)
+  if H.windows then
     local exe, i = "lua", -1
     while arg and arg[i] do exe, i = arg[i], i - 1 end -- the interpreter: arg's lowest index
     local file = ("%s\\klt_lua_%d_%d.lua"):format(os.getenv("TEMP") or ".", core._getpid(),
                                                    math.random(1, 1e9))
     local f = assert(io.open(file, "w"))
-    f:write(pre, code)
+    f:write(("package.path = %q .. package.path; package.cpath = %q .. package.cpath\n")
+      :format(package.path .. ";", package.cpath .. ";"))
+    if script then
+      local argv = {}
+      for a in (args or ""):gmatch("%S+") do argv[#argv + 1] = ("%q"):format(a) end
+      f:write(("arg = { [0] = %q, %s }\n"):format(script, table.concat(argv, ", ")))
+      f:write(("dofile(%q)\n"):format(script))
+    else
+      f:write(code)
+    end
     f:close()
     -- (unquoted: cmd.exe strips a leading quote; these paths have no spaces)
     return ("%s %s"):format(exe, file)
   end
-  return "lua5.4 -e " .. shell_quote(pre .. code)
+  if script then
+    return ("env %s %s %s %s"):format(H.ENV, H.LUA, H.q(H.ROOT .. "/" .. script), args or "")
+  end
+  return ("env %s %s -e %s"):format(H.ENV, H.LUA, H.q(code))
 end
+
+--- The command that runs a Lua snippet in a fresh process on this checkout.
+function H.lua_cmd(code) return launch(code) end
+
+--- The same with the module loaded as `kl`.
+function H.kl_cmd(code) return launch('local kl = require "kernellogger"; ' .. code) end
+
+--- The command of bin/kernellogger with arguments.
+function H.cli_cmd(args) return launch(nil, "bin/kernellogger", args) end
 
 --- Run Lua code in a child process; returns ok, output (stdout+stderr).
 function H.run_lua(code)
@@ -148,30 +327,71 @@ function H.tcp_connections(n)
   return tonumber(port)
 end
 
---- A fresh private folder (0700), removed with what is in it by H.rmtree.
-function H.tmpdir()
-  local p = assert(io.popen("mktemp -d /tmp/klspec.XXXXXX"))
-  local d = p:read("l")
-  p:close()
-  return d
+-- ---------------------------------------------------------------------
+-- trace.dat files, checked with the real tools
+-- ---------------------------------------------------------------------
+
+--- Write `count` trace_marker lines "klseq <i> <pad>" into the session's
+-- instance, numbered from `first`; each line is one write(2).
+function H.markers(name, first, count, pad)
+  local f = assert(io.open(H.tracing .. "/instances/" .. name .. "/trace_marker", "w"))
+  f:setvbuf("no")
+  local filler = string.rep("x", pad or 0)
+  for i = first, first + count - 1 do
+    f:write(("klseq %d %s\n"):format(i, filler)) -- one string: one write(2), one event
+  end
+  f:close()
 end
 
---- Remove a folder made by H.tmpdir, unmounting first what a failed test
--- left mounted below it (deepest first).
-function H.rmtree(dir)
-  if not (dir and dir:match("^/tmp/klspec%.")) then return end
-  local mounts = {}
-  local f = io.open("/proc/mounts", "r")
-  if f then
-    for line in f:lines() do
-      local at = line:match("^%S+ (%S+)")
-      if at and (at == dir or at:sub(1, #dir + 1) == dir .. "/") then mounts[#mounts + 1] = at end
-    end
-    f:close()
-  end
-  table.sort(mounts, function(a, b) return #a > #b end)
-  for _, at in ipairs(mounts) do os.execute("umount " .. shell_quote(at) .. " 2>/dev/null") end
-  os.execute("rm -rf " .. shell_quote(dir))
+--- True when `trace-cmd report` reads the file without error; else false
+-- and its stderr.
+function H.tracecmd_ok(path)
+  local r = H.run("trace-cmd report " .. H.q(path) .. " >/dev/null")
+  return r.ok, r.err
+end
+
+local function strict_tool(what, cmd, path)
+  local r = H.run(cmd)
+  assert(r.ok, what .. " failed on " .. path .. ": " .. r.err .. r.out)
+  assert(r.err == "", what .. " warned on " .. path .. ": " .. r.err)
+  return r.out
+end
+
+--- `trace-cmd report` of a file: returns its stdout; fails the test when
+-- it exits non-zero or prints anything on stderr.
+function H.report(path)
+  return strict_tool("trace-cmd report", "trace-cmd report -i " .. H.q(path), path)
+end
+
+--- `trace-cmd dump --summary`: same rules; returns stdout.
+function H.summary(path)
+  return strict_tool("trace-cmd dump", "trace-cmd dump --summary -i " .. H.q(path), path)
+end
+
+-- spec/support/tdcheck.c, built by CMake beside the module this run loads.
+local function tdcheck()
+  local dir = H.LUA_CPATH:match("^([^;]*)/%?%.so") or (H.ROOT .. "/build")
+  local bin = dir .. "/tdcheck"
+  if not exists(bin) then bin = H.ROOT .. "/build/tdcheck" end
+  assert(exists(bin), "no tdcheck: build first (cmake --build build)")
+  return bin
+end
+
+--- Read a file with libtracecmd's public reader (tracecmd_open,
+-- tracecmd_read_data, tracecmd_iterate_events). Returns a table
+-- {events=, ordered=, markers=, last_seq=}; fails on any warning.
+function H.libtracecmd(path)
+  local out = strict_tool("libtracecmd", tdcheck() .. " " .. H.q(path), path)
+  local r = {}
+  for k, v in out:gmatch("([%w_]+) (%-?%d+)") do r[k] = tonumber(v) end
+  return r
+end
+
+--- All three readers at once; returns report text and the reader's counts.
+function H.check_file(path)
+  local text = H.report(path)
+  H.summary(path)
+  return text, H.libtracecmd(path)
 end
 
 return H
