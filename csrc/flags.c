@@ -1,10 +1,10 @@
 /*
  * flags.c - THE table of kernel event groups.
  *
- * One row per EVENT_TRACE_FLAG_* (reference/ETW.md, checked against
- * mingw-w64's evntrace.h): its canonical lowercase name, the names people
- * know from logman, xperf and TraceEvent, its ETW bit, and the Linux
- * tracepoints that serve it (reference/LINUX.md), or none.
+ * One row per EVENT_TRACE_FLAG_* (the values of mingw-w64's evntrace.h):
+ * its canonical lowercase name, the names people know from logman, xperf
+ * and TraceEvent, its ETW bit, and the Linux tracepoints that serve it
+ * (docs/design.md, "Flags on Linux"), or none.
  * Nothing else in the project repeats these facts.
  */
 #include "kl.h"

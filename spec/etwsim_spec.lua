@@ -1,5 +1,5 @@
--- The ETW contract simulator's own conformance spec: it walks
--- shared/reference/ETW.md ("Error behaviour to reproduce") and the documented
+-- The ETW contract simulator's own conformance spec: it walks the table of
+-- docs/windows.md ("The simulator's contract") and the documented
 -- limits, calling the simulator's advapi32 look-alikes with hand-made blocks.
 -- Windows only: it runs under Wine in .ci/windows.
 local windows = package.config:sub(1, 1) == "\\"

@@ -55,7 +55,7 @@ end)
 
 describe("kernellogger.flags()", function()
   local kl = require "kernellogger"
-  -- reference/ETW.md's table, checked against mingw-w64's evntrace.h
+  -- the EVENT_TRACE_FLAG_* values of mingw-w64's evntrace.h
   local etw = {
     PROCESS = 0x1, THREAD = 0x2, IMAGE_LOAD = 0x4, PROCESS_COUNTERS = 0x8, CSWITCH = 0x10,
     DPC = 0x20, INTERRUPT = 0x40, SYSTEMCALL = 0x80, DISK_IO = 0x100, DISK_FILE_IO = 0x200,

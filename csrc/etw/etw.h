@@ -29,7 +29,7 @@
 
 #include "../kl.h"
 
-/* Facts that older mingw-w64 headers lack (reference/ETW.md). */
+/* Facts that older mingw-w64 headers lack (Microsoft's evntrace.h has them). */
 #ifndef EVENT_TRACE_FLAG_VAMAP
 #define EVENT_TRACE_FLAG_VAMAP 0x00008000
 #endif
@@ -67,7 +67,7 @@
 #define PROCESS_TRACE_MODE_EVENT_RECORD 0x10000000
 #endif
 
-/* Room for one name in a properties block, in WCHARs (issue 5). */
+/* Room for one name in a properties block, in WCHARs. */
 #define KL_ETW_NAME_WCHARS 1024
 /* QueryAllTracesW accepts at most this many blocks. */
 #define KL_ETW_MAX_LOGGERS 64

@@ -2,7 +2,7 @@
  * winerr.c - Win32 errors as the shared kl_code strings.
  *
  * One table: every error ETW is documented or observed to return
- * (reference/ETW.md) with its code.  Messages always carry the number.
+ * (docs/windows.md, "Errors") with its code.  Messages always carry the number.
  */
 #include "etw.h"
 

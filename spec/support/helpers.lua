@@ -128,10 +128,12 @@ end
 
 --- A fresh private folder (0700), removed with what is in it by H.rmtree.
 function H.tmpdir()
-  local p = assert(io.popen("mktemp -d /tmp/klspec.XXXXXX"))
-  local d = p:read("l")
-  p:close()
-  return d
+  for _ = 1, 100 do
+    local d = ("/tmp/klspec.%d.%d"):format(core._getpid(), math.random(1, 1e9))
+    -- mkdir fails on an existing name (or a symlink planted there)
+    if os.execute("mkdir -m 0700 " .. H.q(d) .. " 2>/dev/null") == true then return d end
+  end
+  error("cannot make a folder in /tmp")
 end
 
 --- Remove a folder made by H.tmpdir, unmounting first what a failed test

@@ -3,7 +3,7 @@
  *
  * It keeps a table of running loggers and answers StartTraceW,
  * ControlTraceW, QueryAllTracesW and TraceSetInformation the way Windows is
- * documented to (reference/ETW.md): the StartTrace error table from Wine's
+ * documented to (docs/windows.md): the StartTrace error table from Wine's
  * conformance tests, one NT Kernel Logger, 64 loggers of which 8 system
  * loggers (two slots kept for the NT Kernel Logger and the Circular Kernel
  * Context Logger), UPDATE's allowed fields, QUERY counters that move,

@@ -1,7 +1,8 @@
 /*
  * reader_check.c - the .etl reader (csrc/etw/reader.c) against the ETW
- * contract simulator, at the C level: the binding has no open() yet, so
- * this program drives kl_backend_impl directly.  A simulated private kernel
+ * contract simulator, at the C level: kl.open drives the same reader from
+ * Lua (spec/etw_trace_spec.lua); this program calls kl_backend_impl
+ * directly, to check the OpenTraceW/ProcessTrace/Tdh calls on their own.  A simulated private kernel
  * session writes a file (one record per enabled flag per buffer); the reader
  * reads it back through OpenTraceW/ProcessTrace/Tdh* (the simulator's).
  * Prints TAP; run under Wine by .ci/windows:  etw_reader_check.exe DIR
