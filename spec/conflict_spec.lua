@@ -298,7 +298,7 @@ describe("#linux conflict policies", function()
   end)
 end)
 
-describe("#linux 16 processes racing for one session name", function()
+describe("#linux #heavy 16 processes racing for one session name", function()
   local F = H.fixture()
   local name, dir
   before_each(function()

@@ -2,7 +2,7 @@
 local H = require "helpers"
 
 describe("require 'kernellogger'", function()
-  it("adds no globals #valgrind", function()
+  it("adds no globals", function()
     local ok, out = H.run_lua([[
       local before = {}
       for k in pairs(_G) do before[k] = true end

@@ -17,7 +17,7 @@ describe("start options", function()
     if H.linux then assert.is_false(H.instance_exists(opts.name), "instance left behind") end
   end
 
-  it("rejects unknown keys, naming them and the valid ones #valgrind", function()
+  it("rejects unknown keys, naming them and the valid ones", function()
     raises({flag = "tcpip"}, "unknown option 'flag' %(valid options: name, flags,")
     raises({circular = 5}, "unknown option 'circular'")
   end)

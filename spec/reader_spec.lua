@@ -275,7 +275,7 @@ end
 
 describe("kernellogger.open on trace.dat #linux", function()
   local F = H.fixture()
-  it("opens a trace.dat and says what it is #valgrind", function()
+  it("opens a trace.dat and says what it is", function()
     local t = assert(kl.open(TESTDATA .. "trappy_trace_idle.dat"))
     assert.matches('^kernellogger%.Trace "', tostring(t))
     local info = t:info()
@@ -303,7 +303,7 @@ describe("kernellogger.open on trace.dat #linux", function()
     assert.equal("local", info.clock)
   end)
 
-  it("returns nil, message, code for files it cannot read #valgrind", function()
+  it("returns nil, message, code for files it cannot read", function()
     local dir = F.tmpdir()
     local t, msg, code = kl.open(dir .. "/missing.dat")
     assert.is_nil(t)
@@ -436,7 +436,7 @@ describe("Trace:events on trace.dat #linux", function()
     assert.is_true(cpus[1] and cpus[2] and true)
   end)
 
-  it("filters by name, system, cpu, pid and time before building tables #valgrind", function()
+  it("filters by name, system, cpu, pid and time before building tables", function()
     local t <close> = assert(kl.open(file))
     local all = {}
     for ev in t:events() do all[#all + 1] = ev end
@@ -553,7 +553,7 @@ describe("the comparison with trace-cmd report -R #linux", function()
   end)
 end)
 
-describe("memory #linux", function()
+describe("memory #linux #heavy", function()
   local F = H.fixture()
   it("stays flat while a large capture is read", function()
     if (os.getenv("LD_PRELOAD") or ""):match("asan") then

@@ -51,7 +51,7 @@ describe("a real-time Linux session #linux", function()
     assert.is_false(H.state_exists(name))
   end)
 
-  it("yields live loopback connections with their ports and states #valgrind", function()
+  it("yields live loopback connections with their ports and states", function()
     local s = assert(kl.start{name = name, realtime = true, flags = {"tcpip"}})
     local it = s:events{timeout = 0.3}
     local port = H.tcp_connections(3)

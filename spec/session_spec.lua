@@ -18,7 +18,7 @@ describe("a Linux session #linux", function()
     dir = F.tmpdir()
   end)
 
-  it("starts an instance with the events enabled and the ring sized #valgrind", function()
+  it("starts an instance with the events enabled and the ring sized", function()
     local s = assert(kl.start{name = name, flags = {"tcpip", "cswitch"}, circular_mb = 4,
                               clock = "mono"})
     assert.is_true(H.instance_exists(name))

@@ -53,7 +53,7 @@ local function check(what, fn, pattern, name)
   if H.linux then assert.is_false(H.instance_exists(name), what .. ": instance left behind") end
 end
 
-describe("the string and number validator #valgrind", function()
+describe("the string and number validator", function()
   local F = H.fixture()
 
   it("rejects each bad input with an argument error naming the field", function()
