@@ -30,6 +30,8 @@ local calls_without_a_session = {
   {"NaN max_buffers", function(n) return kl.start{name = n, max_buffers = NAN} end, "max_buffers: must be an integer"},
   {"NaN file_mode", function(n) return kl.start{name = n, file_mode = NAN} end, "file_mode: must be an integer from 0 to 511"},
   {"fractional flush_timer", function(n) return kl.start{name = n, flush_timer = 1.5} end, "flush_timer: must be an integer from 0 to 86400, got 1.5"},
+  {"inf in a profile", function(n) return kl.start{name = n, profile = {flags = {"tcpip"}, circular_mb = INF}} end, "field 'circular_mb' must be a whole number"},
+  {"NaN in a profile", function(n) return kl.start{name = n, profile = {flags = {"tcpip"}, buffer_kb = NAN}} end, "field 'buffer_kb' must be a whole number"},
   {"NaN min_buffers", function(n) return kl.start{name = n, min_buffers = NAN} end, "min_buffers: must be an integer"},
   {"NUL in stop's name", function() return kl.stop("victim\0zz") end, "name: must not contain a NUL byte"},
   {"dot-name in query", function() return kl.query(".x") end, "name: session name may not start with '%.'"},

@@ -123,7 +123,7 @@ function new_profile(spec, what, level)
   for _, k in ipairs(NUMERIC) do
     local v = spec[k]
     if v ~= nil then
-      if v < 0 or v ~= math.floor(v) then
+      if v < 0 or v ~= math.floor(v) or math.tointeger(v) == nil then -- NaN, inf
         badarg(what, ("field '%s' must be a whole number >= 0"):format(k), level)
       end
       p.options[k] = math.tointeger(v)
