@@ -181,6 +181,10 @@ end
 --- Named recording profiles (`kernellogger.profiles`).
 M.profiles = require "kernellogger.profiles"
 
+--- Capture summaries (`kernellogger.report`): `report.html(trace, path)` writes
+-- the HTML report, `report.chrome_json(trace, path)` the Trace Event Format.
+M.report = require "kernellogger.report"
+
 M._core = core
 M._VERSION = "kernellogger scm"
 

@@ -54,7 +54,7 @@ function M.check(path, overwrite)
   elseif k == "other" then
     return nil, path .. ": is not a regular file", "bad_path"
   elseif k == "file" and not overwrite then
-    return nil, path .. ": file exists (pass overwrite to replace it)", "already_exists"
+    return nil, path .. ": file exists (overwrite = true or --overwrite replaces it)", "already_exists"
   end
   return true
 end
