@@ -5,6 +5,10 @@
 -- with `JSON.parse` and puts every string from the capture into the page with
 -- `textContent`, never as markup. Nothing is loaded from the network.
 -- @module kernellogger.html_page
+
+-- The style sheet and the script are JavaScript and CSS, not Lua: their lines
+-- follow those languages' layout.
+-- luacheck: no max line length
 local M = {}
 
 M.CSS = [[
