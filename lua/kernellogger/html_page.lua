@@ -116,7 +116,7 @@ function facts() {
 var cv = $("kl-timeline"), ctx = cv.getContext("2d"), tip = $("kl-tip");
 var LABEL = 132, AXIS = 26, GAP = 6;
 var lanes = [], view = {a: 0, b: D.span}, W = 0, H = 0, dpr = window.devicePixelRatio || 1;
-var cpuH = Math.max(10, Math.min(22, Math.floor(420 / Math.max(1, D.cpus.length))));
+var cpuH = Math.max(10, Math.min(26, Math.floor(420 / Math.max(1, D.cpus.length))));
 function layout() {
   lanes = [];
   var y = AXIS;
@@ -264,7 +264,7 @@ function hit(x, y) {
     }
     var bk = g.buckets;
     for (var q = 0; q < bk.length; q += 2) {
-      if (Math.abs(bk[q] - b) <= Math.max(1, tol / bw)) return g.name + ": " + thousands(bk[q + 1]) + " events in " + dur(bk[q] * bw) + " – " + dur((bk[q] + 1) * bw);
+      if (Math.abs(bk[q] - b) <= Math.max(1, tol / bw)) return g.name + ": " + thousands(bk[q + 1]) + (bk[q + 1] === 1 ? " event in " : " events in ") + dur(bk[q] * bw) + " – " + dur((bk[q] + 1) * bw);
     }
     return null;
   }
@@ -369,14 +369,17 @@ function tables() {
 }
 
 /* ---- a summary for tests and scripts: what was drawn ---- */
+var pixels = null;
 function painted(kind) { // coloured pixels (not the grey backgrounds) in the lanes of a kind
-  var n = 0, x0 = Math.round(LABEL * dpr), w = Math.max(1, cv.width - x0);
+  if (!pixels) pixels = ctx.getImageData(0, 0, cv.width, cv.height).data;
+  var n = 0, x0 = Math.round(LABEL * dpr), w = cv.width;
   lanes.forEach(function (l) {
     if (l.kind !== kind) return;
-    var img = ctx.getImageData(x0, Math.round(l.y * dpr), w, Math.max(1, Math.round(l.h * dpr))).data;
-    for (var i = 0; i < img.length; i += 4) {
-      var hi = Math.max(img[i], img[i + 1], img[i + 2]), lo = Math.min(img[i], img[i + 1], img[i + 2]);
-      if (img[i + 3] > 0 && hi - lo > 40) n++;
+    for (var y = Math.round(l.y * dpr); y < Math.round((l.y + l.h) * dpr); y++) {
+      for (var x = x0; x < w; x++) {
+        var i = (y * w + x) * 4, hi = Math.max(pixels[i], pixels[i + 1], pixels[i + 2]), lo = Math.min(pixels[i], pixels[i + 1], pixels[i + 2]);
+        if (pixels[i + 3] > 0 && hi - lo > 40) n++;
+      }
     }
   });
   return n;
@@ -387,6 +390,9 @@ var rateCharts = rates(), rows = tables();
 var sum = {cpu_lanes: 0, group_lanes: 0, lost_lanes: 0, rate_charts: rateCharts, rows: rows,
            painted: {cpu: painted("cpu"), group: painted("group"), lost: painted("lost")},
            errors: $("kl-errors").children.length};
+sum.labels = lanes.map(function (l) { return l.label; });
+// what hovering the middle of each lane would show (the tooltip's text)
+sum.hover = lanes.map(function (l) { return hit((LABEL + W) / 2, l.y + l.h / 2); });
 lanes.forEach(function (l) { sum[l.kind + "_lanes"]++; });
 $("kl-summary").textContent = JSON.stringify(sum);
 document.body.setAttribute("data-ready", "1");

@@ -190,6 +190,9 @@ local function label(ev)
   for i = 1, math.min(#keys, 8) do
     local v = ev[keys[i]]
     if type(v) == "string" and #v > 48 then v = v:sub(1, 45) .. "..." end
+    if math.type(v) == "integer" and (v < -0x80000000 or v > 0xffffffff) then
+      v = ("0x%x"):format(v)  -- an address or a 64-bit mask: hex reads better
+    end
     parts[i] = keys[i] .. "=" .. tostring(v)
   end
   return table.concat(parts, " ")
