@@ -34,6 +34,7 @@ local function make_connections(n)
     assert(peer:receive("*l"))
     c:close()
     peer:close()
+    socket.sleep(0.02)  -- spaced out, so that a timeline of the capture tells them apart
   end
   -- a connection refused by a closed port: the kernel answers with a reset
   local closed = assert(socket.bind("127.0.0.1", 0))
@@ -48,7 +49,9 @@ local function make_connections(n)
 end
 
 local function capture()
-  local file, stats, port = recipe.capture("tcp_connections", {flags = {"tcpip"}, circular_mb = 5},
+  -- cswitch and process too: the HTML report of the capture then shows what ran on each CPU
+  local file, stats, port = recipe.capture("tcp_connections",
+    {flags = {"tcpip", "cswitch", "process"}, circular_mb = 5},
     function() return make_connections(CONNECTIONS) end)
   print(("made %d connections to 127.0.0.1:%d, and one to a closed port"):format(CONNECTIONS,
                                                                                 port))

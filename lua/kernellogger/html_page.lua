@@ -89,9 +89,16 @@ function dur(ns) {
   return (ns / 1e9).toFixed(a < 1e10 ? 3 : 2) + " s";
 }
 function hash(s) { var h = 2166136261; for (var i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 16777619); } return h >>> 0; }
+// colours by process name: the names that used the most CPU get a palette of
+// distinct colours, in that order; the others a muted colour from their name
+var PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#9c755f",
+               "#ff9da7", "#3b5b92", "#8cd17d", "#d37295", "#499894", "#f1ce63", "#a0cbe8", "#86bcb6"];
+var nameColour = {}, ranked = [];
+D.tables.by_cpu.forEach(function (r) { if (!(r[0] in nameColour) && ranked.length < PALETTE.length) { nameColour[r[0]] = PALETTE[ranked.length]; ranked.push(r[0]); } });
 var colour = D.procs.map(function (p) {
+  if (p[0] in nameColour) return nameColour[p[0]];
   var h = hash(p[0]);
-  return "hsl(" + (h % 360) + "," + (52 + (h >> 9) % 24) + "%," + (46 + (h >> 17) % 16) + "%)";
+  return "hsl(" + (h % 360) + "," + (22 + (h >> 9) % 18) + "%," + (62 + (h >> 17) % 14) + "%)";
 });
 var GROUP_COLOURS = ["#2f6fde", "#e07b24", "#2a9d6f", "#9b4dca", "#c2407a", "#0f8fa8", "#8c6d1f", "#5566aa", "#b0413e", "#3f8f3f"];
 function procLabel(i) { var p = D.procs[i]; return p ? p[0] + " (pid " + p[1] + ")" : "?"; }
@@ -172,7 +179,7 @@ function drawCpu(l) {
     if (xe - xa < 1 && px === lastPx) continue;
     lastPx = px;
     ctx.fillStyle = colour[s[j * 3 + 2]];
-    ctx.fillRect(xa, y, Math.max(1, xe - xa), h);
+    ctx.fillRect(xa, y, Math.max(1, xe - xa - (xe - xa > 4 ? 1 : 0)), h);  // a gap between wide slices
   }
 }
 function drawGroup(l) {
@@ -294,10 +301,10 @@ function timeline() {
   $("kl-right").onclick = function () { pan(-(W - LABEL) / 3); };
   $("kl-reset").onclick = function () { view = {a: 0, b: D.span}; draw(); };
   window.addEventListener("resize", draw);
-  var legend = $("kl-legend"), top = D.tables.by_cpu.slice(0, 16);
-  top.forEach(function (r) {
-    var s = el("span"), i = el("i"); i.style.background = colour[r[4]];
-    s.appendChild(i); s.appendChild(document.createTextNode(r[0] + " " + r[1])); legend.appendChild(s);
+  var legend = $("kl-legend");
+  ranked.forEach(function (name) {
+    var sp = el("span"), i = el("i"); i.style.background = nameColour[name];
+    sp.appendChild(i); sp.appendChild(document.createTextNode(name)); legend.appendChild(sp);
   });
 }
 

@@ -266,8 +266,9 @@ function M.main(args, out, errout)
       errout:write(("kernellogger report: %s [%s]\n"):format(err, code))
       return 1
     end
-    out:write(("%s: HTML report of %s (%.1f KB, %d events, %d CPU lanes); open it in a " ..
-      "browser\n"):format(opts.html, path, r.bytes / 1024, r.events, r.cpus))
+    out:write(("%s: HTML report of %s (%.1f KB, %d events, %d CPU lane%s); open it in a " ..
+      "browser\n"):format(opts.html, path, r.bytes / 1024, r.events, r.cpus,
+      r.cpus == 1 and "" or "s"))
     return 0
   end
   local r, err, code = M.collect(path)
