@@ -401,6 +401,7 @@ sum.labels = lanes.map(function (l) { return l.label; });
 // what hovering the middle of each lane would show (the tooltip's text)
 sum.hover = lanes.map(function (l) { return hit((LABEL + W) / 2, l.y + l.h / 2); });
 lanes.forEach(function (l) { sum[l.kind + "_lanes"]++; });
+sum.ms = Math.round(performance.now());  // since the navigation began: parse, data, drawing
 $("kl-summary").textContent = JSON.stringify(sum);
 document.body.setAttribute("data-ready", "1");
 })();
