@@ -42,13 +42,30 @@ local function us(ns)
   return ("%d.%03d"):format(ns // 1000, ns % 1000)
 end
 
-local function args_of(ev)
-  local a = json.object{}
-  for k, v in pairs(ev) do
-    if not COMMON[k] then a[k] = v end
+-- The args object of an event: its fields (and its CPU). The field names of
+-- each event type are listed and escaped once.
+local function args_of(ev, keys_cache)
+  local key = ev.system .. ":" .. ev.name
+  local keys = keys_cache[key]
+  if not keys then
+    local names = {}
+    for k in pairs(ev) do
+      if not COMMON[k] then names[#names + 1] = k end
+    end
+    names[#names + 1] = "cpu"
+    table.sort(names)
+    keys = {}
+    for i, k in ipairs(names) do keys[i] = {k, json.string(k) .. ":"} end
+    keys_cache[key] = keys
   end
-  a.cpu = ev.cpu
-  return a
+  local out = {}
+  for i, k in ipairs(keys) do
+    local v = ev[k[1]]
+    local ty = math.type(v)
+    out[i] = k[2] .. (ty == "integer" and tostring(v) or
+                      type(v) == "string" and json.string(v) or json.encode(v))
+  end
+  return "{" .. table.concat(out, ",") .. "}"
 end
 
 local Writer = {}
@@ -98,7 +115,7 @@ function Writer:add(ev)
   if m then return self:switch(ev, m) end
   self:emit(('{"ph":"i","s":"t","pid":%d,"tid":%d,"ts":%s,"name":%s,"cat":%s,"args":%s}')
     :format(pid, pid, us(ev.time - self.t0), json.string(name), json.string(ev.system),
-            json.encode(args_of(ev))))
+            args_of(ev, self.keys)))
   self.instants = self.instants + 1
 end
 
@@ -129,7 +146,7 @@ end
 local function write_trace(trace, f, file)
   local info = trace:info()
   local w = setmetatable({f = f, n = 0, t0 = info.first_ts or 0, names = {[0] = "<idle>"},
-                          running = {}, cpus = {}, seen = {}, slices = 0, instants = 0},
+                          running = {}, cpus = {}, seen = {}, slices = 0, instants = 0, keys = {}},
                          Writer)
   assert(f:write('{"displayTimeUnit":"ns","otherData":', json.encode(json.object{
     source = file, format = info.format, cpus = info.cpus, clock = info.clock,

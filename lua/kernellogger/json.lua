@@ -45,6 +45,7 @@ end
 -- @string s
 -- @treturn string
 function M.string(s)
+  if not s:find('[%c"\\<>&\128-\255]') then return '"' .. s .. '"' end  -- nothing to escape
   s = M.utf8(s)
   s = s:gsub('[%c"\\<>&]', esc):gsub("\226\128\168", "\\u2028"):gsub("\226\128\169", "\\u2029")
   return '"' .. s .. '"'
