@@ -22,6 +22,8 @@ local M = {}
 
 --- Rows kept in each process table.
 M.TOP = 100
+--- Rows kept in the TCP tables (connections; resets and retransmits).
+M.TOP_TCP = 1000
 
 --- Text escaped for HTML element content and attribute values.
 -- @string s
@@ -52,7 +54,9 @@ end
 
 local function tcp_tables(r, t0)
   local conns, events = {}, {}
-  for _, s in ipairs(tcp.connections(r)) do
+  local all = tcp.connections(r)
+  for i = 1, math.min(#all, M.TOP_TCP) do
+    local s = all[i]
     conns[#conns + 1] = {s.first - t0, tcp.endpoint(s.saddr, s.sport), s.client and "→" or "←",
       tcp.endpoint(s.daddr, s.dport), ("%s/%d"):format(s.comm or "?", s.pid or -1), s.retrans,
       s.resets, table.concat(s.states, " › ")}
@@ -64,8 +68,13 @@ local function tcp_tables(r, t0)
     end
   end
   table.sort(events, function(a, b) return a[1] < b[1] end)
+  local nevents = #events
+  for i = M.TOP_TCP + 1, nevents do events[i] = nil end
   local note = ("%d connection ends (→ connected out, ← accepted), %d state changes, " ..
-    "%d resets, %d retransmits"):format(#conns, r.changes, #r.resets, #r.retrans)
+    "%d resets, %d retransmits"):format(#all, r.changes, #r.resets, #r.retrans)
+  if #all > #conns or nevents > #events then
+    note = note .. ("; the tables show the first %d"):format(M.TOP_TCP)
+  end
   return conns, events, note
 end
 
