@@ -26,12 +26,13 @@ local function ns(us) return math.floor(us * 1000 + 0.5) end
 local function expected(path)
   local t <close> = assert(kl.open(path))
   local info = t:info()
-  local switches, running, slices, others, lost = {}, {}, 0, 0, 0
+  local switches, running, slices, others, lost, first = {}, {}, 0, 0, 0, {}
   for ev in t:events() do
+    first[ev.cpu] = first[ev.cpu] or ev.time
     if ev.name == "sched_switch" then
       switches[ev.cpu] = switches[ev.cpu] or {}
       switches[ev.cpu][ev.time] = true
-      local r = running[ev.cpu] or {ev.prev_pid, info.first_ts}
+      local r = running[ev.cpu] or {ev.prev_pid, first[ev.cpu]}
       if r[1] ~= 0 then slices = slices + 1 end
       running[ev.cpu] = {ev.next_pid, ev.time}
     elseif ev.name == "lost_events" then
@@ -43,7 +44,8 @@ local function expected(path)
   for _, r in pairs(running) do
     if r[1] ~= 0 then slices = slices + 1 end
   end
-  return {info = info, switches = switches, slices = slices, others = others, lost = lost}
+  return {info = info, switches = switches, slices = slices, others = others, lost = lost,
+          first = first}
 end
 
 local function check(doc, want)
@@ -64,9 +66,13 @@ local function check(doc, want)
       assert.is_string(e.args.comm)
       assert.equal("integer", math.type(e.args.pid))
       -- a slice ends at one of this CPU's context switches, or at the capture's end
-      local finish = want.info.first_ts + ns(e.ts) + ns(e.dur)
+      local start = want.info.first_ts + ns(e.ts)
+      local finish = start + ns(e.dur)
       assert.is_true(want.switches[e.tid][finish] or finish == want.info.last_ts,
                      ("slice end %d on CPU %d"):format(finish, e.tid))
+      -- and starts at one, or at the CPU's first event
+      assert.is_true(want.switches[e.tid][start] or start == want.first[e.tid],
+                     ("slice start %d on CPU %d"):format(start, e.tid))
       slices = slices + 1
     elseif e.ph == "i" then
       assert.is_true(e.ts >= 0)

@@ -59,12 +59,16 @@ end
 local function facts(path)
   local t <close> = assert(kl.open(path))
   local info = t:info()
-  local cpus, ran, running, ncpus = {}, {}, {}, 0
-  for ev in t:events{names = "sched_switch"} do
-    if not cpus[ev.cpu] then cpus[ev.cpu] = true; ncpus = ncpus + 1 end
-    local r = running[ev.cpu] or {ev.prev_pid, info.first_ts}
-    if r[1] ~= 0 and ev.time > r[2] then ran[r[1]] = true end
-    running[ev.cpu] = {ev.next_pid, ev.time}
+  local cpus, ran, running, ncpus, first = {}, {}, {}, 0, {}
+  for ev in t:events() do
+    first[ev.cpu] = first[ev.cpu] or ev.time
+    if ev.name == "sched_switch" then
+      if not cpus[ev.cpu] then cpus[ev.cpu] = true; ncpus = ncpus + 1 end
+      -- before a CPU's first switch, the outgoing task ran since the CPU's first event
+      local r = running[ev.cpu] or {ev.prev_pid, first[ev.cpu]}
+      if r[1] ~= 0 and ev.time > r[2] then ran[r[1]] = true end
+      running[ev.cpu] = {ev.next_pid, ev.time}
+    end
   end
   for _, r in pairs(running) do
     if r[1] ~= 0 and info.last_ts > r[2] then ran[r[1]] = true end

@@ -8,8 +8,9 @@
 --
 -- - One track per CPU (process "CPUs", thread "CPU n"): a complete event
 --   (`"ph": "X"`) for each stretch a task ran, from context switches
---   (`kernellogger.timeline.SWITCH`); the idle task is left out, and the
---   slices of a CPU never overlap.
+--   (`kernellogger.timeline.SWITCH`; before a CPU's first switch, from its
+--   first event); the idle task is left out, and the slices of a CPU never
+--   overlap.
 -- - Every other event is an instant (`"ph": "i"`, thread scope) on its task's
 --   track, with its fields as `args`; lost-event markers are global instants
 --   named `lost_events`.
@@ -92,7 +93,8 @@ function Writer:switch(ev, m)
   local prev, nxt = ev[m.prev], ev[m.next]
   if m.prev_comm and ev[m.prev_comm] then self.names[prev] = ev[m.prev_comm] end
   if m.next_comm and ev[m.next_comm] then self.names[nxt] = ev[m.next_comm] end
-  local r = self.running[ev.cpu] or {prev, self.t0}
+  -- before its first switch, a CPU ran the outgoing task since its first event at least
+  local r = self.running[ev.cpu] or {prev, self.cpu_first[ev.cpu] or ev.time}
   self:slice(ev.cpu, r, ev.time)
   self.running[ev.cpu] = {nxt, ev.time}
   self.cpus[ev.cpu] = true
@@ -100,6 +102,7 @@ end
 
 function Writer:add(ev)
   local name = ev.name
+  if not self.cpu_first[ev.cpu] then self.cpu_first[ev.cpu] = ev.time end
   if name == "lost_events" then
     self.cpus[ev.cpu] = true
     self:emit(('{"ph":"i","s":"g","pid":%d,"tid":%d,"ts":%s,"name":"lost_events",' ..
@@ -146,7 +149,8 @@ end
 local function write_trace(trace, f, file)
   local info = trace:info()
   local w = setmetatable({f = f, n = 0, t0 = info.first_ts or 0, names = {[0] = "<idle>"},
-                          running = {}, cpus = {}, seen = {}, slices = 0, instants = 0, keys = {}},
+                          running = {}, cpus = {}, seen = {}, slices = 0, instants = 0, keys = {},
+                          cpu_first = {}},
                          Writer)
   assert(f:write('{"displayTimeUnit":"ns","otherData":', json.encode(json.object{
     source = file, format = info.format, cpus = info.cpus, clock = info.clock,

@@ -112,7 +112,7 @@ function facts() {
     ["lost", f.lost_markers ? thousands(f.lost) + " in " + f.lost_markers + " drop" + (f.lost_markers == 1 ? "" : "s") + (f.lost_unknown ? " (" + f.lost_unknown + " uncounted)" : "") : "none"],
     ["first", f.first], ["last", f.last]];
   rows.forEach(function (r) {
-    var d = el("div", "fact" + (r[0] === "lost" && f.lost_markers ? " bad" : "") + (r[0] === "file" ? " wide" : r[0] === "first" || r[0] === "last" ? " half" : ""));
+    var d = el("div", "fact" + (r[0] === "lost" && f.lost_markers ? " bad" : "") + (r[0] === "file" ? " wide" : r[0] === "first" || r[0] === "last" || r[0] === "lost" ? " half" : ""));
     d.appendChild(el("div", "k", r[0]));
     d.appendChild(el("div", "v", r[1]));
     box.appendChild(d);

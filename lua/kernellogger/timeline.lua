@@ -87,6 +87,7 @@ local function new_builder(info, opts)
     merged = false, nslices = 0,
     procs = {}, plist = {},          -- pid -> proc record, list in order of appearance
     cpus = {}, running = {},         -- cpu -> lane; cpu -> {pidx, since}
+    cpu_first = {},                  -- cpu -> the time of its first event
     groups = {}, glist = {},
     types = {}, tlist = {},
     lost = {}, lost_total = 0, lost_markers = 0, lost_unknown = 0,
@@ -174,7 +175,9 @@ function Builder:switch(ev, m)
   if r then
     self:close_slice(cpu, r[1], r[2], t)
   else
-    self:close_slice(cpu, prev, self.t0, t)  -- it ran since the capture began, at least
+    -- it ran since this CPU's first event at least (a ring that overwrote its
+    -- oldest pages starts a CPU's stream later than the capture)
+    self:close_slice(cpu, prev, self.cpu_first[cpu] or t, t)
   end
   self.running[cpu] = {nxt, t}
   self:lane(cpu)
@@ -228,6 +231,7 @@ end
 -- @tparam table ev an event table from `Trace:events`
 function Builder:add(ev)
   local name, system = ev.name, ev.system
+  if not self.cpu_first[ev.cpu] then self.cpu_first[ev.cpu] = ev.time end
   if name == "lost_events" then return self:lost_marker(ev) end
   self.events = self.events + 1
   local key = system .. ":" .. name
