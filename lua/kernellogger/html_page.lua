@@ -169,9 +169,8 @@ function drawCpu(l) {
   }
   ctx.globalAlpha = 1;
   var s = c.slices, k = s.length / 3, lastPx = -1;
-  // a slice may start before the view and reach into it: back up over long slices
+  // the slices of a CPU never overlap: only the one before the first in view can reach into it
   var start = Math.max(0, lowerBound(s, 3, view.a) - 1);
-  while (start > 0 && s[(start - 1) * 3] + s[(start - 1) * 3 + 1] > view.a && start > lowerBound(s, 3, view.a) - 64) start--;
   for (var j = start; j < k; j++) {
     var a = s[j * 3]; if (a > view.b) break;
     var e = a + s[j * 3 + 1]; if (e < view.a) continue;
