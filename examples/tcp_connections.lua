@@ -3,9 +3,14 @@
 retransmits.
 
   lua5.4 examples/tcp_connections.lua            capture now: start the kernel logger
-                                                 with the TCP/IP group, open a few loopback
-                                                 connections to a listener of our own, stop
+                                                 with the TCP/IP group (and cswitch and
+                                                 process, for the HTML report's CPU lanes),
+                                                 open a few loopback connections to a
+                                                 listener of our own, stop
   lua5.4 examples/tcp_connections.lua FILE.dat   read an existing capture
+
+The analysis is kernellogger.tcp's, which the HTML report's TCP table shares
+(`kernellogger report --html out.html FILE.dat`).
 
 Run from the project root after building (bash scripts/dev build), or with the
 module installed by luarocks.
