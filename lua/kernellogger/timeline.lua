@@ -11,8 +11,8 @@
 --   past that, a slice shorter than a bucket is merged into its bucket(s),
 --   which keep their busy time and the process that ran longest in them
 --   (slices of a bucket or longer stay exact: at most 2 × `BUCKETS` per CPU);
--- - marks are kept one by one (with their fields) up to `EXACT_MARKS` per
---   group; the counts per bucket are always kept;
+-- - marks are kept one by one (with their fields) for a group of at most
+--   `EXACT_MARKS` events; the counts per bucket are always kept;
 -- - lost-event markers are summed per CPU and bucket; rates have `RATE_BINS`
 --   bins.
 --
@@ -25,7 +25,7 @@ local M = {}
 M.BUCKETS = 4000
 --- CPU slices kept exact before short ones are merged into buckets.
 M.EXACT_SLICES = 50000
---- Marks kept one by one per event group.
+--- Marks kept one by one in an event group of at most this many events.
 M.EXACT_MARKS = 1500
 --- Bins of the events-per-second charts.
 M.RATE_BINS = 240
