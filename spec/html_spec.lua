@@ -287,3 +287,32 @@ describe("kernellogger.timeline #linux", function()
     assert.is_true(n > 30)
   end)
 end)
+
+describe("kernellogger.json and kernellogger.html.escape", function()
+  local json = require "kernellogger.json"
+  local html = require "kernellogger.html"
+
+  it("write strings that cannot end a script element or start markup", function()
+    assert.equal([["\u003c/script\u003e\u003cimg onerror=x\u003e"]],
+                 json.string("</script><img onerror=x>"))
+    assert.equal([["\u003c!--\u0026amp;"]], json.string("<!--&amp;"))
+    assert.equal([["a\u2028b\u2029c"]], json.string("a\226\128\168b\226\128\169c"))
+    assert.equal([["\"\\\n\t\u0001"]], json.string('"\\\n\t\1'))
+    -- bytes that are not UTF-8 read as Latin-1; valid UTF-8 stays
+    assert.equal('"ÿx€"', json.string("\255x€"))
+    assert.equal("&lt;/title&gt;&amp;&quot;&#39;", html.escape("</title>&\"'"))
+  end)
+
+  it("encodes what dkjson decodes back", function()
+    local v = {a = {1, 2.5, -3, "x"}, b = json.object{}, c = {}, d = true, e = "é\0",
+               n = 2^53 + 0.0, big = math.mininteger}
+    local back = dkjson.decode(json.encode(v))
+    assert.same({1, 2.5, -3, "x"}, back.a)
+    assert.same({}, back.b)
+    assert.same({}, back.c)
+    assert.is_true(back.d)
+    assert.equal("é\0", back.e)
+    assert.equal(math.mininteger, back.big)
+    assert.equal("null", json.encode(0 / 0))
+  end)
+end)
