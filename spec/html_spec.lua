@@ -194,6 +194,44 @@ describe("the HTML report #linux", function()
         assert.equal(3, from)
         assert.equal(6, page.summary.rows.tcp)
       end)
+
+      it("marks where the ring dropped events", function()
+        local cap = dir .. "/lost.dat"
+        local s = assert(kl.start{name = name, flags = {"systemcall", "cswitch"}, file = cap,
+                                  circular_mb = 1})
+        -- about 600000 system calls: many times what a 1 MB ring holds
+        assert(os.execute("dd if=/dev/zero of=/dev/null bs=1 count=300000 2>/dev/null"))
+        assert(s:stop())
+        local markers, cpus = 0, {}
+        do
+          local t <close> = assert(kl.open(cap))
+          for ev in t:events{names = "lost_events"} do
+            markers = markers + 1
+            cpus[ev.cpu] = true
+          end
+        end
+        assert.is_true(markers > 0, "the ring dropped nothing")
+        local out = dir .. "/lost.html"
+        assert(kl.report.html(cap, out))
+        local page = browse(dir, out)
+        check_page(page, facts(cap))
+        assert.equal(1, page.summary.lost_lanes)
+        assert.equal("lost events", page.summary.labels[1])
+        assert.is_true(page.summary.painted.lost > 0)
+        assert.matches('<div class="fact bad half"><div class="k">lost</div>', page.dom)
+        -- the export has them too, as global instants on the CPU's track
+        local jout = dir .. "/lost.json"
+        assert(kl.report.chrome_json(cap, jout))
+        local doc = dkjson.decode(H.read(jout))
+        local n = 0
+        for _, e in ipairs(doc.traceEvents) do
+          if e.name == "lost_events" then
+            n = n + 1
+            assert.is_true(cpus[e.tid])
+          end
+        end
+        assert.equal(markers, n)
+      end)
     end)
   end
 end)
