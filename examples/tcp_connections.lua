@@ -54,9 +54,10 @@ local function make_connections(n)
 end
 
 local function capture()
-  -- cswitch and process too: the HTML report of the capture then shows what ran on each CPU
+  -- cswitch and process too: the HTML report of the capture then shows what ran on each CPU;
+  -- context switches of a busy machine fill a ring quickly: 32 MB keeps a few seconds
   local file, stats, port = recipe.capture("tcp_connections",
-    {flags = {"tcpip", "cswitch", "process"}, circular_mb = 5},
+    {flags = {"tcpip", "cswitch", "process"}, circular_mb = 32},
     function() return make_connections(CONNECTIONS) end)
   print(("made %d connections to 127.0.0.1:%d, and one to a closed port"):format(CONNECTIONS,
                                                                                 port))

@@ -229,7 +229,8 @@ function draw() {
     ctx.fillStyle = l.kind === "lost" ? "#d62f2f" : l.kind === "cpu" ? "#1d2330" : "#3b4356";
     ctx.fillText(l.label, 6, l.y + l.h / 2 + 0.5, LABEL - 12);
   });
-  $("kl-range").textContent = dur(view.a) + " – " + dur(view.b) + "  (" + dur(view.b - view.a) + " shown)";
+  $("kl-range").textContent = dur(view.a) + " – " + dur(view.b) + "  (" + dur(view.b - view.a) + " shown)" +
+    (D.merged ? " · CPU slices shorter than " + dur(D.bucket_ns) + " merged" : "");
 }
 function zoom(f, x) {
   var t = tOf(x === undefined ? (LABEL + W) / 2 : x), span = view.b - view.a;
