@@ -3,9 +3,14 @@
 retransmits.
 
   lua5.4 examples/tcp_connections.lua            capture now: start the kernel logger
-                                                 with the TCP/IP group, open a few loopback
-                                                 connections to a listener of our own, stop
+                                                 with the TCP/IP group (and cswitch and
+                                                 process, for the HTML report's CPU lanes),
+                                                 open a few loopback connections to a
+                                                 listener of our own, stop
   lua5.4 examples/tcp_connections.lua FILE.dat   read an existing capture
+
+The analysis is kernellogger.tcp's, which the HTML report's TCP table shares
+(`kernellogger report --html out.html FILE.dat`).
 
 Run from the project root after building (bash scripts/dev build), or with the
 module installed by luarocks.
@@ -17,10 +22,7 @@ local recipe = require "kernellogger.recipe"
 
 local CONNECTIONS = 5
 
--- include/net/tcp_states.h
-local STATE = {"ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
-               "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"}
-local function state(n) return STATE[n] or tostring(n) end
+local tcp = require "kernellogger.tcp"
 
 local function fail(msg, code) recipe.fail("tcp_connections", msg, code) end
 
@@ -37,6 +39,7 @@ local function make_connections(n)
     assert(peer:receive("*l"))
     c:close()
     peer:close()
+    socket.sleep(0.02)  -- spaced out, so that a timeline of the capture tells them apart
   end
   -- a connection refused by a closed port: the kernel answers with a reset
   local closed = assert(socket.bind("127.0.0.1", 0))
@@ -51,7 +54,10 @@ local function make_connections(n)
 end
 
 local function capture()
-  local file, stats, port = recipe.capture("tcp_connections", {flags = {"tcpip"}, circular_mb = 5},
+  -- cswitch and process too: the HTML report of the capture then shows what ran on each CPU;
+  -- context switches of a busy machine fill a ring quickly: 32 MB keeps a few seconds
+  local file, stats, port = recipe.capture("tcp_connections",
+    {flags = {"tcpip", "cswitch", "process"}, circular_mb = 32},
     function() return make_connections(CONNECTIONS) end)
   print(("made %d connections to 127.0.0.1:%d, and one to a closed port"):format(CONNECTIONS,
                                                                                 port))
@@ -64,63 +70,13 @@ local function capture()
   return file, port
 end
 
-local function endpoint(addr, port)
-  if not port then return addr or "?" end  -- tcp_send_reset has no port fields here
-  if addr and addr:find(":", 1, true) then return ("[%s]:%d"):format(addr, port) end
-  return ("%s:%d"):format(addr or "?", port)
-end
-
--- The addresses of an event: IPv4 ones unless the socket is IPv6.
-local function addrs(ev)
-  if ev.family == 10 then return ev.saddr_v6, ev.daddr_v6 end
-  return ev.saddr, ev.daddr
-end
-
 --- Read the capture: one record per socket, plus resets and retransmits.
 local function analyse(file)
   local t <close>, err, code = kl.open(file)
   if not t then fail(err, code) end
-  local socks, order, resets, retrans, lost, changes = {}, {}, {}, {}, 0, 0
-  local first
-  for ev in t:events{names = {"sock:inet_sock_set_state", "tcp", "lost_events"}} do
-    first = first or ev.time
-    if ev.name == "lost_events" then
-      lost = lost + math.max(ev.lost, 0)
-    elseif ev.name == "inet_sock_set_state" and ev.protocol == 6 then
-      changes = changes + 1
-      local s = socks[ev.skaddr]
-      if not s or (s.closed and ev.newstate ~= 7) then
-        s = {states = {state(ev.oldstate)}, first = ev.time, comm = ev.comm, pid = ev.pid,
-             retrans = 0, resets = 0}
-        socks[ev.skaddr] = s
-        order[#order + 1] = s
-      end
-      s.states[#s.states + 1] = state(ev.newstate)
-      s.last = ev.time
-      if ev.newstate == 2 then s.client = true; s.comm, s.pid = ev.comm, ev.pid end
-      if ev.newstate == 3 or (ev.oldstate == 3 and ev.newstate == 1) then s.server = true end
-      if ev.sport ~= 0 or not s.sport then
-        local sa, da = addrs(ev)
-        s.saddr, s.sport, s.daddr, s.dport = sa, ev.sport, da, ev.dport
-      end
-      if ev.newstate == 7 then s.closed = true end
-    elseif ev.name == "tcp_retransmit_skb" or ev.name == "tcp_send_reset" or
-           ev.name == "tcp_receive_reset" then
-      local sa, da = addrs(ev)
-      local row = {time = ev.time, what = ev.name:gsub("^tcp_", ""), comm = ev.comm,
-                   pid = ev.pid, from = endpoint(sa, ev.sport), to = endpoint(da, ev.dport)}
-      local s = ev.skaddr and socks[ev.skaddr]
-      if ev.name == "tcp_retransmit_skb" then
-        retrans[#retrans + 1] = row
-        if s then s.retrans = s.retrans + 1 end
-      else
-        resets[#resets + 1] = row
-        if s then s.resets = s.resets + 1 end
-      end
-    end
-  end
-  return {socks = order, resets = resets, retrans = retrans, lost = lost, changes = changes,
-          first = first or 0}
+  local acc = tcp.new()
+  for ev in t:events{names = tcp.NAMES} do acc:add(ev) end
+  return acc:result()
 end
 
 local file = arg[1]
@@ -138,7 +94,7 @@ for _, s in ipairs(r.socks) do
   if s.client or s.server then
     nconn = nconn + 1
     local arrow = s.client and "->" or "<-"
-    local from, to = endpoint(s.saddr, s.sport), endpoint(s.daddr, s.dport)
+    local from, to = tcp.endpoint(s.saddr, s.sport), tcp.endpoint(s.daddr, s.dport)
     print(("%-10s %-22s %-3s %-22s %-18s %5d %5d  %s"):format(ms(s.first), from, arrow, to,
           ("%s/%d"):format(s.comm or "?", s.pid or -1):sub(1, 18), s.retrans, s.resets,
           table.concat(s.states, ">")))

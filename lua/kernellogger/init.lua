@@ -181,6 +181,18 @@ end
 --- Named recording profiles (`kernellogger.profiles`).
 M.profiles = require "kernellogger.profiles"
 
+--- Capture summaries (`kernellogger.report`): `report.html(trace, path)` writes
+-- the HTML report, `report.chrome_json(trace, path)` the Trace Event Format.
+-- Loaded on first use.
+-- @field report
+setmetatable(M, {__index = function(t, k)
+  if k == "report" then
+    local report = require "kernellogger.report"
+    rawset(t, k, report)
+    return report
+  end
+end})
+
 M._core = core
 M._VERSION = "kernellogger scm"
 

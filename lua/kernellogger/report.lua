@@ -1,10 +1,14 @@
 --- `kernellogger report FILE`: a summary of a capture file.
 --
 -- Counts by event, lost events, the time span and the event rate per second
--- drawn as a sparkline. `bin/kernellogger report ...` calls `main`.
+-- drawn as a sparkline; with `--html OUT`, the HTML report instead
+-- (`kernellogger.html`: one self-contained page with CPU lanes, event lanes,
+-- rates and tables). `bin/kernellogger report ...` calls `main`.
 --
 --     local report = require "kernellogger.report"
 --     os.exit(report.main{"capture.dat"})
+--     assert(report.html("capture.dat", "capture.html"))          -- also kl.report.html
+--     assert(report.chrome_json("capture.dat", "capture.json"))   -- for Perfetto UI
 -- @module kernellogger.report
 local M = {}
 
@@ -12,14 +16,43 @@ local BLOCKS = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"}
 
 M.usage = [[
 usage: kernellogger report FILE [--width N] [--top N]
+       kernellogger report --html OUT FILE [--overwrite]
 
 Summarise a capture: its format, the time span, the events by type with
 their counts and share, the events lost by the kernel ring, and the event
 rate per second as a sparkline.
 
-  --width N   sparkline width in columns (default: the terminal's, at most 72)
-  --top N     show the N most frequent event types (default: all)
+  --width N     sparkline width in columns (default: the terminal's, at most 72)
+  --top N       show the N most frequent event types (default: all)
+  --html OUT    write the HTML report to OUT instead (one file that opens from
+                disk: CPU lanes, event lanes, rates, tables; docs/report.md)
+  --overwrite   replace OUT if it exists
 ]]
+
+--- Write the HTML report of a capture (`kernellogger.html.write`).
+-- @tparam Trace|string trace an open Trace or a capture file's path
+-- @string path the HTML file (atomic, mode 0600; symbolic links refused)
+-- @tparam[opt] table opts `overwrite`, `title`, `buckets`, ...
+-- @treturn[1] table `bytes`, `cpus`, `groups`, `events`
+-- @treturn[2] nil
+-- @treturn[2] string message
+-- @treturn[2] string code
+function M.html(trace, path, opts)
+  return require("kernellogger.html").write(trace, path, opts)
+end
+
+--- Write a capture as Trace Event Format JSON for Perfetto UI and
+-- chrome://tracing (`kernellogger.export.chrome_json`).
+-- @tparam Trace|string trace an open Trace or a capture file's path
+-- @string path the JSON file (atomic, mode 0600; symbolic links refused)
+-- @tparam[opt] table opts `overwrite`
+-- @treturn[1] table `events`, `slices`, `instants`
+-- @treturn[2] nil
+-- @treturn[2] string message
+-- @treturn[2] string code
+function M.chrome_json(trace, path, opts)
+  return require("kernellogger.export").chrome_json(trace, path, opts)
+end
 
 --- The sparkline of a list of numbers, `width` columns at most: when there are
 -- more values than columns, each column shows the mean of the values it covers.
@@ -203,6 +236,15 @@ function M.main(args, out, errout)
       end
       opts[a:sub(3)] = v
       i = i + 1
+    elseif a == "--html" then
+      opts.html = args[i + 1]
+      if not opts.html or opts.html == "" then
+        errout:write("kernellogger report: --html needs a file name\n", M.usage)
+        return 2
+      end
+      i = i + 1
+    elseif a == "--overwrite" then
+      opts.overwrite = true
     elseif a:sub(1, 1) == "-" and a ~= "-" then
       errout:write(("kernellogger report: unknown option %s\n"):format(a), M.usage)
       return 2
@@ -217,6 +259,17 @@ function M.main(args, out, errout)
   if not path then
     errout:write(M.usage)
     return 2
+  end
+  if opts.html then
+    local r, err, code = M.html(path, opts.html, {overwrite = opts.overwrite})
+    if not r then
+      errout:write(("kernellogger report: %s [%s]\n"):format(err, code))
+      return 1
+    end
+    out:write(("%s: HTML report of %s (%.1f KB, %d events, %d CPU lane%s); open it in a " ..
+      "browser\n"):format(opts.html, path, r.bytes / 1024, r.events, r.cpus,
+      r.cpus == 1 and "" or "s"))
+    return 0
   end
   local r, err, code = M.collect(path)
   if not r then

@@ -1,0 +1,251 @@
+--- `kernellogger export --chrome-json OUT FILE`: a capture in the Trace Event
+-- Format, which Perfetto UI (ui.perfetto.dev) and chrome://tracing open.
+--
+-- The JSON object form: `{"traceEvents": [...], "displayTimeUnit": "ns",
+-- "otherData": {...}}`. Timestamps (`ts`, `dur`) are microseconds since the
+-- capture's first event, written with three decimals (every nanosecond kept);
+-- the capture's own first timestamp is in `otherData.first_ts_ns`.
+--
+-- - One track per CPU (process "CPUs", thread "CPU n"): a complete event
+--   (`"ph": "X"`) for each stretch a task ran, from context switches
+--   (`kernellogger.timeline.SWITCH`; before a CPU's first switch, from its
+--   first event); the idle task is left out, and the slices of a CPU never
+--   overlap.
+-- - Every other event is an instant (`"ph": "i"`, thread scope) on its task's
+--   track, with its fields as `args`; lost-event markers are global instants
+--   named `lost_events`.
+-- - Process and thread names are metadata events (`"ph": "M"`).
+--
+-- @module kernellogger.export
+local json = require "kernellogger.json"
+local timeline = require "kernellogger.timeline"
+local outfile = require "kernellogger.outfile"
+
+local M = {}
+
+--- The process id of the CPU tracks (not a real process).
+M.CPUS_PID = 2147483646
+
+M.usage = [[
+usage: kernellogger export --chrome-json OUT FILE [--overwrite]
+
+Write a capture in the Trace Event Format (JSON) for Perfetto UI
+(ui.perfetto.dev) and chrome://tracing: one track per CPU with what ran
+there, every other event as an instant with its fields, names as metadata.
+
+  --chrome-json OUT   the JSON file to write (atomically, mode 0600)
+  --overwrite         replace OUT if it exists
+]]
+
+local COMMON = {name = true, system = true, time = true, cpu = true, pid = true, comm = true}
+
+local function us(ns)
+  return ("%d.%03d"):format(ns // 1000, ns % 1000)
+end
+
+-- The args object of an event: its fields (and its CPU). The field names of
+-- each event type are listed and escaped once.
+local function args_of(ev, keys_cache)
+  local key = ev.system .. ":" .. ev.name
+  local keys = keys_cache[key]
+  if not keys then
+    local names = {}
+    for k in pairs(ev) do
+      if not COMMON[k] then names[#names + 1] = k end
+    end
+    names[#names + 1] = "cpu"
+    table.sort(names)
+    keys = {}
+    for i, k in ipairs(names) do keys[i] = {k, json.string(k) .. ":"} end
+    keys_cache[key] = keys
+  end
+  local out = {}
+  for i, k in ipairs(keys) do
+    local v = ev[k[1]]
+    local ty = math.type(v)
+    out[i] = k[2] .. (ty == "integer" and tostring(v) or
+                      type(v) == "string" and json.string(v) or json.encode(v))
+  end
+  return "{" .. table.concat(out, ",") .. "}"
+end
+
+local Writer = {}
+Writer.__index = Writer
+
+function Writer:emit(s)
+  local f = self.f
+  if self.n > 0 then assert(f:write(",\n", s)) else assert(f:write(s)) end
+  self.n = self.n + 1
+end
+
+function Writer:slice(cpu, r, t)
+  local pid = r[1]
+  if pid == 0 or t < r[2] then return end
+  local a, b = r[2] - self.t0, t - self.t0
+  local name = self.names[pid] or ("pid " .. pid)
+  self:emit(('{"ph":"X","pid":%d,"tid":%d,"ts":%s,"dur":%s,"name":%s,"cat":"cpu",' ..
+    '"args":{"pid":%d,"comm":%s}}'):format(M.CPUS_PID, cpu, us(a), us(b - a),
+    json.string(name), pid, json.string(name)))
+  self.slices = self.slices + 1
+end
+
+function Writer:switch(ev, m)
+  local prev, nxt = ev[m.prev], ev[m.next]
+  if m.prev_comm and ev[m.prev_comm] then self.names[prev] = ev[m.prev_comm] end
+  if m.next_comm and ev[m.next_comm] then self.names[nxt] = ev[m.next_comm] end
+  -- before its first switch, a CPU ran the outgoing task since its first event at least
+  local r = self.running[ev.cpu] or {prev, self.cpu_first[ev.cpu] or ev.time}
+  self:slice(ev.cpu, r, ev.time)
+  self.running[ev.cpu] = {nxt, ev.time}
+  self.cpus[ev.cpu] = true
+end
+
+function Writer:add(ev)
+  local name = ev.name
+  if not self.cpu_first[ev.cpu] then self.cpu_first[ev.cpu] = ev.time end
+  if name == "lost_events" then
+    self.cpus[ev.cpu] = true
+    self:emit(('{"ph":"i","s":"g","pid":%d,"tid":%d,"ts":%s,"name":"lost_events",' ..
+      '"cat":"lost","args":{"lost":%d,"cpu":%d}}'):format(M.CPUS_PID, ev.cpu,
+      us(ev.time - self.t0), ev.lost, ev.cpu))
+    self.instants = self.instants + 1
+    return
+  end
+  local pid = ev.pid
+  if ev.comm and ev.comm ~= "" and ev.comm ~= "<...>" then self.names[pid] = ev.comm end
+  self.seen[pid] = true
+  local m = timeline.SWITCH[ev.system .. ":" .. name]
+  if m then return self:switch(ev, m) end
+  self:emit(('{"ph":"i","s":"t","pid":%d,"tid":%d,"ts":%s,"name":%s,"cat":%s,"args":%s}')
+    :format(pid, pid, us(ev.time - self.t0), json.string(name), json.string(ev.system),
+            args_of(ev, self.keys)))
+  self.instants = self.instants + 1
+end
+
+function Writer:metadata()
+  local function meta(ph_name, pid, tid, args)
+    self:emit(('{"ph":"M","name":%s,"pid":%d,"tid":%d,"args":%s}'):format(
+      json.string(ph_name), pid, tid, json.encode(json.object(args))))
+  end
+  meta("process_name", M.CPUS_PID, 0, {name = "CPUs"})
+  meta("process_sort_index", M.CPUS_PID, 0, {sort_index = -1})
+  local cpus = {}
+  for c in pairs(self.cpus) do cpus[#cpus + 1] = c end
+  table.sort(cpus)
+  for _, c in ipairs(cpus) do
+    meta("thread_name", M.CPUS_PID, c, {name = ("CPU %d"):format(c)})
+    meta("thread_sort_index", M.CPUS_PID, c, {sort_index = c})
+  end
+  local pids = {}
+  for p in pairs(self.seen) do pids[#pids + 1] = p end
+  table.sort(pids)
+  for _, p in ipairs(pids) do
+    local name = self.names[p] or ("pid " .. p)
+    meta("process_name", p, p, {name = name})
+    meta("thread_name", p, p, {name = name})
+  end
+end
+
+local function write_trace(trace, f, file)
+  local info = trace:info()
+  local w = setmetatable({f = f, n = 0, t0 = info.first_ts or 0, names = {[0] = "<idle>"},
+                          running = {}, cpus = {}, seen = {}, slices = 0, instants = 0, keys = {},
+                          cpu_first = {}},
+                         Writer)
+  assert(f:write('{"displayTimeUnit":"ns","otherData":', json.encode(json.object{
+    source = file, format = info.format, cpus = info.cpus, clock = info.clock,
+    first_ts_ns = info.first_ts, last_ts_ns = info.last_ts,
+    writer = "kernellogger export"}), ',\n"traceEvents":[\n'))
+  local last = w.t0
+  for ev in trace:events() do
+    w:add(ev)
+    last = ev.time
+  end
+  last = math.max(last, info.last_ts or last)
+  local cpus = {}
+  for c in pairs(w.running) do cpus[#cpus + 1] = c end
+  table.sort(cpus)
+  for _, c in ipairs(cpus) do w:slice(c, w.running[c], last) end
+  w:metadata()
+  assert(f:write("\n]}\n"))
+  return {events = w.n, slices = w.slices, instants = w.instants}
+end
+
+--- Write a capture as Trace Event Format JSON.
+-- @tparam Trace|string trace an open Trace, or a capture file's path
+-- @string path the JSON file (written atomically, mode 0600; a symbolic link
+--   or folder there is refused)
+-- @tparam[opt] table opts `overwrite`
+-- @treturn[1] table `events` (written), `slices`, `instants`
+-- @treturn[2] nil
+-- @treturn[2] string message
+-- @treturn[2] string code
+function M.chrome_json(trace, path, opts)
+  opts = opts or {}
+  local ok, err, code = outfile.check(path, opts.overwrite)
+  if not ok then return nil, err, code end
+  local t, file = trace, opts.title
+  if type(trace) == "string" then
+    local kl = require "kernellogger"
+    local oerr, ocode
+    t, oerr, ocode = kl.open(trace)
+    if not t then return nil, oerr, ocode end
+    file = file or trace
+  end
+  local stats
+  ok, err, code = outfile.write(path, function(f) stats = write_trace(t, f, file) end, opts)
+  if t ~= trace then t:close() end
+  if not ok then return nil, err, code end
+  return stats
+end
+
+--- Run the command.
+-- @tparam {string,...} args the arguments after `export`
+-- @tparam[opt=io.stdout] file out
+-- @tparam[opt=io.stderr] file errout
+-- @treturn int exit code: 0 done, 1 failed, 2 bad usage
+function M.main(args, out, errout)
+  out = out or io.stdout
+  errout = errout or io.stderr
+  local path, dest, overwrite
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a == "-h" or a == "--help" then
+      out:write(M.usage)
+      return 0
+    elseif a == "--chrome-json" then
+      dest = args[i + 1]
+      if not dest or dest == "" then
+        errout:write("kernellogger export: --chrome-json needs a file name\n", M.usage)
+        return 2
+      end
+      i = i + 1
+    elseif a == "--overwrite" then
+      overwrite = true
+    elseif a:sub(1, 1) == "-" then
+      errout:write(("kernellogger export: unknown option %s\n"):format(a), M.usage)
+      return 2
+    elseif path then
+      errout:write("kernellogger export: one file at a time\n", M.usage)
+      return 2
+    else
+      path = a
+    end
+    i = i + 1
+  end
+  if not path or not dest then
+    errout:write(M.usage)
+    return 2
+  end
+  local r, err, code = M.chrome_json(path, dest, {overwrite = overwrite})
+  if not r then
+    errout:write(("kernellogger export: %s [%s]\n"):format(err, code))
+    return 1
+  end
+  out:write(("%s: %d trace events (%d CPU slices, %d instants)\n"):format(dest, r.events,
+    r.slices, r.instants))
+  return 0
+end
+
+return M
