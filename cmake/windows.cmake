@@ -21,7 +21,7 @@ if(NOT LUA_LIBRARY)
 endif()
 
 set(KL_ETW_SOURCES
-  csrc/etw/session.c csrc/etw/reader.c csrc/etw/winerr.c csrc/etw/wstr.c
+  csrc/etw/session.c csrc/etw/live.c csrc/etw/reader.c csrc/etw/winerr.c csrc/etw/wstr.c
   csrc/etw/sys_win.c)
 target_sources(kl_core PRIVATE ${KL_ETW_SOURCES})
 target_compile_definitions(kl_core PRIVATE _WIN32_WINNT=0x0601 WINVER=0x0601 UNICODE _UNICODE)
@@ -37,7 +37,7 @@ endif()
 if(KL_ETW_SIM)
   add_library(etwsim SHARED
     spec/support/etwsim/etwsim.c spec/support/etwsim/etwsim_read.c
-    spec/support/etwsim/lua_etwsim.c)
+    spec/support/etwsim/etwsim_rt.c spec/support/etwsim/lua_etwsim.c)
   set_target_properties(etwsim PROPERTIES PREFIX "" OUTPUT_NAME etwsim
     RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}"
     LIBRARY_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}")

@@ -471,6 +471,10 @@ static void push_status(lua_State *L, const kl_status *st) {
   }
   lua_pushstring(L, kl_mode_names[st->mode]);
   lua_setfield(L, -2, "mode");
+  if (st->file_full) { /* Windows: ETW ended the session at MaximumFileSize */
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "file_full");
+  }
   push_list(L, st->flags);
   lua_setfield(L, -2, "flags");
   if (st->tracepoints[0]) {

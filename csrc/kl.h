@@ -168,6 +168,7 @@ typedef struct kl_status {
   int detached;                    /* started with no owner process recorded */
   int stacks;                      /* stack traces recorded with the events */
   int owner_alive;                 /* 1 alive, 0 dead, -1 unknown */
+  int file_full;                   /* ETW ended the session: its sequential file was full */
   /* common counters and settings (KL_UNSET when unknown) */
   int64_t buffer_kb, buffers, free_buffers, events_lost, buffers_written,
           max_file_mb, flush_timer, min_buffers, max_buffers;

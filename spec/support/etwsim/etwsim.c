@@ -31,6 +31,7 @@ static const GUID kernel_guid = {
 
 void etwsim_reset(void) {
   size_t i;
+  etwsim_rt_reset();
   for (i = 0; i < SIM_MAX_LOGGERS; i++) {
     if (sim.loggers[i].used && sim.loggers[i].fh != INVALID_HANDLE_VALUE)
       CloseHandle(sim.loggers[i].fh);
@@ -44,6 +45,8 @@ void etwsim_reset(void) {
   sim.disk_free_mb = 100000;
   sim.next_handle = 0x100;
   sim.ncpus = 4;
+  sim.rt_queue_max = SIM_RT_QUEUE;
+  wcscpy(sim.command_line, L"sim.exe --simulated");
   sim.initialised = 1;
 }
 
@@ -138,6 +141,18 @@ static int flags_supported(ULONG flags) {
   return 1;
 }
 
+/* EVENT_TRACE_FLAG_EXTENSION turns EnableFlags into a TRACE_ENABLE_FLAG_EXTENSION:
+ * Offset (low 16 bits) and Length (next 8 bits), both in ULONGs from the start
+ * of the block, of the extension data; zero or out-of-block is invalid. */
+static int extension_ok(const EVENT_TRACE_PROPERTIES *p) {
+  ULONG off, len;
+  if (!(p->EnableFlags & EVENT_TRACE_FLAG_EXTENSION)) return 1;
+  off = p->EnableFlags & 0xFFFFu;
+  len = (p->EnableFlags >> 16) & 0xFFu;
+  if (off == 0 || len == 0) return 0;
+  return (off + len) * sizeof(ULONG) <= p->Wnode.BufferSize;
+}
+
 /* ---- the simulated file ---- */
 
 static ULONG file_open(sim_logger *l, const WCHAR *path, ULONG mode) {
@@ -173,13 +188,9 @@ static ULONG file_open(sim_logger *l, const WCHAR *path, ULONG mode) {
 }
 
 /* The records of one buffer: one per enabled flag bit. */
-static void write_records(sim_logger *l) {
-  sim_record r[32];
+static unsigned make_records(sim_logger *l, sim_record r[32]) {
   unsigned bit, n = 0;
-  DWORD wrote = 0;
   FILETIME ft;
-  LARGE_INTEGER pos;
-  if (l->fh == INVALID_HANDLE_VALUE) return;
   GetSystemTimeAsFileTime(&ft);
   for (bit = 0; bit < 32; bit++) {
     if (!(l->enable_flags & (1u << bit))) continue;
@@ -188,11 +199,18 @@ static void write_records(sim_logger *l) {
     r[n].pid = GetCurrentProcessId();
     r[n].cpu = (uint16_t)(l->seq % sim.ncpus);
     r[n].opcode = (uint8_t)bit;
+    r[n].flags = l->stack_ids > 0 ? SIM_REC_STACK : 0;
     r[n].value = l->seq;
     l->seq++;
     n++;
   }
-  if (n == 0) return;
+  return n;
+}
+
+static void write_records(sim_logger *l, const sim_record *r, unsigned n) {
+  DWORD wrote = 0;
+  LARGE_INTEGER pos;
+  if (l->fh == INVALID_HANDLE_VALUE || n == 0) return;
   pos.QuadPart = 0;
   SetFilePointerEx(l->fh, pos, &pos, FILE_CURRENT);
   if (l->max_file_mb != 0 &&
@@ -203,36 +221,37 @@ static void write_records(sim_logger *l) {
       SetFilePointerEx(l->fh, pos, NULL, FILE_BEGIN);
       SetEndOfFile(l->fh);
     } else {
-      /* Sequential: the file is full; the buffer is lost. */
-      l->log_buffers_lost++;
-      l->events_lost += n;
+      /* Sequential: "stops when the file reaches its maximum size". */
+      l->full = 1;
       return;
     }
   }
   if (!WriteFile(l->fh, r, n * (DWORD)sizeof r[0], &wrote, NULL)) l->log_buffers_lost++;
 }
 
-static void write_buffer(sim_logger *l) {
+static void logger_remove(sim_logger *l);
+
+static void tick_one(sim_logger *l) {
+  sim_record r[32];
+  unsigned n;
+  if (l->mode & (EVENT_TRACE_BUFFERING_MODE)) {
+    /* In memory only: once the ring is full, older buffers are reused. */
+    l->buffers_written++;
+    if (l->free_buffers > 0) l->free_buffers--;
+    return;
+  }
+  n = make_records(l, r);
   l->buffers_written++;
-  write_records(l);
+  if ((l->mode & EVENT_TRACE_REAL_TIME_MODE) && etwsim_rt_deliver(l->handle, r, n) == 0)
+    l->realtime_buffers_lost++; /* no consumer took the buffer */
+  write_records(l, r, n);
 }
 
 void etwsim_tick(sim_logger *l, unsigned n) {
   unsigned i;
-  for (i = 0; i < n; i++) {
-    if (l->mode & (EVENT_TRACE_BUFFERING_MODE)) {
-      /* In memory only: once the ring is full, older buffers are reused. */
-      l->buffers_written++;
-      if (l->free_buffers > 0) l->free_buffers--;
-      continue;
-    }
-    if ((l->mode & EVENT_TRACE_REAL_TIME_MODE) && l->fh == INVALID_HANDLE_VALUE) {
-      /* Nobody consumes the real-time buffers in the simulator. */
-      l->realtime_buffers_lost++;
-      l->buffers_written++;
-      continue;
-    }
-    write_buffer(l);
+  for (i = 0; i < n && l->used; i++) {
+    tick_one(l);
+    if (l->full) logger_remove(l); /* ETW ends a full sequential session */
   }
 }
 
@@ -268,8 +287,15 @@ static ULONG fill_props(const sim_logger *l, PEVENT_TRACE_PROPERTIES p) {
   if (foff >= sizeof *p && foff < size) {
     if (foff + flen <= size) memcpy((char *)p + foff, l->file, flen);
     else rc = ERROR_MORE_DATA;
-  } else if (l->file[0] != 0 && foff == 0) {
-    /* Windows reports the file only where the caller made room. */
+  }
+  /* The answer is a WNODE of its own: the header says how much was filled,
+   * not what the caller sent (the block is [in, out]). */
+  p->Wnode.Flags = WNODE_FLAG_ALL_DATA;
+  if (rc == ERROR_SUCCESS) {
+    ULONG used = (ULONG)sizeof *p;
+    if (noff >= sizeof *p && noff + nlen <= size && noff + nlen > used) used = (ULONG)(noff + nlen);
+    if (foff >= sizeof *p && foff + flen <= size && foff + flen > used) used = (ULONG)(foff + flen);
+    p->Wnode.BufferSize = used;
   }
   return rc;
 }
@@ -288,6 +314,8 @@ ULONG WINAPI etwsim_StartTraceW(PTRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROPE
   if (p == NULL || h == NULL || name == NULL) return ERROR_INVALID_PARAMETER;
   size = p->Wnode.BufferSize;
   if (size == 0 || size < sizeof *p) return ERROR_BAD_LENGTH;
+  if (!(p->Wnode.Flags & WNODE_FLAG_TRACED_GUID)) return ERROR_INVALID_PARAMETER;
+  if (!extension_ok(p)) return ERROR_INVALID_PARAMETER;
   if ((p->LoggerNameOffset != 0 && p->LoggerNameOffset < sizeof *p) ||
       (p->LogFileNameOffset != 0 && p->LogFileNameOffset < sizeof *p))
     return ERROR_INVALID_PARAMETER;
@@ -363,45 +391,66 @@ ULONG WINAPI etwsim_StartTraceW(PTRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROPE
 }
 
 static void logger_remove(sim_logger *l) {
+  etwsim_rt_gone(l->handle);
   if (l->fh != INVALID_HANDLE_VALUE) CloseHandle(l->fh);
   ZeroMemory(l, sizeof *l);
   l->fh = INVALID_HANDLE_VALUE;
 }
 
+/* LogFileMode on UPDATE: 0 turns real time off; a non-zero value is OR'd
+ * into the session's modes (ControlTrace's encoding), so it may add real
+ * time but not a combination StartTrace would refuse. */
+static ULONG update_mode(const sim_logger *l, ULONG m, ULONG *out) {
+  ULONG n = m == 0 ? (l->mode & ~(ULONG)EVENT_TRACE_REAL_TIME_MODE) : (l->mode | m);
+  if ((n & EVENT_TRACE_FILE_MODE_SEQUENTIAL) && (n & EVENT_TRACE_FILE_MODE_CIRCULAR))
+    return ERROR_INVALID_PARAMETER;
+  if ((n & EVENT_TRACE_BUFFERING_MODE) &&
+      (n & (EVENT_TRACE_FILE_MODE_SEQUENTIAL | EVENT_TRACE_FILE_MODE_CIRCULAR |
+            EVENT_TRACE_REAL_TIME_MODE)))
+    return ERROR_INVALID_PARAMETER;
+  if ((n ^ l->mode) & (EVENT_TRACE_SYSTEM_LOGGER_MODE | 0x01000000u /* PAGED */))
+    return ERROR_INVALID_PARAMETER;
+  *out = n;
+  return ERROR_SUCCESS;
+}
+
+/* A new log file named in an UPDATE block. */
+static ULONG update_file(sim_logger *l, const WCHAR *file) {
+  ULONG rc, k, ring;
+  sim_record r[32];
+  if (_wcsicmp(file, l->file) == 0) return ERROR_INVALID_PARAMETER; /* the same file again */
+  if (find_file(file) != NULL) return ERROR_BAD_PATHNAME;
+  if (!(l->mode & EVENT_TRACE_BUFFERING_MODE)) return file_open(l, file, l->mode);
+  /* Buffering: the in-memory buffers go to the named file. */
+  if ((rc = file_open(l, file, 0)) != ERROR_SUCCESS) return rc;
+  ring = l->buffers_written < l->max_buffers ? l->buffers_written : l->max_buffers;
+  l->mode = (l->mode & ~(ULONG)EVENT_TRACE_BUFFERING_MODE) | EVENT_TRACE_FILE_MODE_SEQUENTIAL;
+  for (k = 0; k < ring; k++) write_records(l, r, make_records(l, r));
+  return ERROR_SUCCESS;
+}
+
 static ULONG do_update(sim_logger *l, PEVENT_TRACE_PROPERTIES p) {
-  ULONG rc;
+  ULONG rc, mode;
   const WCHAR *file = NULL;
+  /* A block reused from QUERY must be made an input block again. */
+  if (!(p->Wnode.Flags & WNODE_FLAG_TRACED_GUID)) return ERROR_INVALID_PARAMETER;
+  if (!extension_ok(p)) return ERROR_INVALID_PARAMETER;
   /* What Windows cannot change on a running session. */
   if (p->MaximumFileSize != 0 && p->MaximumFileSize != l->max_file_mb) return ERROR_INVALID_PARAMETER;
   if (p->BufferSize != 0 && p->BufferSize != l->buffer_kb) return ERROR_INVALID_PARAMETER;
   if (p->MinimumBuffers != 0 && p->MinimumBuffers != l->min_buffers) return ERROR_INVALID_PARAMETER;
-  if (p->LogFileMode != 0 && ((p->LogFileMode ^ l->mode) & ~(ULONG)EVENT_TRACE_REAL_TIME_MODE))
-    return ERROR_INVALID_PARAMETER;
   if (p->MaximumBuffers != 0 && p->MaximumBuffers < l->min_buffers) return ERROR_INVALID_PARAMETER;
+  if ((rc = update_mode(l, p->LogFileMode, &mode)) != ERROR_SUCCESS) return rc;
   if (p->LogFileNameOffset != 0) {
     file = block_wstr(p, p->LogFileNameOffset, p->Wnode.BufferSize);
     if (file == NULL) return ERROR_BAD_LENGTH;
     if (file[0] == 0) file = NULL;
   }
-  if (file != NULL) {
-    if (_wcsicmp(file, l->file) == 0) return ERROR_INVALID_PARAMETER; /* the same file again */
-    if (find_file(file) != NULL) return ERROR_BAD_PATHNAME;
-    if (l->mode & EVENT_TRACE_BUFFERING_MODE) {
-      /* Buffering: the in-memory buffers go to the named file. */
-      if ((rc = file_open(l, file, 0)) != ERROR_SUCCESS) return rc;
-      ULONG k, ring = l->buffers_written < l->max_buffers ? l->buffers_written : l->max_buffers;
-      l->mode = (l->mode & ~(ULONG)EVENT_TRACE_BUFFERING_MODE) | EVENT_TRACE_FILE_MODE_SEQUENTIAL;
-      for (k = 0; k < ring; k++) write_records(l);
-    } else if ((rc = file_open(l, file, l->mode)) != ERROR_SUCCESS) {
-      return rc;
-    }
-  }
+  if (file != NULL && (rc = update_file(l, file)) != ERROR_SUCCESS) return rc;
   if (l->system) l->enable_flags = p->EnableFlags; /* 0 turns every group off */
   if (p->FlushTimer != 0) l->flush_timer = p->FlushTimer;
   if (p->MaximumBuffers != 0) l->max_buffers = p->MaximumBuffers;
-  if (p->LogFileMode != 0)
-    l->mode = (l->mode & ~(ULONG)EVENT_TRACE_REAL_TIME_MODE) |
-              (p->LogFileMode & EVENT_TRACE_REAL_TIME_MODE);
+  l->mode = (l->mode & ~(ULONG)EVENT_TRACE_REAL_TIME_MODE) | (mode & EVENT_TRACE_REAL_TIME_MODE);
   l->updates++;
   return ERROR_SUCCESS;
 }
@@ -431,10 +480,12 @@ ULONG WINAPI etwsim_ControlTraceW(TRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROP
     case EVENT_TRACE_CONTROL_QUERY:
       l->queries++;
       etwsim_tick(l, 1); /* time passes between two queries: counters move */
+      if (!l->used) return ERROR_WMI_INSTANCE_NOT_FOUND; /* its file filled up */
       return fill_props(l, p);
     case EVENT_TRACE_CONTROL_STOP:
       if (l->stopping) return ERROR_ACTIVE_CONNECTIONS;
       etwsim_tick(l, 1); /* the last buffers are written */
+      if (!l->used) return ERROR_WMI_INSTANCE_NOT_FOUND;
       rc = fill_props(l, p);
       logger_remove(l);
       return rc;
@@ -443,6 +494,7 @@ ULONG WINAPI etwsim_ControlTraceW(TRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROP
       return fill_props(l, p);
     case EVENT_TRACE_CONTROL_FLUSH:
       etwsim_tick(l, 1);
+      if (!l->used) return ERROR_WMI_INSTANCE_NOT_FOUND;
       l->flushes++;
       if (l->fh != INVALID_HANDLE_VALUE) FlushFileBuffers(l->fh);
       return fill_props(l, p);
