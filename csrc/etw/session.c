@@ -591,8 +591,8 @@ error:
 
 /* An owned sequential session that ETW ended itself because its file
  * reached MaximumFileSize (the documented end of sequential mode): the
- * file is there and within one buffer (or 1 MB, when ETW picked the
- * buffer size) of the limit. */
+ * file is there and within one buffer of the limit (1 MB when ETW picked
+ * the buffer size; never more than half the limit). */
 static int ended_full(const kl_session *s) {
   int exists = 0;
   uint64_t size = 0, limit, slack;
@@ -601,6 +601,7 @@ static int ended_full(const kl_session *s) {
   if (file_stat(s->file, &ignored, &exists, &size) != 0 || !exists) return 0;
   limit = (uint64_t)s->max_mb << 20;
   slack = (uint64_t)(s->buffer_kb ? s->buffer_kb : 1024) << 10;
+  if (slack > limit / 2) slack = limit / 2;
   return size + slack >= limit;
 }
 
