@@ -496,6 +496,132 @@ describe("ETW backend (simulator) #windows", function()
     end)
   end)
 
+  describe("live events of a real-time session (s:events)", function()
+    local core = kl._core
+    local function collect(s, opts)
+      local out, lost, markers = {}, 0, 0
+      for ev in s:events(opts) do
+        if ev.name == "lost_events" then
+          lost, markers = lost + ev.lost, markers + 1
+        else
+          out[#out + 1] = ev
+        end
+      end
+      return out, lost, markers
+    end
+    local function drained()
+      local t0 = core._monotime()
+      while sim.rt_pending() > 0 and core._monotime() - t0 < 10 do core._sleep(0.02) end
+      assert.equal(0, sim.rt_pending())
+    end
+
+    it("decode Process/Start and TcpIp/Send, with nothing else counted as an event", function()
+      sim.set_ncpus(1000)
+      local cmd = "sim.exe --long " .. string.rep("x", 3000) .. " \u{e9}t\u{e9}"
+      sim.set_command_line(cmd)
+      local s = assert(kl.start{name = uname(), realtime = true, flags = {"process", "tcpip"},
+                                stacks = true})
+      -- the first call opens the consumer (OpenTraceW, ProcessTrace on a thread); the
+      -- header, SystemConfig and StackWalk records it receives are not events
+      assert.same({}, (collect(s, {timeout = 0.2})))
+      sim.tick(s.name, 200)
+      local evs, lost = collect(s, {timeout = 0.5})
+      assert.equal(0, lost)
+      assert.equal(400, #evs)
+      local n, high = {}, 0
+      for _, ev in ipairs(evs) do
+        local key = ev.system .. "/" .. ev.name
+        n[key] = (n[key] or 0) + 1
+        assert.equal(pid, ev.pid)
+        assert.is_true(ev.time > 1.6e18, "ns since 1970")
+        if key == "Process/Start" then
+          assert.equal(cmd, ev.CommandLine, "not cut at 1 KB")
+          assert.equal("sim.exe", ev.ImageFileName)
+          assert.equal(pid, ev.ParentId)
+          assert.equal(0, (ev.ProcessId - 1000) % 2)
+        else
+          assert.equal(100 + ev.seqnum, ev.size)
+          assert.equal(0x901f, ev.dport)
+          -- the CPU is ProcessorIndex, not the 8-bit ProcessorNumber
+          assert.equal(ev.seqnum % 1000, ev.cpu)
+          if ev.cpu > 255 then high = high + 1 end
+        end
+      end
+      assert.same({["Process/Start"] = 200, ["TcpIp/Send"] = 200}, n)
+      assert.equal(72, high) -- odd seqnums 257..399
+      assert(s:stop())
+    end)
+    it("filter by names, cpu and pid, like Trace:events", function()
+      local s = assert(kl.start{name = uname(), realtime = true, flags = {"process", "tcpip"}})
+      collect(s, {timeout = 0.2})
+      sim.tick(s.name, 10)
+      assert.equal(10, #collect(s, {names = {"TcpIp"}, timeout = 0.3}))
+      sim.tick(s.name, 10)
+      assert.equal(10, #collect(s, {names = {"Process:Start"}, timeout = 0.3}))
+      sim.tick(s.name, 10) -- records 40..59 on CPUs 0..3
+      assert.equal(5, #collect(s, {cpu = 1, timeout = 0.3}))
+      sim.tick(s.name, 10)
+      assert.equal(0, #collect(s, {pid = pid + 1, timeout = 0.3}))
+      assert(s:stop())
+    end)
+    it("report buffers the consumer had no room for as lost_events", function()
+      sim.set_rt_queue(10)
+      local s = assert(kl.start{name = uname(), realtime = true, flags = {"process", "tcpip"}})
+      collect(s, {timeout = 0.2})
+      sim.rt_hold(true) -- a slow consumer: 5 buffers of 2 records fit, 3 are lost
+      sim.tick(s.name, 8)
+      sim.rt_hold(false)
+      local evs, lost = collect(s, {timeout = 0.5})
+      assert.equal(10, #evs)
+      assert.equal(3, lost)
+      assert(s:stop())
+    end)
+    it("count exactly what the bounded queue had to drop", function()
+      sim.set_rt_queue(100000)
+      local s = assert(kl.start{name = uname(), realtime = true, flags = {"process", "tcpip"}})
+      collect(s, {timeout = 0.2})
+      sim.tick(s.name, 5000) -- 10000 events for a queue of 8192
+      drained()
+      local evs, lost, markers = collect(s, {timeout = 0.5})
+      assert.equal(8192, #evs)
+      assert.equal(1808, lost)
+      assert.equal(1, markers)
+      assert(s:stop())
+    end)
+    it("end when someone else stops the session, not at the timeout", function()
+      local s = assert(kl.start{name = uname(), realtime = true, flags = {"process", "tcpip"}})
+      collect(s, {timeout = 0.2})
+      sim.tick(s.name, 3)
+      local it = s:events{timeout = 8}
+      assert.is_table(it())
+      local t0 = core._monotime()
+      assert.equal(0, (sim.raw_control(s.name, sim.EVENT_TRACE_CONTROL_STOP))) -- writes 1 more buffer
+      local rest = 0
+      for _ in it do rest = rest + 1 end
+      assert.equal(7, rest)
+      assert.is_true(core._monotime() - t0 < 6)
+      fails("not_found", 4201, s:stop())
+    end)
+    it("stop() ends the consumer first; attach by name works too", function()
+      local s = assert(kl.start{name = uname(), realtime = true, flags = {"process"}})
+      local a = assert(kl.attach(s.name))
+      collect(a, {timeout = 0.2})
+      sim.tick(s.name, 4)
+      assert.equal(4, #collect(a, {timeout = 0.3}))
+      assert(s:stop())
+      assert.error_matches(function() s:events() end, "stopped session")
+    end)
+    it("update{realtime = true} makes a file session consumable", function()
+      local s = assert(kl.start{name = uname(), file = tmpfile(), max_mb = 4, flags = {"process"}})
+      assert.error_matches(function() s:events{timeout = 0}() end, "not a real%-time session")
+      assert(s:update{realtime = true})
+      collect(s, {timeout = 0.2})
+      sim.tick(s.name, 3)
+      assert.equal(3, #collect(s, {timeout = 0.3}))
+      assert(s:stop())
+    end)
+  end)
+
   describe("sessions", function()
     it("lists ours and foreign ones, looping past 16 at a time", function()
       assert.equal(0, sim.start_foreign{name = KERNEL})

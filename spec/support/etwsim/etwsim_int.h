@@ -74,6 +74,8 @@ void etwsim_tick(sim_logger *l, unsigned n);
 int etwsim_rt_deliver(TRACEHANDLE h, const sim_record *r, unsigned n);
 /* The logger h is gone: its consumers end once their queue is empty. */
 void etwsim_rt_gone(TRACEHANDLE h);
+/* Records (and lost buffers) not yet handed to a consumer's callback. */
+ULONG etwsim_rt_pending(void);
 /* on: consumers take nothing from their queues (a slow consumer). */
 void etwsim_rt_hold(int on);
 /* Every consumer ends (reset). */

@@ -234,6 +234,7 @@ typedef struct rt_reader {
 
 static rt_reader rts[SIM_MAX_RT];
 static int hold; /* a slow consumer: ProcessTrace takes nothing while set */
+static ULONG inflight; /* records taken from a queue whose callback has not returned */
 static SRWLOCK lock = SRWLOCK_INIT;
 static CONDITION_VARIABLE cv = CONDITION_VARIABLE_INIT;
 
@@ -264,6 +265,17 @@ void etwsim_rt_gone(TRACEHANDLE h) {
     if (rts[i].used && rts[i].logger == h) rts[i].gone = 1;
   ReleaseSRWLockExclusive(&lock);
   WakeAllConditionVariable(&cv);
+}
+
+ULONG etwsim_rt_pending(void) {
+  ULONG n;
+  size_t i;
+  AcquireSRWLockExclusive(&lock);
+  n = inflight;
+  for (i = 0; i < SIM_MAX_RT; i++)
+    if (rts[i].used) n += rts[i].count + rts[i].lost_buffers;
+  ReleaseSRWLockExclusive(&lock);
+  return n;
 }
 
 void etwsim_rt_hold(int on) {
@@ -413,9 +425,13 @@ ULONG etwsim_rt_process(TRACEHANDLE h) {
       c->head = (c->head + 1) % c->cap;
       c->count--;
     }
+    inflight++;
     ReleaseSRWLockExclusive(&lock);
     for (k = 0; k < lost; k++) emit(c, &g_lost, 33, 2, NULL, NULL); /* RTLostBuffer */
     if (lost == 0) emit_record(c, &r, pl, cmdline);
+    AcquireSRWLockExclusive(&lock);
+    inflight--;
+    ReleaseSRWLockExclusive(&lock);
   }
   c->running = 0;
   if (c->closed) { /* CloseTrace came first: the handle is done */

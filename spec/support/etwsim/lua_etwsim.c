@@ -3,7 +3,8 @@
  * require "etwsim" (the same etwsim.dll the test core.dll is bound to).
  *
  *   reset(), set_admin(b), set_version(major, minor[, build]), set_disk_free_mb(n)
- *   set_ncpus(n), set_rt_queue(records), set_command_line(s), rt_hold(b)
+ *   set_ncpus(n), set_rt_queue(records), set_command_line(s), rt_hold(b),
+ *   rt_pending() -> records not yet handed to a real-time consumer's callback
  *   fail_next(op, win32)   op: start query stop update flush list stacks
  *   set_stopping(name), tick(name, n)
  *   sessions() -> { name, ... }          session(name) -> table | nil
@@ -107,6 +108,11 @@ static int l_set_command_line(lua_State *L) {
 static int l_rt_hold(lua_State *L) {
   etwsim_rt_hold(lua_toboolean(L, 1));
   return 0;
+}
+
+static int l_rt_pending(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)etwsim_rt_pending());
+  return 1;
 }
 
 static int l_fail_next(lua_State *L) {
@@ -429,6 +435,7 @@ static const luaL_Reg funcs[] = {
   {"set_rt_queue", l_set_rt_queue},
   {"set_command_line", l_set_command_line},
   {"rt_hold", l_rt_hold},
+  {"rt_pending", l_rt_pending},
   {"fail_next", l_fail_next},
   {"set_stopping", l_set_stopping},
   {"tick", l_tick},
