@@ -522,6 +522,7 @@ static void push_status(lua_State *L, const kl_status *st) {
   set_int(L, "log_buffers_lost", st->log_buffers_lost);
   set_int(L, "realtime_buffers_lost", st->realtime_buffers_lost);
   set_int(L, "enable_flags", st->enable_flags);
+  set_int(L, "log_file_mode", st->log_file_mode);
   set_num(L, "start_time", st->start_time);
   set_num(L, "last_flush", st->last_flush);
   if (st->ncpus > 0) {

@@ -179,6 +179,7 @@ typedef struct kl_status {
   double last_flush;               /* unix seconds, -1 never */
   /* Windows extras */
   int64_t logger_thread_id, log_buffers_lost, realtime_buffers_lost, enable_flags;
+  int64_t log_file_mode;           /* Windows: LogFileMode (EVENT_TRACE_*_MODE bits) */
   int ncpus;                       /* entries used in per_cpu, 0 if none */
   kl_cpu_stats per_cpu[KL_MAX_CPUS];
 } kl_status;

@@ -207,6 +207,7 @@ static void status_from_props(const kl_etw_props *b, kl_status *st) {
   st->log_buffers_lost = p->LogBuffersLost;
   st->realtime_buffers_lost = p->RealTimeBuffersLost;
   st->enable_flags = p->EnableFlags;
+  st->log_file_mode = p->LogFileMode;
 }
 
 static int enable_mask(const kl_config *cfg, const char *op, uint32_t *mask, kl_err *err) {

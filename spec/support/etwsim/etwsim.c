@@ -302,17 +302,11 @@ static ULONG fill_props(const sim_logger *l, PEVENT_TRACE_PROPERTIES p) {
 
 /* ------------------------------------------------------------------ */
 
-ULONG WINAPI etwsim_StartTraceW(PTRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROPERTIES p) {
-  ULONG size, mode, rc;
-  const WCHAR *file = NULL;
-  sim_logger *l = NULL;
-  size_t i, nlen;
-  int kernel, system;
-
-  ensure_init();
-  if ((rc = etwsim_take_failure("start")) != 0) return rc;
-  if (p == NULL || h == NULL || name == NULL) return ERROR_INVALID_PARAMETER;
-  size = p->Wnode.BufferSize;
+/* StartTrace's checks of the block itself; *file: the log file or NULL. */
+static ULONG start_block_ok(LPCWSTR name, const EVENT_TRACE_PROPERTIES *p, const WCHAR **file) {
+  ULONG size = p->Wnode.BufferSize;
+  size_t nlen;
+  *file = NULL;
   if (size == 0 || size < sizeof *p) return ERROR_BAD_LENGTH;
   if (!(p->Wnode.Flags & WNODE_FLAG_TRACED_GUID)) return ERROR_INVALID_PARAMETER;
   if (!extension_ok(p)) return ERROR_INVALID_PARAMETER;
@@ -325,13 +319,17 @@ ULONG WINAPI etwsim_StartTraceW(PTRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROPE
       p->LoggerNameOffset + nlen > size)
     return ERROR_BAD_LENGTH;
   if (p->LogFileNameOffset != 0) {
-    file = block_wstr(p, p->LogFileNameOffset, size);
-    if (file == NULL) return ERROR_BAD_LENGTH;
-    if (file[0] == 0) file = NULL;
+    *file = block_wstr(p, p->LogFileNameOffset, size);
+    if (*file == NULL) return ERROR_BAD_LENGTH;
+    if ((*file)[0] == 0) *file = NULL;
   }
-  mode = p->LogFileMode;
-  kernel = is_kernel_name(name);
-  system = kernel || (mode & EVENT_TRACE_SYSTEM_LOGGER_MODE) != 0;
+  return ERROR_SUCCESS;
+}
+
+/* StartTrace's checks of the modes and of the machine's state. */
+static ULONG start_modes_ok(LPCWSTR name, const EVENT_TRACE_PROPERTIES *p, const WCHAR *file,
+                            int kernel, int system) {
+  ULONG mode = p->LogFileMode;
   if ((mode & EVENT_TRACE_FILE_MODE_SEQUENTIAL) && (mode & EVENT_TRACE_FILE_MODE_CIRCULAR))
     return ERROR_INVALID_PARAMETER;
   if ((mode & EVENT_TRACE_BUFFERING_MODE) &&
@@ -357,22 +355,17 @@ ULONG WINAPI etwsim_StartTraceW(PTRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROPE
       etwsim_count(1) >= SIM_MAX_SYSTEM_LOGGERS - SIM_RESERVED_SYSTEM_SLOTS)
     return ERROR_NO_SYSTEM_RESOURCES;
   if (file != NULL && p->MaximumFileSize > sim.disk_free_mb) return ERROR_DISK_FULL;
+  return ERROR_SUCCESS;
+}
 
-  for (i = 0; i < SIM_MAX_LOGGERS; i++)
-    if (!sim.loggers[i].used) { l = &sim.loggers[i]; break; }
-  if (l == NULL) return ERROR_NO_SYSTEM_RESOURCES;
-  ZeroMemory(l, sizeof *l);
-  l->fh = INVALID_HANDLE_VALUE;
-  if (file != NULL && (rc = file_open(l, file, mode)) != ERROR_SUCCESS) {
-    l->fh = INVALID_HANDLE_VALUE;
-    return rc;
-  }
+static void logger_init(sim_logger *l, LPCWSTR name, const EVENT_TRACE_PROPERTIES *p,
+                        int kernel, int system) {
   l->used = 1;
   wcsncpy(l->name, name, SIM_NAME_WCHARS - 1);
   l->guid = p->Wnode.Guid;
   l->handle = kernel ? 0xFFFF : sim.next_handle++;
   l->clock = p->Wnode.ClientContext ? p->Wnode.ClientContext : 1;
-  l->mode = mode;
+  l->mode = p->LogFileMode;
   l->system = system;
   l->buffer_kb = p->BufferSize ? p->BufferSize : 64;
   l->min_buffers = p->MinimumBuffers ? p->MinimumBuffers : 2 * sim.ncpus;
@@ -383,10 +376,36 @@ ULONG WINAPI etwsim_StartTraceW(PTRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROPE
   l->enable_flags = system ? p->EnableFlags : 0;
   l->free_buffers = l->min_buffers;
   l->thread_id = 0x1000 + (ULONG)(l - sim.loggers);
+}
+
+ULONG WINAPI etwsim_StartTraceW(PTRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROPERTIES p) {
+  ULONG rc;
+  const WCHAR *file = NULL;
+  sim_logger *l = NULL;
+  size_t i;
+  int kernel, system;
+
+  ensure_init();
+  if ((rc = etwsim_take_failure("start")) != 0) return rc;
+  if (p == NULL || h == NULL || name == NULL) return ERROR_INVALID_PARAMETER;
+  if ((rc = start_block_ok(name, p, &file)) != ERROR_SUCCESS) return rc;
+  kernel = is_kernel_name(name);
+  system = kernel || (p->LogFileMode & EVENT_TRACE_SYSTEM_LOGGER_MODE) != 0;
+  if ((rc = start_modes_ok(name, p, file, kernel, system)) != ERROR_SUCCESS) return rc;
+  for (i = 0; i < SIM_MAX_LOGGERS; i++)
+    if (!sim.loggers[i].used) { l = &sim.loggers[i]; break; }
+  if (l == NULL) return ERROR_NO_SYSTEM_RESOURCES;
+  ZeroMemory(l, sizeof *l);
+  l->fh = INVALID_HANDLE_VALUE;
+  if (file != NULL && (rc = file_open(l, file, p->LogFileMode)) != ERROR_SUCCESS) {
+    l->fh = INVALID_HANDLE_VALUE;
+    return rc;
+  }
+  logger_init(l, name, p, kernel, system);
   *h = l->handle;
   /* StartTrace reports the session back in the caller's block. */
   p->Wnode.HistoricalContext = l->handle;
-  memcpy((char *)p + p->LoggerNameOffset, name, nlen);
+  memcpy((char *)p + p->LoggerNameOffset, name, (wcslen(name) + 1) * sizeof(WCHAR));
   return ERROR_SUCCESS;
 }
 
