@@ -404,7 +404,7 @@ describe("ETW backend (simulator) #windows", function()
       sim.set_version(10, 0, 15063)
       sim.fail_next("start", sim.ERROR_INVALID_PARAMETER)
       msg = fails("invalid", 87, kl.start{name = uname(), realtime = true, clock = "system"})
-      assert.is_nil(msg:find("1703", 1, true))
+      assert.is_nil(msg:find("1703", 1, true), "1703 and later mix clocks")
     end)
   end)
 

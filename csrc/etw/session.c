@@ -506,12 +506,12 @@ static void start_failed(const kl_config *cfg, const kl_session *s, const kl_etw
     case ERROR_INVALID_FLAGS: snprintf(extra, sizeof extra, "0x%08lx", (unsigned long)mask); break;
     case ERROR_INVALID_PARAMETER: {
       kl_etw_version v;
-      /* Before 1703 the system loggers share one clock type. */
-      if (!s->kernel && cfg->clock != KL_CLOCK_DEFAULT && cfg->clock != KL_CLOCK_QPC &&
-          kl_etw.get_version(&v) == 0 && (v.major < 10 || (v.major == 10 && v.build < 15063))) {
+      /* Before 1703 the system loggers running at once share one clock type. */
+      if (kl_etw.get_version(&v) == 0 && (v.major < 10 || (v.major == 10 && v.build < 15063))) {
         key = "start-clock";
         snprintf(extra, sizeof extra, "this is Windows %lu.%lu build %lu; clock = '%s'",
-                 v.major, v.minor, v.build, kl_clock_names[cfg->clock]);
+                 v.major, v.minor, v.build,
+                 cfg->clock == KL_CLOCK_DEFAULT ? "qpc" : kl_clock_names[cfg->clock]);
       }
       break;
     }
