@@ -504,9 +504,11 @@ static void start_failed(const kl_config *cfg, const kl_session *s, const kl_etw
       snprintf(extra, sizeof extra, "%u", (unsigned)b->p.MaximumFileSize);
       break;
     case ERROR_INVALID_FLAGS: snprintf(extra, sizeof extra, "0x%08lx", (unsigned long)mask); break;
-    case ERROR_INVALID_PARAMETER: {
+    case ERROR_BUSY: case ERROR_ACCESS_DENIED: break;
+    default: {
       kl_etw_version v;
-      /* Before 1703 the system loggers running at once share one clock type. */
+      /* Before 1703 the system loggers running at once use at most two clock
+       * types; which error a third one gets is not documented. */
       if (kl_etw.get_version(&v) == 0 && (v.major < 10 || (v.major == 10 && v.build < 15063))) {
         key = "start-clock";
         snprintf(extra, sizeof extra, "this is Windows %lu.%lu build %lu; clock = '%s'",
@@ -515,7 +517,6 @@ static void start_failed(const kl_config *cfg, const kl_session *s, const kl_etw
       }
       break;
     }
-    default: break;
   }
   kl_etw_errx(err, rc, "start", key, s->name, extra[0] ? extra : NULL);
 }

@@ -53,6 +53,10 @@ static const struct {
   {ERROR_WMI_GUID_NOT_FOUND, KL_E_UNAVAILABLE},
 };
 
+#define CLOCK_NOTE                                                                     \
+  "refused; before Windows 10 1703 the kernel/system loggers running at once may use at " \
+  "most two distinct clock types, and two others may already be in use (%s)"
+
 /* What a message says about error e in operation (or case) key; NULL key
  * rows apply to every operation.  A "%s" receives the caller's extra. */
 static const struct {
@@ -73,9 +77,9 @@ static const struct {
    "not enough disk space for a %s MB file (ETW also keeps ~200 MB free)"},
   {ERROR_INVALID_FLAGS, "start", "this Windows refuses one of the flags (%s)"},
   {ERROR_BUSY, "start", "kernel tracing is busy (security software may hold it)"},
-  {ERROR_INVALID_PARAMETER, "start-clock",
-   "refused; before Windows 10 1703 all kernel/system loggers running at once must use "
-   "the same clock, and another one runs with a different clock (%s)"},
+  {ERROR_INVALID_PARAMETER, "start-clock", CLOCK_NOTE},
+  {ERROR_NOT_SUPPORTED, "start-clock", CLOCK_NOTE},
+  {ERROR_INVALID_FUNCTION, "start-clock", CLOCK_NOTE},
   {ERROR_ACTIVE_CONNECTIONS, "stop", "the session is already stopping"},
   {ERROR_INVALID_PARAMETER, "stop",
    "refused (older Windows answers this for a session another user owns)"},
