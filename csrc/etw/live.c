@@ -57,7 +57,7 @@ struct kl_etw_live {
   CONDITION_VARIABLE cv;
   live_item *head, *tail;
   size_t n;
-  uint64_t lost;          /* lost events not reported yet */
+  uint64_t lost;          /* lost events no marker could be queued for (out of memory) */
   uint64_t lost_time;     /* ns, when the first of them was noticed */
   int ended;              /* ProcessTrace returned */
   live_item *cur;         /* handed out by the last live_next */
@@ -275,15 +275,34 @@ static live_item *decode_event(PEVENT_RECORD er) {
 
 /* ---- the consumer thread ---- */
 
+/* A loss goes into the queue where it happened: a lost_events marker after
+ * the events that came before it (consecutive losses share one marker).
+ * Markers take no room from the events. */
 static void note_lost(kl_etw_live *lv, uint64_t n, uint64_t when) {
-  if (lv->lost == 0) lv->lost_time = when;
-  lv->lost += n;
+  live_item *m;
+  if (lv->tail != NULL && lv->tail->ev.lost > 0) {
+    lv->tail->ev.lost += n;
+    return;
+  }
+  if ((m = calloc(1, sizeof *m)) == NULL) {
+    if (lv->lost == 0) lv->lost_time = when;
+    lv->lost += n;
+    return;
+  }
+  m->ev.name = "lost_events";
+  m->ev.time = when;
+  m->ev.cpu = -1;
+  m->ev.pid = -1;
+  m->ev.lost = n;
+  if (lv->tail) lv->tail->next = m; else lv->head = m;
+  lv->tail = m;
 }
 
 static void WINAPI on_event(PEVENT_RECORD er) {
   kl_etw_live *lv = er->UserContext;
   const GUID *g = &er->EventHeader.ProviderId;
   live_item *it;
+  int room;
   if (IsEqualGUID(g, &g_eventtrace) || IsEqualGUID(g, &g_sysconfig) ||
       IsEqualGUID(g, &g_stackwalk))
     return;
@@ -294,9 +313,12 @@ static void WINAPI on_event(PEVENT_RECORD er) {
     WakeAllConditionVariable(&lv->cv);
     return;
   }
-  it = lv->n < LIVE_QUEUE_MAX ? decode_event(er) : NULL;
   EnterCriticalSection(&lv->lock);
-  if (it == NULL || lv->n >= LIVE_QUEUE_MAX) {
+  room = lv->n < LIVE_QUEUE_MAX; /* only this thread adds: the room stays */
+  LeaveCriticalSection(&lv->lock);
+  it = room ? decode_event(er) : NULL;
+  EnterCriticalSection(&lv->lock);
+  if (it == NULL) {
     note_lost(lv, 1, event_ns(er));
     free(it);
   } else {
@@ -392,13 +414,22 @@ static int wants(const kl_filter *f, const kl_event *ev) {
   return name_match(f, ev->system, ev->name);
 }
 
-/* Take the next item or lost count; 0 when the deadline passed or the
+/* Take the next event or marker; 0 when the deadline passed or the
  * consumer ended with nothing left. */
 static int take(kl_etw_live *lv, double deadline, kl_event *ev) {
   int got = 0;
   EnterCriticalSection(&lv->lock);
   for (;;) {
-    if (lv->lost > 0) {
+    if (lv->head != NULL) {
+      lv->cur = lv->head;
+      lv->head = lv->head->next;
+      if (lv->head == NULL) lv->tail = NULL;
+      if (lv->cur->ev.lost == 0) lv->n--;
+      *ev = lv->cur->ev;
+      got = 1;
+      break;
+    }
+    if (lv->lost > 0) { /* what no marker could be allocated for */
       ZeroMemory(ev, sizeof *ev);
       ev->name = "lost_events";
       ev->time = lv->lost_time;
@@ -406,15 +437,6 @@ static int take(kl_etw_live *lv, double deadline, kl_event *ev) {
       ev->pid = -1;
       ev->lost = lv->lost;
       lv->lost = 0;
-      got = 1;
-      break;
-    }
-    if (lv->head != NULL) {
-      lv->cur = lv->head;
-      lv->head = lv->head->next;
-      if (lv->head == NULL) lv->tail = NULL;
-      lv->n--;
-      *ev = lv->cur->ev;
       got = 1;
       break;
     }
