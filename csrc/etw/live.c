@@ -60,6 +60,7 @@ struct kl_etw_live {
   uint64_t lost;          /* lost events no marker could be queued for (out of memory) */
   uint64_t lost_time;     /* ns, when the first of them was noticed */
   int ended;              /* ProcessTrace returned */
+  ULONG rc;               /* what it returned */
   live_item *cur;         /* handed out by the last live_next */
 };
 
@@ -332,9 +333,10 @@ static void WINAPI on_event(PEVENT_RECORD er) {
 
 static DWORD WINAPI consumer(LPVOID arg) {
   kl_etw_live *lv = arg;
-  (void)kl_etw.ProcessTrace(&lv->h, 1, NULL, NULL);
+  ULONG rc = kl_etw.ProcessTrace(&lv->h, 1, NULL, NULL);
   EnterCriticalSection(&lv->lock);
   lv->ended = 1;
+  lv->rc = rc;
   LeaveCriticalSection(&lv->lock);
   WakeAllConditionVariable(&lv->cv);
   return 0;
@@ -452,6 +454,18 @@ static int take(kl_etw_live *lv, double deadline, kl_event *ev) {
   return got;
 }
 
+/* 0 at the end of the events; -1 (once) when ProcessTrace ended on an error. */
+static int consumer_failed(kl_session *s, kl_err *err) {
+  kl_etw_live *lv = s->live;
+  ULONG rc;
+  EnterCriticalSection(&lv->lock);
+  rc = lv->ended ? lv->rc : ERROR_SUCCESS;
+  if (lv->ended) lv->rc = ERROR_SUCCESS;
+  LeaveCriticalSection(&lv->lock);
+  if (rc == ERROR_SUCCESS || rc == ERROR_CANCELLED || rc == ERROR_CTX_CLOSE_PENDING) return 0;
+  return kl_etw_err(err, rc, "events", s->name, "ProcessTrace ended the real-time consumer");
+}
+
 int kl_etw_live_next(kl_session *s, const kl_filter *f, int fresh, double timeout, kl_event *ev,
                      kl_err *err) {
   double deadline = timeout >= 0 ? kl_monotime() + timeout : -1;
@@ -464,7 +478,7 @@ int kl_etw_live_next(kl_session *s, const kl_filter *f, int fresh, double timeou
   for (;;) {
     free(s->live->cur);
     s->live->cur = NULL;
-    if (!take(s->live, deadline, ev)) return 0;
+    if (!take(s->live, deadline, ev)) return consumer_failed(s, err);
     if (wants(f, ev)) return 1;
   }
 }

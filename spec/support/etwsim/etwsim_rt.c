@@ -396,6 +396,7 @@ ULONG etwsim_rt_process(TRACEHANDLE h) {
   ULONG lost, k;
   WCHAR *cmdline;
   if (c == NULL) return ERROR_INVALID_HANDLE;
+  if ((k = etwsim_take_failure("process")) != 0) return k; /* a spec's injected failure */
   pl = malloc(sizeof *pl);
   cmdline = malloc(sizeof sim.command_line);
   if (pl == NULL || cmdline == NULL) {

@@ -5,7 +5,7 @@
  *   reset(), set_admin(b), set_version(major, minor[, build]), set_disk_free_mb(n)
  *   set_ncpus(n), set_rt_queue(records), set_command_line(s), rt_hold(b),
  *   rt_pending() -> records not yet handed to a real-time consumer's callback
- *   fail_next(op, win32)   op: start query stop update flush list stacks
+ *   fail_next(op, win32)   op: start query stop update flush list stacks process
  *   set_stopping(name), tick(name, n)
  *   sessions() -> { name, ... }          session(name) -> table | nil
  *   start_foreign{ name=, file=, mode=, flags= } -> win32
@@ -117,7 +117,7 @@ static int l_rt_pending(lua_State *L) {
 
 static int l_fail_next(lua_State *L) {
   static const char *const ops[] = {"start", "query", "stop", "update", "flush", "list",
-                                    "stacks", NULL};
+                                    "stacks", "process", NULL};
   int op = luaL_checkoption(L, 1, NULL, ops);
   ULONG code = (ULONG)luaL_checkinteger(L, 2);
   size_t i;
