@@ -19,6 +19,7 @@
 #include "etwsim_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <wchar.h>
 
@@ -35,6 +36,7 @@ void etwsim_reset(void) {
   for (i = 0; i < SIM_MAX_LOGGERS; i++) {
     if (sim.loggers[i].used && sim.loggers[i].fh != INVALID_HANDLE_VALUE)
       CloseHandle(sim.loggers[i].fh);
+    free(sim.loggers[i].playback);
   }
   ZeroMemory(&sim, sizeof sim);
   for (i = 0; i < SIM_MAX_LOGGERS; i++) sim.loggers[i].fh = INVALID_HANDLE_VALUE;
@@ -46,6 +48,7 @@ void etwsim_reset(void) {
   sim.next_handle = 0x100;
   sim.ncpus = 4;
   sim.rt_queue_max = SIM_RT_QUEUE;
+  sim.playback_max = SIM_PLAYBACK;
   wcscpy(sim.command_line, L"sim.exe --simulated");
   sim.initialised = 1;
 }
@@ -231,6 +234,19 @@ static void write_records(sim_logger *l, const sim_record *r, unsigned n) {
 
 static void logger_remove(sim_logger *l);
 
+/* Real time with no consumer: ETW keeps the events in a playback file of
+ * limited size, delivered to the first consumer before anything new. */
+static int playback(sim_logger *l, const sim_record *r, unsigned n) {
+  if (l->playback == NULL) {
+    if ((l->playback = malloc(sim.playback_max * sizeof *r)) == NULL) return 0;
+    l->playback_cap = sim.playback_max;
+  }
+  if (l->playback_n + n > l->playback_cap) return 0;
+  memcpy(l->playback + l->playback_n, r, n * sizeof *r);
+  l->playback_n += n;
+  return 1;
+}
+
 static void tick_one(sim_logger *l) {
   sim_record r[32];
   unsigned n;
@@ -241,9 +257,16 @@ static void tick_one(sim_logger *l) {
     return;
   }
   n = make_records(l, r);
+  if (l->mode & EVENT_TRACE_REAL_TIME_MODE) {
+    int dropped = 0;
+    if (etwsim_rt_deliver(l->handle, r, n, &dropped) == 0 && !playback(l, r, n)) {
+      /* The playback file is full: "no new events are logged". */
+      l->events_lost += n;
+      return;
+    }
+    l->realtime_buffers_lost += (ULONG)dropped;
+  }
   l->buffers_written++;
-  if ((l->mode & EVENT_TRACE_REAL_TIME_MODE) && etwsim_rt_deliver(l->handle, r, n) == 0)
-    l->realtime_buffers_lost++; /* no consumer took the buffer */
   write_records(l, r, n);
 }
 
@@ -412,6 +435,7 @@ ULONG WINAPI etwsim_StartTraceW(PTRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROPE
 static void logger_remove(sim_logger *l) {
   etwsim_rt_gone(l->handle);
   if (l->fh != INVALID_HANDLE_VALUE) CloseHandle(l->fh);
+  free(l->playback);
   ZeroMemory(l, sizeof *l);
   l->fh = INVALID_HANDLE_VALUE;
 }

@@ -27,6 +27,7 @@ typedef struct sim_record {
 
 #define SIM_REC_STACK 1
 #define SIM_RT_QUEUE 4096           /* records a real-time consumer holds by default */
+#define SIM_PLAYBACK 4096           /* records kept for a real-time session with no consumer */
 #define SIM_CMDLINE_WCHARS 4096
 
 typedef struct sim_logger {
@@ -42,6 +43,8 @@ typedef struct sim_logger {
   int system;      /* NT Kernel Logger or EVENT_TRACE_SYSTEM_LOGGER_MODE */
   int stopping;    /* STOP answers ERROR_ACTIVE_CONNECTIONS */
   int full;        /* sequential file reached MaximumFileSize: ETW ends the session */
+  sim_record *playback;  /* real time, no consumer yet: the playback file */
+  ULONG playback_n, playback_cap;
   uint64_t seq;
 } sim_logger;
 
@@ -52,6 +55,7 @@ typedef struct sim_state {
   ULONG disk_free_mb;
   ULONG ncpus;
   ULONG rt_queue_max;                 /* per real-time consumer */
+  ULONG playback_max;                 /* records a playback file holds */
   WCHAR command_line[SIM_CMDLINE_WCHARS]; /* CommandLine of simulated Process/Start */
   TRACEHANDLE next_handle;
   sim_logger loggers[SIM_MAX_LOGGERS];
@@ -68,10 +72,11 @@ size_t etwsim_count(int private_system_only);
 /* n buffers pass; a sequential logger whose file fills up is removed. */
 void etwsim_tick(sim_logger *l, unsigned n);
 
-/* Real-time consumers (etwsim_read.c). */
+/* Real-time consumers (etwsim_rt.c). */
 /* Hands one buffer's records to the consumers of logger handle h; returns
- * how many consumers took them (0: nobody is listening). */
-int etwsim_rt_deliver(TRACEHANDLE h, const sim_record *r, unsigned n);
+ * how many consumers are listening (0: nobody), *dropped how many of them
+ * had no room for the buffer. */
+int etwsim_rt_deliver(TRACEHANDLE h, const sim_record *r, unsigned n, int *dropped);
 /* The logger h is gone: its consumers end once their queue is empty. */
 void etwsim_rt_gone(TRACEHANDLE h);
 /* Records (and lost buffers) not yet handed to a consumer's callback. */

@@ -5,7 +5,8 @@
  *   - OpenTraceW with LoggerName and PROCESS_TRACE_MODE_REAL_TIME attaches to
  *     a running session in EVENT_TRACE_REAL_TIME_MODE
  *     (ERROR_WMI_INSTANCE_NOT_FOUND otherwise; ERROR_ACCESS_DENIED when not
- *     an administrator);
+ *     an administrator); the events the session logged while no consumer
+ *     was attached (its playback file, etwsim.c) come first;
  *   - ProcessTrace blocks, calling EventRecordCallback once per event, until
  *     CloseTrace or the end of the session; the first record is the trace
  *     header (EventTrace class), then a SystemConfig rundown record, then
@@ -238,7 +239,7 @@ static ULONG inflight; /* records taken from a queue whose callback has not retu
 static SRWLOCK lock = SRWLOCK_INIT;
 static CONDITION_VARIABLE cv = CONDITION_VARIABLE_INIT;
 
-int etwsim_rt_deliver(TRACEHANDLE h, const sim_record *r, unsigned n) {
+int etwsim_rt_deliver(TRACEHANDLE h, const sim_record *r, unsigned n, int *dropped) {
   int took = 0;
   size_t i;
   unsigned k;
@@ -249,6 +250,7 @@ int etwsim_rt_deliver(TRACEHANDLE h, const sim_record *r, unsigned n) {
     took++;
     if (c->count + n > c->cap) {
       c->lost_buffers++; /* the whole buffer is lost to this consumer */
+      (*dropped)++;
       continue;
     }
     for (k = 0; k < n; k++) c->q[(c->head + c->count++) % c->cap] = r[k];
@@ -320,6 +322,11 @@ TRACEHANDLE etwsim_rt_open(PEVENT_TRACE_LOGFILEW lf) {
     c->used = 1;
     c->logger = l->handle;
     c->lf = lf;
+    /* The playback file comes first. */
+    c->count = l->playback_n < c->cap ? l->playback_n : c->cap;
+    if (c->count) memcpy(c->q, l->playback, c->count * sizeof *c->q);
+    if (l->playback_n > c->cap) c->lost_buffers++;
+    l->playback_n = 0;
     ReleaseSRWLockExclusive(&lock);
     ZeroMemory(&lf->LogfileHeader, sizeof lf->LogfileHeader);
     lf->LogfileHeader.NumberOfProcessors = sim.ncpus;

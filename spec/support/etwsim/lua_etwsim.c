@@ -3,7 +3,8 @@
  * require "etwsim" (the same etwsim.dll the test core.dll is bound to).
  *
  *   reset(), set_admin(b), set_version(major, minor[, build]), set_disk_free_mb(n)
- *   set_ncpus(n), set_rt_queue(records), set_command_line(s), rt_hold(b),
+ *   set_ncpus(n), set_rt_queue(records), set_playback(records), set_command_line(s),
+ *   rt_hold(b),
  *   rt_pending() -> records not yet handed to a real-time consumer's callback
  *   fail_next(op, win32)   op: start query stop update flush list stacks process
  *   set_stopping(name), tick(name, n)
@@ -91,6 +92,15 @@ static int l_set_rt_queue(lua_State *L) {
   etwsim_version(&sim.major, &sim.minor, &sim.build);
   luaL_argcheck(L, n >= 1 && n <= 1000000, 1, "1..1000000");
   sim.rt_queue_max = (ULONG)n;
+  return 0;
+}
+
+/* Records the playback file of a real-time session without consumer holds. */
+static int l_set_playback(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  etwsim_version(&sim.major, &sim.minor, &sim.build);
+  luaL_argcheck(L, n >= 1 && n <= 1000000, 1, "1..1000000");
+  sim.playback_max = (ULONG)n;
   return 0;
 }
 
@@ -434,6 +444,7 @@ static const luaL_Reg funcs[] = {
   {"set_ncpus", l_set_ncpus},
   {"set_rt_queue", l_set_rt_queue},
   {"set_command_line", l_set_command_line},
+  {"set_playback", l_set_playback},
   {"rt_hold", l_rt_hold},
   {"rt_pending", l_rt_pending},
   {"fail_next", l_fail_next},
