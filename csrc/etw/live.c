@@ -319,9 +319,8 @@ static void WINAPI on_event(PEVENT_RECORD er) {
   LeaveCriticalSection(&lv->lock);
   it = room ? decode_event(er) : NULL;
   EnterCriticalSection(&lv->lock);
-  if (it == NULL) {
+  if (it == NULL) { /* no room, or no memory to decode it */
     note_lost(lv, 1, event_ns(er));
-    free(it);
   } else {
     if (lv->tail) lv->tail->next = it; else lv->head = it;
     lv->tail = it;
