@@ -275,6 +275,11 @@ describe("ETW contract simulator #windows", function()
                    sim.raw_start{name = uname(), mode = RT | SYSLOG, flags = X | 0x0004})
       assert.equal(sim.ERROR_INVALID_PARAMETER,
                    sim.raw_start{name = uname(), mode = RT | SYSLOG, flags = X | 0x00010000})
+      -- an array inside the structure, or beyond Wnode.BufferSize
+      assert.equal(sim.ERROR_INVALID_PARAMETER,
+                   sim.raw_start{name = uname(), mode = RT | SYSLOG, flags = X | 0x00010008})
+      assert.equal(sim.ERROR_INVALID_PARAMETER,
+                   sim.raw_start{name = uname(), mode = RT | SYSLOG, flags = X | 0x00FFFFF0})
       assert.same({}, sim.sessions())
       -- the group bits alone are fine
       assert.equal(0, sim.raw_start{name = uname(), mode = RT | SYSLOG, flags = 0x1fffffff})

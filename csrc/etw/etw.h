@@ -76,8 +76,9 @@
 #define ERROR_CTX_CLOSE_PENDING 7007L
 #endif
 /* Bits of EnableFlags that are not event groups: EXTENSION turns the value
- * into an offset/length of extension data, FORWARD_WMI and ENABLE_RESERVE
- * are reserved.  Never sent by the backend. */
+ * into a TRACE_ENABLE_FLAG_EXTENSION (byte offset and ULONG length of a flag
+ * array after the block's structure), FORWARD_WMI and ENABLE_RESERVE are
+ * reserved.  Never sent by the backend. */
 #define KL_ETW_RESERVED_FLAGS 0xE0000000u
 
 /* Room for one name in a properties block, in WCHARs (issue 5). */

@@ -144,16 +144,17 @@ static int flags_supported(ULONG flags) {
   return 1;
 }
 
-/* EVENT_TRACE_FLAG_EXTENSION turns EnableFlags into a TRACE_ENABLE_FLAG_EXTENSION:
- * Offset (low 16 bits) and Length (next 8 bits), both in ULONGs from the start
- * of the block, of the extension data; zero or out-of-block is invalid. */
+/* EVENT_TRACE_FLAG_EXTENSION turns EnableFlags into a TRACE_ENABLE_FLAG_EXTENSION
+ * (evntrace.h): Offset (low 16 bits, bytes from the start of the block) and
+ * Length (next 8 bits, in ULONGs) of a flag array after the structure; a zero
+ * offset or length, or an array outside the block, is invalid. */
 static int extension_ok(const EVENT_TRACE_PROPERTIES *p) {
   ULONG off, len;
   if (!(p->EnableFlags & EVENT_TRACE_FLAG_EXTENSION)) return 1;
   off = p->EnableFlags & 0xFFFFu;
   len = (p->EnableFlags >> 16) & 0xFFu;
-  if (off == 0 || len == 0) return 0;
-  return (off + len) * sizeof(ULONG) <= p->Wnode.BufferSize;
+  if (off == 0 || len == 0 || off < sizeof *p) return 0;
+  return off + len * sizeof(ULONG) <= p->Wnode.BufferSize;
 }
 
 /* ---- the simulated file ---- */
