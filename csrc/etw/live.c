@@ -453,6 +453,14 @@ static int take(kl_etw_live *lv, double deadline, kl_event *ev) {
   return got;
 }
 
+static int drained_end(kl_etw_live *lv) {
+  int done;
+  EnterCriticalSection(&lv->lock);
+  done = lv->ended && lv->head == NULL && lv->lost == 0;
+  LeaveCriticalSection(&lv->lock);
+  return done;
+}
+
 /* 0 at the end of the events; -1 (once) when ProcessTrace ended on an error. */
 static int consumer_failed(kl_session *s, kl_err *err) {
   kl_etw_live *lv = s->live;
@@ -468,7 +476,9 @@ static int consumer_failed(kl_session *s, kl_err *err) {
 int kl_etw_live_next(kl_session *s, const kl_filter *f, int fresh, double timeout, kl_event *ev,
                      kl_err *err) {
   double deadline = timeout >= 0 ? kl_monotime() + timeout : -1;
-  (void)fresh; /* events that arrived between two iterations stay queued */
+  /* Events that arrived between two iterations stay queued; a new
+   * iteration after the consumer ended (and was drained) opens a new one. */
+  if (fresh && s->live != NULL && drained_end(s->live)) kl_etw_live_close(s);
   if (!s->realtime)
     return kl_err_set(err, KL_E_INVALID, 0,
                       "events '%s': not a real-time session (start or update it with "

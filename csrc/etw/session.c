@@ -741,6 +741,7 @@ static int etw_update(kl_session *s, const kl_config *cfg, unsigned what, kl_err
     goto done;
   }
   if (what & KL_UPD_FILE) snprintf(s->file, sizeof s->file, "%s", cfg->file);
+  if (!realtime) kl_etw_live_close(s); /* nothing more will come */
   s->realtime = realtime;
   if (what & KL_UPD_REALTIME) s->mode = cfg->mode;
   ret = 0;
