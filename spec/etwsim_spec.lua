@@ -240,6 +240,10 @@ describe("ETW contract simulator #windows", function()
                    sim.raw_update(n, {file = tmpfile("a_longer_name_than_before"),
                                               buffer_size = q.wnode_size}))
     end)
+    it("refuses SystemTraceControlGuid for a session that is not the kernel logger", function()
+      assert.equal(sim.ERROR_INVALID_PARAMETER, sim.raw_update(n, {flush_timer = 2, kernel_guid = true}))
+      assert.equal(0, sim.session(n).updates)
+    end)
     it("refuses EVENT_TRACE_FLAG_EXTENSION without extension data", function()
       assert.equal(sim.ERROR_INVALID_PARAMETER,
                    sim.raw_update(n, {flags = sim.EVENT_TRACE_FLAG_EXTENSION | 0x1}))

@@ -517,6 +517,9 @@ ULONG WINAPI etwsim_ControlTraceW(TRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROP
   if (p->Wnode.BufferSize < sizeof *p) return ERROR_BAD_LENGTH;
   if (code > EVENT_TRACE_CONTROL_FLUSH) return ERROR_INVALID_PARAMETER;
   if (h == 0 && name == NULL) return ERROR_INVALID_PARAMETER;
+  /* Documented for ControlTrace as for StartTrace. */
+  if (name != NULL && IsEqualGUID(&p->Wnode.Guid, &kernel_guid) && !is_kernel_name(name))
+    return ERROR_INVALID_PARAMETER;
   l = h ? find_handle(h) : etwsim_find_name(name);
   if (l == NULL) return ERROR_WMI_INSTANCE_NOT_FOUND;
   if (!sim.admin) return ERROR_ACCESS_DENIED;

@@ -337,6 +337,7 @@ static int l_raw_update(lua_State *L) {
   ZeroMemory(b, sizeof *b);
   b->p.Wnode.BufferSize = (ULONG)opt_int(L, 2, "buffer_size", sizeof *b);
   b->p.Wnode.Flags = (ULONG)opt_int(L, 2, "wnode_flags", WNODE_FLAG_TRACED_GUID);
+  if (opt_bool(L, 2, "kernel_guid")) b->p.Wnode.Guid = kernel_guid;
   b->p.LoggerNameOffset = base;
   file = opt_str(L, 2, "file");
   if (file != NULL) {
