@@ -44,6 +44,17 @@ enum {
   IN_SIZET = 308
 };
 
+/* ---- building one event in a growing buffer, pointers fixed at the end ---- */
+
+typedef struct dbuf {
+  char *p;
+  size_t used, cap;
+  int failed;
+  kl_field fields[LIVE_MAX_FIELDS];
+  size_t name_off[LIVE_MAX_FIELDS], str_off[LIVE_MAX_FIELDS];
+  size_t nfields;
+} dbuf;
+
 typedef struct live_item {
   struct live_item *next;
   kl_event ev;            /* names, strings and fields point into the same allocation */
@@ -62,18 +73,8 @@ struct kl_etw_live {
   int ended;              /* ProcessTrace returned */
   ULONG rc;               /* what it returned */
   live_item *cur;         /* handed out by the last live_next */
+  dbuf scratch;           /* the consumer thread's decoding buffer */
 };
-
-/* ---- building one event in a growing buffer, pointers fixed at the end ---- */
-
-typedef struct dbuf {
-  char *p;
-  size_t used, cap;
-  int failed;
-  kl_field fields[LIVE_MAX_FIELDS];
-  size_t name_off[LIVE_MAX_FIELDS], str_off[LIVE_MAX_FIELDS];
-  size_t nfields;
-} dbuf;
 
 static size_t put(dbuf *d, const void *src, size_t n) {
   size_t at = d->used;
@@ -252,13 +253,14 @@ static live_item *item_from(dbuf *d, PEVENT_RECORD er, size_t sys, size_t name) 
   return it;
 }
 
-static live_item *decode_event(PEVENT_RECORD er) {
-  dbuf *d = calloc(1, sizeof *d);
+static live_item *decode_event(dbuf *d, PEVENT_RECORD er) {
   TRACE_EVENT_INFO *info = NULL;
   ULONG size = 0;
   size_t sys = 0, name = 0;
   live_item *it = NULL;
-  if (d == NULL) return NULL;
+  d->used = 0;
+  d->nfields = 0;
+  d->failed = 0;
   if (kl_etw.TdhGetEventInformation(er, 0, NULL, NULL, &size) == ERROR_INSUFFICIENT_BUFFER &&
       size > 0 && (info = malloc(size)) != NULL &&
       kl_etw.TdhGetEventInformation(er, 0, NULL, info, &size) != ERROR_SUCCESS) {
@@ -269,8 +271,6 @@ static live_item *decode_event(PEVENT_RECORD er) {
   if (info != NULL) decode_props(d, er, info, size);
   if (!d->failed) it = item_from(d, er, sys, name);
   free(info);
-  free(d->p);
-  free(d);
   return it;
 }
 
@@ -317,7 +317,7 @@ static void WINAPI on_event(PEVENT_RECORD er) {
   EnterCriticalSection(&lv->lock);
   room = lv->n < LIVE_QUEUE_MAX; /* only this thread adds: the room stays */
   LeaveCriticalSection(&lv->lock);
-  it = room ? decode_event(er) : NULL;
+  it = room ? decode_event(&lv->scratch, er) : NULL;
   EnterCriticalSection(&lv->lock);
   if (it == NULL) { /* no room, or no memory to decode it */
     note_lost(lv, 1, event_ns(er));
@@ -384,6 +384,7 @@ void kl_etw_live_close(kl_session *s) {
     free(it);
   }
   free(lv->cur);
+  free(lv->scratch.p);
   DeleteCriticalSection(&lv->lock);
   free(lv);
   s->live = NULL;
