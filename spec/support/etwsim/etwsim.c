@@ -3,13 +3,20 @@
  *
  * It keeps a table of running loggers and answers StartTraceW,
  * ControlTraceW, QueryAllTracesW and TraceSetInformation the way Windows is
- * documented to (reference/ETW.md): the StartTrace error table from Wine's
- * conformance tests, one NT Kernel Logger, 64 loggers of which 8 system
- * loggers (two slots kept for the NT Kernel Logger and the Circular Kernel
- * Context Logger), UPDATE's allowed fields, QUERY counters that move,
- * ERROR_WMI_INSTANCE_NOT_FOUND, ERROR_MORE_DATA when a block is too small
- * (STOP stops anyway), ERROR_ACTIVE_CONNECTIONS while stopping, and a file
- * written at the path in the block.
+ * documented to (docs/windows.md, "How it is tested without Windows"): the
+ * StartTrace error table from Wine's conformance tests, one NT Kernel Logger
+ * (names compare case-insensitively), 64 loggers of which 8 system loggers
+ * (two slots kept for the NT Kernel Logger and the Circular Kernel Context
+ * Logger), Wnode.Flags = WNODE_FLAG_TRACED_GUID on every block that carries
+ * settings, EXTENSION flags that must point at extension data, UPDATE's
+ * allowed fields and its LogFileMode encoding (0 turns real time off, a
+ * non-zero value is OR'd into the modes), QUERY answers that rewrite the
+ * Wnode header, QUERY counters that move, a sequential session that ends
+ * when its file reaches MaximumFileSize, a playback file for a real-time
+ * session without consumer, ERROR_WMI_INSTANCE_NOT_FOUND, ERROR_MORE_DATA
+ * when a block is too small (STOP stops anyway), ERROR_ACTIVE_CONNECTIONS
+ * while stopping, a file written at the path in the block, and real-time
+ * buffers handed to consumers (etwsim_rt.c).
  *
  * The files it writes are its own format (not .etl): "ETWSIM01", then one
  * fixed record per simulated event.  Its OpenTraceW/ProcessTrace/Tdh*
