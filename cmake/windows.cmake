@@ -21,7 +21,7 @@ if(NOT LUA_LIBRARY)
 endif()
 
 set(KL_ETW_SOURCES
-  csrc/etw/session.c csrc/etw/reader.c csrc/etw/winerr.c csrc/etw/wstr.c
+  csrc/etw/session.c csrc/etw/live.c csrc/etw/reader.c csrc/etw/winerr.c csrc/etw/wstr.c
   csrc/etw/sys_win.c)
 target_sources(kl_core PRIVATE ${KL_ETW_SOURCES})
 target_compile_definitions(kl_core PRIVATE _WIN32_WINNT=0x0601 WINVER=0x0601 UNICODE _UNICODE)
@@ -30,7 +30,7 @@ target_link_libraries(kl_core PRIVATE "${LUA_LIBRARY}" advapi32 tdh ole32)
 if(KL_ETW_SIM)
   add_library(etwsim SHARED
     spec/support/etwsim/etwsim.c spec/support/etwsim/etwsim_read.c
-    spec/support/etwsim/lua_etwsim.c)
+    spec/support/etwsim/etwsim_rt.c spec/support/etwsim/lua_etwsim.c)
   set_target_properties(etwsim PROPERTIES PREFIX "" OUTPUT_NAME etwsim
     RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}"
     LIBRARY_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}")
@@ -47,6 +47,13 @@ if(KL_ETW_SIM)
   target_link_libraries(etw_reader_check PRIVATE etwsim ole32)
   set_target_properties(etw_reader_check PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}")
   kl_warnings(etw_reader_check)
+  # The simulator's real-time consumer side at the C level (OpenTrace/ProcessTrace/CloseTrace).
+  add_executable(etwsim_rt_check spec/support/etwsim/rt_check.c)
+  target_include_directories(etwsim_rt_check PRIVATE spec/support/etwsim)
+  target_compile_definitions(etwsim_rt_check PRIVATE _WIN32_WINNT=0x0601 UNICODE _UNICODE)
+  target_link_libraries(etwsim_rt_check PRIVATE etwsim)
+  set_target_properties(etwsim_rt_check PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}")
+  kl_warnings(etwsim_rt_check)
   target_sources(kl_core PRIVATE csrc/etw/api_sim.c)
   target_include_directories(kl_core PRIVATE spec/support/etwsim)
   target_link_libraries(kl_core PRIVATE etwsim)

@@ -105,7 +105,7 @@ void kl_status_init(kl_status *st) {
   st->owner_pid = st->bytes_written = st->circular_mb = KL_UNSET;
   st->cpu_buffer_kb = st->ring_kb = KL_UNSET;
   st->logger_thread_id = st->log_buffers_lost = st->realtime_buffers_lost = KL_UNSET;
-  st->enable_flags = KL_UNSET;
+  st->enable_flags = st->log_file_mode = KL_UNSET;
   st->start_time = -1;
   st->last_flush = -1;
 }

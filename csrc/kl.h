@@ -172,6 +172,7 @@ typedef struct kl_status {
   int detached;                    /* started with no owner process recorded */
   int stacks;                      /* stack traces recorded with the events */
   int owner_alive;                 /* 1 alive, 0 dead, -1 unknown */
+  int file_full;                   /* ETW ended the session: its sequential file was full */
   /* common counters and settings (KL_UNSET when unknown) */
   int64_t buffer_kb, buffers, free_buffers, events_lost, buffers_written,
           max_file_mb, flush_timer, min_buffers, max_buffers;
@@ -182,6 +183,7 @@ typedef struct kl_status {
   double last_flush;               /* unix seconds, -1 never */
   /* Windows extras */
   int64_t logger_thread_id, log_buffers_lost, realtime_buffers_lost, enable_flags;
+  int64_t log_file_mode;           /* Windows: LogFileMode (EVENT_TRACE_*_MODE bits) */
   int ncpus;                       /* entries used in per_cpu, 0 if none */
   kl_cpu_stats per_cpu[KL_MAX_CPUS];
 } kl_status;

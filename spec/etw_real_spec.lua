@@ -199,3 +199,136 @@ describe("real ETW #windows #realetw", function()
     assert.matches("Win32 error 4201", msg)
   end)
 end)
+
+-- What the simulator can only assume from Microsoft's documentation, checked
+-- against real ETW (the Windows workflow runs these as their own step,
+-- --tags=etwconfirm): real time switched by UPDATE, a sequential file that
+-- fills up, UPDATE on a block reused from QUERY, and a private session
+-- receiving TcpIp events live.
+describe("real ETW confirms the simulator #windows #realetw #etwconfirm", function()
+  local real_cpath = os.getenv("KL_REAL_CPATH")
+  if not windows or not real_cpath or os.getenv("KL_REAL_ETW") ~= "1" then
+    pending("real ETW (a Windows runner with KL_REAL_ETW=1)")
+    return
+  end
+
+  local RT = 0x100 -- EVENT_TRACE_REAL_TIME_MODE
+  local core
+  local admin = os.execute("net session >nul 2>&1") == true
+  local tmp = os.getenv("TEMP") or "."
+  local seq = 0
+  local started = {}
+  local function uname()
+    seq = seq + 1
+    local n = ("klt_conf_%d_%d"):format(os.time() % 100000, seq)
+    started[#started + 1] = n
+    return n
+  end
+  local function tmpfile(tag)
+    local f = ("%s\\klt_conf_%s_%d_%d.etl"):format(tmp, tag, os.time() % 100000, seq)
+    os.remove(f)
+    return f
+  end
+  local function size(path)
+    local fh = io.open(path, "rb")
+    if not fh then return nil end
+    local s = fh:seek("end")
+    fh:close()
+    return s
+  end
+  -- events for at most `secs` seconds (a busy machine never goes idle)
+  local function take(s, opts, secs, want)
+    local out, t0 = {}, core._monotime()
+    for ev in s:events(opts) do
+      if ev.name ~= "lost_events" then out[#out + 1] = ev end
+      if core._monotime() - t0 > secs or (want and #out >= want) then break end
+    end
+    return out
+  end
+  local function needs_admin()
+    if not admin then pending("needs administrator rights") end
+    return admin
+  end
+
+  setup(function()
+    package.loaded["kernellogger.core"] = nil
+    local saved = package.cpath
+    package.cpath = real_cpath
+    core = require "kernellogger.core"
+    package.cpath = saved
+  end)
+  teardown(function()
+    for _, n in ipairs(started) do
+      if core then core.stop(n, {file = false}) end
+    end
+  end)
+
+  it("UPDATE turns real time on and off; a flags update leaves it on", function()
+    if not needs_admin() then return end
+    local s = assert(core.start{name = uname(), file = tmpfile("rt"), max_mb = 64,
+                                flags = {"process"}, flush_timer = 1})
+    assert.equal(0, s:query().log_file_mode & RT)
+    assert(s:update{realtime = true})
+    assert.equal(RT, s:query().log_file_mode & RT)
+    assert(s:update{flags = {"process", "thread"}})
+    assert.equal(RT, s:query().log_file_mode & RT, "a flags update sends the current state")
+    take(s, {timeout = 1}, 3) -- the consumer is open; rundown drained
+    os.execute("cmd /c exit 0")
+    local got = take(s, {names = {"Process"}, timeout = 5}, 10, 1)
+    assert.is_true(#got > 0, "a live Process event after UPDATE turned real time on")
+    assert(s:update{realtime = false})
+    assert.equal(0, s:query().log_file_mode & RT)
+    assert(s:stop())
+  end)
+
+  it("a sequential session ends at MaximumFileSize; query and stop say file_full", function()
+    if not needs_admin() then return end
+    local f = tmpfile("full")
+    local s = assert(core.start{name = uname(), file = f, max_mb = 1, buffer_kb = 64,
+                                flags = {"cswitch", "dispatcher", "process", "thread"}})
+    local t0 = core._monotime()
+    local q
+    repeat
+      os.execute("cmd /c exit 0")
+      q = assert(s:query())
+    until q.file_full or core._monotime() - t0 > 60
+    assert.is_true(q.file_full, "ETW ended the session within 60 s")
+    assert.is_true(size(f) <= 1024 * 1024 + 64 * 1024, size(f))
+    local st = assert(s:stop())
+    assert.is_true(st.file_full)
+  end)
+
+  it("UPDATE works on a block reused from QUERY (flags, then a longer file name)", function()
+    if not needs_admin() then return end
+    local f = tmpfile("q")
+    local g = tmpfile("q_after_query_with_a_much_longer_name")
+    local s = assert(core.start{name = uname(), file = f, max_mb = 64, flags = {"process"}})
+    assert(s:query())
+    assert(s:update{flags = {"process", "image_load"}})
+    local flags = {}
+    for _, x in ipairs(assert(s:query()).flags) do flags[x] = true end
+    assert.same({process = true, image_load = true}, flags)
+    assert(s:query())
+    assert(s:update{file = g})
+    local file = assert(s:query()).file:lower()
+    assert.equal(g:lower():match("[^\\]+$"), file:match("[^\\]+$"))
+    assert(s:stop())
+    assert.is_true((size(f) or 0) > 0 and (size(g) or 0) > 0)
+  end)
+
+  it("a private session receives TcpIp events in real time", function()
+    if not needs_admin() then return end
+    local s = assert(core.start{name = uname(), realtime = true, flags = {"tcpip"},
+                                flush_timer = 1})
+    take(s, {timeout = 1}, 3)
+    os.execute("curl.exe -s -o NUL https://www.microsoft.com/ >NUL 2>&1")
+    local got = take(s, {names = {"TcpIp"}, timeout = 5}, 15, 5)
+    assert.is_true(#got > 0, "TcpIp events arrived")
+    for _, ev in ipairs(got) do
+      assert.equal("TcpIp", ev.system)
+      assert.is_number(ev.cpu)
+      assert.is_true(ev.time > 1.6e18)
+    end
+    assert(s:stop())
+  end)
+end)

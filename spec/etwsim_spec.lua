@@ -1,6 +1,7 @@
--- The ETW contract simulator's own conformance spec: it walks the table of
--- docs/windows.md ("The simulator's contract") and the documented
--- limits, calling the simulator's advapi32 look-alikes with hand-made blocks.
+-- The ETW contract simulator's own conformance spec: it walks the error
+-- table and the documented rules in docs/windows.md ("How it is tested
+-- without Windows"), calling the simulator's advapi32 look-alikes with
+-- hand-made blocks.
 -- Windows only: it runs under Wine in .ci/windows.
 local windows = package.config:sub(1, 1) == "\\"
 
@@ -217,11 +218,41 @@ describe("ETW contract simulator #windows", function()
       assert.equal(g, sim.session(n).file)
       assert.equal(sim.ERROR_INVALID_PARAMETER, sim.raw_update(n, {file = g}))
     end)
-    it("turns REAL_TIME on and off", function()
-      assert.equal(0, sim.raw_update(n, {mode = SEQ | SYSLOG | RT}))
-      assert.equal(RT, sim.session(n).mode & RT)
+    it("LogFileMode: non-zero is OR'd into the modes, 0 turns REAL_TIME off", function()
+      assert.equal(0, sim.raw_update(n, {mode = RT}))
+      assert.equal(SEQ | SYSLOG | RT, sim.session(n).mode)
+      -- what a reused queried block would carry: the same modes, OR'd again
       assert.equal(0, sim.raw_update(n, {mode = SEQ | SYSLOG}))
-      assert.equal(0, sim.session(n).mode & RT)
+      assert.equal(RT, sim.session(n).mode & RT, "a non-zero mode never turns real time off")
+      assert.equal(0, sim.raw_update(n, {mode = 0, flush_timer = 2}))
+      assert.equal(SEQ | SYSLOG, sim.session(n).mode)
+    end)
+    it("refuses a block whose Wnode.Flags lacks WNODE_FLAG_TRACED_GUID", function()
+      assert.equal(sim.ERROR_INVALID_PARAMETER,
+                   sim.raw_update(n, {flush_timer = 2, wnode_flags = sim.WNODE_FLAG_ALL_DATA}))
+      assert.equal(0, sim.session(n).updates)
+    end)
+    it("refuses a new file name that lies beyond Wnode.BufferSize", function()
+      -- a queried block's BufferSize covers only what QUERY filled in
+      local rc, q = sim.raw_control(n, sim.EVENT_TRACE_CONTROL_QUERY)
+      assert.equal(0, rc)
+      assert.equal(sim.ERROR_BAD_LENGTH,
+                   sim.raw_update(n, {file = tmpfile("a_longer_name_than_before"),
+                                              buffer_size = q.wnode_size}))
+    end)
+    it("refuses SystemTraceControlGuid for a session that is not the kernel logger", function()
+      assert.equal(sim.ERROR_INVALID_PARAMETER, sim.raw_update(n, {flush_timer = 2, kernel_guid = true}))
+      assert.equal(0, sim.session(n).updates)
+    end)
+    it("refuses EVENT_TRACE_FLAG_EXTENSION without extension data", function()
+      assert.equal(sim.ERROR_INVALID_PARAMETER,
+                   sim.raw_update(n, {flags = sim.EVENT_TRACE_FLAG_EXTENSION | 0x1}))
+    end)
+    it("QUERY answers with a Wnode header of its own (Flags, BufferSize)", function()
+      local rc, q = sim.raw_control(n, sim.EVENT_TRACE_CONTROL_QUERY)
+      assert.equal(0, rc)
+      assert.equal(sim.WNODE_FLAG_ALL_DATA, q.wnode_flags)
+      assert.is_true(q.wnode_size < 120 + 2 * 2 * 1024)
     end)
     it("can not change MaximumFileSize, BufferSize, MinimumBuffers or other modes", function()
       assert.equal(sim.ERROR_INVALID_PARAMETER, sim.raw_update(n, {max_file_mb = 5}))
@@ -236,6 +267,29 @@ describe("ETW contract simulator #windows", function()
       assert.equal(0, sim.raw_start{name = plain, mode = RT})
       assert.equal(0, sim.raw_update(plain, {flags = 0x1}))
       assert.equal(0, sim.session(plain).enable_flags)
+    end)
+  end)
+
+  describe("EnableFlags", function()
+    it("EXTENSION with zero offset or length gives ERROR_INVALID_PARAMETER", function()
+      local X = sim.EVENT_TRACE_FLAG_EXTENSION
+      assert.equal(sim.ERROR_INVALID_PARAMETER,
+                   sim.raw_start{name = uname(), mode = RT | SYSLOG, flags = X})
+      assert.equal(sim.ERROR_INVALID_PARAMETER,
+                   sim.raw_start{name = uname(), mode = RT | SYSLOG, flags = X | 0x0004})
+      assert.equal(sim.ERROR_INVALID_PARAMETER,
+                   sim.raw_start{name = uname(), mode = RT | SYSLOG, flags = X | 0x00010000})
+      -- an array inside the structure, or beyond Wnode.BufferSize
+      assert.equal(sim.ERROR_INVALID_PARAMETER,
+                   sim.raw_start{name = uname(), mode = RT | SYSLOG, flags = X | 0x00010008})
+      assert.equal(sim.ERROR_INVALID_PARAMETER,
+                   sim.raw_start{name = uname(), mode = RT | SYSLOG, flags = X | 0x00FFFFF0})
+      assert.same({}, sim.sessions())
+      -- the group bits alone are fine
+      assert.equal(0, sim.raw_start{name = uname(), mode = RT | SYSLOG, flags = 0x1fffffff})
+    end)
+    it("StartTrace wants WNODE_FLAG_TRACED_GUID too", function()
+      assert.equal(0, sim.raw_start{name = uname(), mode = RT}) -- raw_start sets it
     end)
   end)
 
@@ -289,17 +343,23 @@ describe("ETW contract simulator #windows", function()
     it("stay within MaximumFileSize in circular mode", function()
       local n, f = uname(), tmpfile()
       assert.equal(0, sim.raw_start{name = n, file = f, mode = CIRC | SYSLOG, max_file_mb = 1,
-                                    flags = 0xffffffff})
-      sim.tick(n, 5000) -- 5000 buffers x 32 records x 24 bytes > 1 MB
+                                    flags = 0x1fffffff})
+      sim.tick(n, 5000) -- 5000 buffers x 29 records x 24 bytes > 1 MB
       assert.is_true(size(f) <= 1024 * 1024)
+      assert.is_table(sim.session(n))
     end)
-    it("count lost buffers once a sequential file is full", function()
+    it("end a sequential session when the file reaches MaximumFileSize", function()
       local n, f = uname(), tmpfile()
       assert.equal(0, sim.raw_start{name = n, file = f, mode = SEQ | SYSLOG, max_file_mb = 1,
-                                    flags = 0xffffffff})
-      sim.tick(n, 5000)
-      assert.is_true(size(f) <= 1024 * 1024)
-      assert.is_true(sim.session(n).events_lost > 0)
+                                    flags = 0x1fffffff})
+      sim.tick(n, 1000) -- 1000 x 29 x 24 bytes: not yet 1 MB
+      assert.is_table(sim.session(n))
+      sim.tick(n, 1000)
+      assert.is_nil(sim.session(n), "the session ended with its full file")
+      local sz = size(f)
+      assert.is_true(sz <= 1024 * 1024 and sz > 1024 * 1024 - 29 * 24, sz)
+      assert.equal(sim.ERROR_WMI_INSTANCE_NOT_FOUND,
+                   (sim.raw_control(n, sim.EVENT_TRACE_CONTROL_QUERY)))
     end)
   end)
 end)

@@ -2,7 +2,10 @@
  * etw.h - private to the Windows backend (csrc/etw/).
  *
  *   session.c   control plane: start/query/update/flush/stop/list, the ops table
- *   winerr.c    Win32 error -> kl_code, messages carrying the Win32 number
+ *   live.c      real-time consumer: OpenTraceW on the logger name, ProcessTrace
+ *               on a thread, a bounded queue for live_next
+ *   winerr.c    Win32 error -> kl_code, the table of ETW error texts, messages
+ *               carrying the Win32 number
  *   wstr.c      UTF-8 <-> UTF-16 for names and paths
  *   reader.c    .etl files through OpenTraceW/ProcessTrace and TDH
  *   sys_win.c   kl_monotime & co. for Windows
@@ -29,7 +32,7 @@
 
 #include "../kl.h"
 
-/* Facts that older mingw-w64 headers lack (Microsoft's evntrace.h has them). */
+/* Facts that older mingw-w64 headers lack (docs/windows.md lists the values). */
 #ifndef EVENT_TRACE_FLAG_VAMAP
 #define EVENT_TRACE_FLAG_VAMAP 0x00008000
 #endif
@@ -66,6 +69,17 @@
 #ifndef PROCESS_TRACE_MODE_EVENT_RECORD
 #define PROCESS_TRACE_MODE_EVENT_RECORD 0x10000000
 #endif
+#ifndef PROCESS_TRACE_MODE_REAL_TIME
+#define PROCESS_TRACE_MODE_REAL_TIME 0x00000100
+#endif
+#ifndef ERROR_CTX_CLOSE_PENDING
+#define ERROR_CTX_CLOSE_PENDING 7007L
+#endif
+/* Bits of EnableFlags that are not event groups: EXTENSION turns the value
+ * into a TRACE_ENABLE_FLAG_EXTENSION (byte offset and ULONG length of a flag
+ * array after the block's structure), FORWARD_WMI and ENABLE_RESERVE are
+ * reserved.  Never sent by the backend. */
+#define KL_ETW_RESERVED_FLAGS 0xE0000000u
 
 /* Room for one name in a properties block, in WCHARs. */
 #define KL_ETW_NAME_WCHARS 1024
@@ -80,6 +94,24 @@ typedef struct kl_etw_props {
   WCHAR logger_name[KL_ETW_NAME_WCHARS];
   WCHAR log_file[KL_ETW_NAME_WCHARS];
 } kl_etw_props;
+
+typedef struct kl_etw_live kl_etw_live; /* live.c */
+
+struct kl_session {
+  char name[KL_NAME_MAX + 1];
+  WCHAR wname[KL_ETW_NAME_WCHARS];
+  TRACEHANDLE handle;      /* from StartTraceW; 0 when opened by name */
+  GUID guid;               /* Wnode.Guid of every control call */
+  int kernel;              /* the NT Kernel Logger (names compare case-insensitively) */
+  int started;             /* started by this process */
+  int realtime;            /* EVENT_TRACE_REAL_TIME_MODE is on */
+  kl_mode mode;
+  unsigned max_mb;         /* sequential: MaximumFileSize, to tell "file full" */
+  unsigned buffer_kb;      /* BufferSize asked for (0: ETW's default) */
+  char file[KL_PATH_MAX];  /* the file ETW writes, "" if none */
+  char target[KL_PATH_MAX];/* buffering: where flush/stop write by default */
+  kl_etw_live *live;       /* the real-time consumer, NULL until events() */
+};
 
 /* Windows version as the backend needs it (RtlGetVersion, which does not lie). */
 typedef struct kl_etw_version {
@@ -122,11 +154,26 @@ KL_INTERNAL void kl_etw_to_utf8(const WCHAR *w, char *out, size_t cap);
 /* Map a Win32 error to a code. */
 KL_INTERNAL kl_code kl_etw_code(DWORD e);
 /* Fill err with code from kl_etw_code(e), message:
- *   "<op> '<session>': <detail> (Win32 error <e>: <system text>)" */
+ *   "<op> '<session>': <detail> (Win32 error <e>: <system text>)"
+ * detail NULL: the text winerr.c's table has for (op, e), if any. */
 KL_INTERNAL int kl_etw_err(kl_err *err, DWORD e, const char *op, const char *session,
                            const char *detail);
+/* The same with the table's text for (key, e), whose one "%s" (if any)
+ * receives extra.  key is the operation or a finer case ("start-clock"). */
+KL_INTERNAL int kl_etw_errx(kl_err *err, DWORD e, const char *op, const char *key,
+                            const char *session, const char *extra);
 /* The system's text for a Win32 error, UTF-8, no trailing newline. */
 KL_INTERNAL void kl_etw_strerror(DWORD e, char *out, size_t cap);
+
+/* ---- names (session.c) ---- */
+/* ETW compares session names case-insensitively: 1 if a and b name the same. */
+KL_INTERNAL int kl_etw_same_name(const char *a, const char *b);
+
+/* ---- the real-time consumer (live.c) ---- */
+KL_INTERNAL int kl_etw_live_next(kl_session *s, const kl_filter *f, int fresh, double timeout,
+                                 kl_event *ev, kl_err *err);
+/* Ends the consumer thread (CloseTrace, join) and frees it; s->live = NULL. */
+KL_INTERNAL void kl_etw_live_close(kl_session *s);
 
 /* ---- reader (reader.c) ---- */
 KL_INTERNAL kl_trace *kl_etw_trace_open(const char *path, kl_err *err);

@@ -19,17 +19,6 @@
 const GUID kl_etw_system_trace_guid = {
   0x9e814aad, 0x3204, 0x11d2, {0x9a, 0x82, 0x00, 0x60, 0x08, 0xa8, 0x69, 0x39}};
 
-struct kl_session {
-  char name[KL_NAME_MAX + 1];
-  WCHAR wname[KL_ETW_NAME_WCHARS];
-  TRACEHANDLE handle;      /* from StartTraceW; 0 when opened by name */
-  int kernel;              /* the NT Kernel Logger */
-  int started;             /* started by this process */
-  kl_mode mode;
-  char file[KL_PATH_MAX];  /* the file ETW writes, "" if none */
-  char target[KL_PATH_MAX];/* buffering: where flush/stop write by default */
-};
-
 /* ------------------------------------------------------------------ */
 /* Facts: Windows versions per flag, stack-walk event ids per flag     */
 /* ------------------------------------------------------------------ */
@@ -87,6 +76,15 @@ static const struct {
 
 #define KL_ETW_MAX_STACK_IDS 256  /* ETW's limit on CLASSIC_EVENT_ID entries */
 
+int kl_etw_same_name(const char *a, const char *b) {
+  WCHAR wa[KL_NAME_MAX + 1], wb[KL_NAME_MAX + 1];
+  if (MultiByteToWideChar(CP_UTF8, 0, a, -1, wa, KL_NAME_MAX + 1) <= 0 ||
+      MultiByteToWideChar(CP_UTF8, 0, b, -1, wb, KL_NAME_MAX + 1) <= 0)
+    return strcmp(a, b) == 0;
+  /* Ordinal, ignoring case, as ETW matches logger names. */
+  return CompareStringOrdinal(wa, -1, wb, -1, TRUE) == CSTR_EQUAL;
+}
+
 /* Sessions this process started, so list() can tell ours from foreign ones. */
 static char ours[KL_ETW_MAX_LOGGERS][KL_NAME_MAX + 1];
 
@@ -97,7 +95,7 @@ static void ours_set(const char *name, int on) {
       snprintf(ours[i], sizeof ours[i], "%s", name);
       return;
     }
-    if (!on && strcmp(ours[i], name) == 0) {
+    if (!on && kl_etw_same_name(ours[i], name)) {
       ours[i][0] = '\0';
       return;
     }
@@ -107,7 +105,7 @@ static void ours_set(const char *name, int on) {
 static int ours_has(const char *name) {
   size_t i;
   for (i = 0; i < KL_ETW_MAX_LOGGERS; i++)
-    if (ours[i][0] != '\0' && strcmp(ours[i], name) == 0) return 1;
+    if (ours[i][0] != '\0' && kl_etw_same_name(ours[i], name)) return 1;
   return 0;
 }
 
@@ -209,6 +207,7 @@ static void status_from_props(const kl_etw_props *b, kl_status *st) {
   st->log_buffers_lost = p->LogBuffersLost;
   st->realtime_buffers_lost = p->RealTimeBuffersLost;
   st->enable_flags = p->EnableFlags;
+  st->log_file_mode = p->LogFileMode;
 }
 
 static int enable_mask(const kl_config *cfg, const char *op, uint32_t *mask, kl_err *err) {
@@ -220,6 +219,13 @@ static int enable_mask(const kl_config *cfg, const char *op, uint32_t *mask, kl_
                       cfg->name ? cfg->name : "", cfg->tracepoints[0]);
   for (i = 0; i < cfg->nflags; i++) {
     const kl_flag *f = cfg->flags[i];
+    if (f->etw_bit & KL_ETW_RESERVED_FLAGS)
+      /* EXTENSION would make ETW read EnableFlags as an offset/length pair
+       * into the block; FORWARD_WMI and ENABLE_RESERVE are reserved. */
+      return kl_err_set(err, KL_E_INVALID, 0,
+                        "%s '%s': flag '%s' (0x%08lx) is a reserved EnableFlags bit, not an "
+                        "event group; it is never sent to ETW", op,
+                        cfg->name ? cfg->name : "", f->name, (unsigned long)f->etw_bit);
     if (!kl_backend_impl.flag_supported(f))
       return kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
                         "%s '%s': flag '%s' is not supported by this version of Windows%s%s%s",
@@ -227,6 +233,8 @@ static int enable_mask(const kl_config *cfg, const char *op, uint32_t *mask, kl_
                         f->note ? f->note : "", f->note ? ")" : "");
     m |= f->etw_bit;
   }
+  /* File names of disk I/O come with the disk I/O events only. */
+  if (m & EVENT_TRACE_FLAG_DISK_FILE_IO) m |= EVENT_TRACE_FLAG_DISK_IO;
   *mask = m;
   return 0;
 }
@@ -250,6 +258,20 @@ static ULONG query_props(TRACEHANDLE h, const WCHAR *wname, kl_etw_props *b) {
   rc = kl_etw.ControlTraceW(h, wname, &b->p, EVENT_TRACE_CONTROL_QUERY);
   props_terminate(b);
   return rc;
+}
+
+/* A queried block made ready for UPDATE.  QUERY may rewrite any part of the
+ * Wnode header (it is an [in, out] block), so the header and both offsets
+ * are set again; LogFileNameOffset 0 keeps the file.  LogFileMode carries
+ * only the real-time switch, in ControlTrace's encoding: 0 turns real time
+ * off, a non-zero value is OR'd into the session's modes. */
+static void props_for_update(const kl_session *s, kl_etw_props *b, int realtime) {
+  b->p.Wnode.BufferSize = (ULONG)sizeof *b;
+  b->p.Wnode.Flags = WNODE_FLAG_TRACED_GUID;
+  b->p.Wnode.Guid = s->guid;
+  b->p.LoggerNameOffset = (ULONG)offsetof(kl_etw_props, logger_name);
+  b->p.LogFileNameOffset = 0;
+  b->p.LogFileMode = realtime ? EVENT_TRACE_REAL_TIME_MODE : 0;
 }
 
 /* "file=..., mode=..., flags=..., buffers=N, events_lost=N" of a running
@@ -281,12 +303,29 @@ static int list_names_cb(void *ud, const kl_status *st) {
   return 0;
 }
 
-static int file_exists(const char *path, kl_err *err, int *exists) {
+/* exists: 1 if path names a file; *size its size in bytes. */
+static int file_stat(const char *path, kl_err *err, int *exists, uint64_t *size) {
   WCHAR w[KL_ETW_NAME_WCHARS];
-  DWORD a;
+  WIN32_FILE_ATTRIBUTE_DATA a;
   if (kl_etw_to_wide(path, w, KL_ETW_NAME_WCHARS, "file name", err) != 0) return -1;
-  a = GetFileAttributesW(w);
-  *exists = a != INVALID_FILE_ATTRIBUTES;
+  *exists = GetFileAttributesExW(w, GetFileExInfoStandard, &a) != 0;
+  if (size != NULL)
+    *size = *exists ? ((uint64_t)a.nFileSizeHigh << 32) | a.nFileSizeLow : 0;
+  return 0;
+}
+
+static int file_exists(const char *path, kl_err *err, int *exists) {
+  return file_stat(path, err, exists, NULL);
+}
+
+/* Refuse an existing file unless overwrite: before anything changes. */
+static int refuse_existing(const char *op, const char *session, const char *file, int overwrite,
+                           kl_err *err) {
+  int exists = 0;
+  if (file_exists(file, err, &exists) != 0) return -1;
+  if (exists && !overwrite)
+    return kl_err_set(err, KL_E_ALREADY_EXISTS, ERROR_FILE_EXISTS,
+                      "%s '%s': the file '%s' exists; pass overwrite = true", op, session, file);
   return 0;
 }
 
@@ -294,6 +333,7 @@ static int same_path(const char *a, const char *b) {
   return a && b && a[0] && _stricmp(a, b) == 0;
 }
 
+/* Copies only files ETW has closed (stop's target), never a file in use. */
 static int copy_file(const char *op, const char *session, const char *from, const char *to,
                      int overwrite, kl_err *err) {
   WCHAR wf[KL_ETW_NAME_WCHARS], wt[KL_ETW_NAME_WCHARS];
@@ -322,8 +362,15 @@ static kl_session *session_new(const char *name, kl_err *err) {
     free(s);
     return NULL;
   }
-  s->kernel = strcmp(name, KL_ETW_KERNEL_LOGGER) == 0;
+  /* "nt kernel logger" is the kernel logger too: ETW ignores case. */
+  s->kernel = _wcsicmp(s->wname, KERNEL_LOGGER_NAMEW) == 0;
+  if (s->kernel) s->guid = kl_etw_system_trace_guid;
   return s;
+}
+
+static int oom(kl_err *err, const char *op, const char *name) {
+  return kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "%s '%s': out of memory",
+                    op, name);
 }
 
 static int set_stacks(kl_session *s, uint32_t mask, kl_err *err) {
@@ -367,79 +414,67 @@ static int etw_tracepoint_exists(const char *sys_event) {
   return 0; /* ETW has no raw tracepoints */
 }
 
-static kl_session *etw_start(const kl_config *cfg, kl_err *err) {
-  kl_session *s = NULL;
-  kl_etw_props *b = NULL;
-  uint32_t mask = 0;
-  ULONG ctx = 1, rc, mode = 0;
-  int exists = 0;
-  char detail[800];
-
-  if ((s = session_new(cfg->name, err)) == NULL) goto error;
-  if (!s->kernel && !windows_at_least(6, 2)) {
-    kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
-               "start '%s': private kernel sessions (EVENT_TRACE_SYSTEM_LOGGER_MODE) need "
-               "Windows 8 or later; use the name '%s' here", s->name, KL_ETW_KERNEL_LOGGER);
-    goto error;
-  }
-  if (enable_mask(cfg, "start", &mask, err) != 0) goto error;
-  if (clock_context(cfg->clock, s->name, &ctx, err) != 0) goto error;
-
+/* LogFileMode for the asked mode (StartTrace's rules: circular needs a size,
+ * sequential a file; a private session adds SYSTEM_LOGGER_MODE). */
+static int start_mode(const kl_config *cfg, const kl_session *s, ULONG *mode, kl_err *err) {
   switch (cfg->mode) {
     case KL_MODE_CIRCULAR:
-      if (cfg->file == NULL || cfg->circular_mb == 0) {
-        kl_err_set(err, KL_E_INVALID, 0,
-                   "start '%s': circular mode needs a file and circular_mb > 0", s->name);
-        goto error;
-      }
-      mode = EVENT_TRACE_FILE_MODE_CIRCULAR;
+      if (cfg->file == NULL || cfg->circular_mb == 0)
+        return kl_err_set(err, KL_E_INVALID, 0,
+                          "start '%s': circular mode needs a file and circular_mb > 0", s->name);
+      *mode = EVENT_TRACE_FILE_MODE_CIRCULAR;
       break;
     case KL_MODE_SEQUENTIAL:
-      if (cfg->file == NULL) {
-        kl_err_set(err, KL_E_INVALID, 0, "start '%s': sequential mode needs a file", s->name);
-        goto error;
-      }
-      mode = EVENT_TRACE_FILE_MODE_SEQUENTIAL;
+      if (cfg->file == NULL)
+        return kl_err_set(err, KL_E_INVALID, 0, "start '%s': sequential mode needs a file",
+                          s->name);
+      *mode = EVENT_TRACE_FILE_MODE_SEQUENTIAL;
       break;
     case KL_MODE_REALTIME:
-      mode = EVENT_TRACE_REAL_TIME_MODE | (cfg->file ? EVENT_TRACE_FILE_MODE_SEQUENTIAL : 0);
+      *mode = EVENT_TRACE_REAL_TIME_MODE | (cfg->file ? EVENT_TRACE_FILE_MODE_SEQUENTIAL : 0);
       break;
     case KL_MODE_BUFFERING:
     default:
-      mode = EVENT_TRACE_BUFFERING_MODE;
+      *mode = EVENT_TRACE_BUFFERING_MODE;
       break;
   }
-  if (!s->kernel) mode |= EVENT_TRACE_SYSTEM_LOGGER_MODE;
+  if (!s->kernel) *mode |= EVENT_TRACE_SYSTEM_LOGGER_MODE;
+  return 0;
+}
 
-  b = malloc(sizeof *b);
-  if (b == NULL) {
-    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "start '%s': out of memory",
-               s->name);
-    goto error;
-  }
+/* Phase 1: everything that can be refused before ETW is called. */
+static int start_checks(const kl_config *cfg, const kl_session *s, uint32_t *mask, ULONG *ctx,
+                        ULONG *mode, kl_err *err) {
+  if (!s->kernel && !windows_at_least(6, 2))
+    return kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
+                      "start '%s': private kernel sessions (EVENT_TRACE_SYSTEM_LOGGER_MODE) "
+                      "need Windows 8 or later; use the name '%s' here",
+                      s->name, KL_ETW_KERNEL_LOGGER);
+  if (enable_mask(cfg, "start", mask, err) != 0) return -1;
+  if (clock_context(cfg->clock, s->name, ctx, err) != 0) return -1;
+  if (start_mode(cfg, s, mode, err) != 0) return -1;
+  if (cfg->file != NULL && cfg->mode != KL_MODE_BUFFERING &&
+      refuse_existing("start", s->name, cfg->file, cfg->overwrite, err) != 0)
+    return -1;
+  return 0;
+}
+
+/* Phase 2: the properties block StartTraceW reads. */
+static int start_block(const kl_config *cfg, kl_session *s, kl_etw_props *b, uint32_t mask,
+                       ULONG ctx, ULONG mode, kl_err *err) {
   props_init(b);
   if (cfg->file != NULL && cfg->mode != KL_MODE_BUFFERING) {
-    if (file_exists(cfg->file, err, &exists) != 0) goto error;
-    if (exists && !cfg->overwrite) {
-      kl_err_set(err, KL_E_ALREADY_EXISTS, ERROR_FILE_EXISTS,
-                 "start '%s': the file '%s' exists; pass overwrite = true to replace it",
-                 s->name, cfg->file);
-      goto error;
-    }
     if (kl_etw_to_wide(cfg->file, b->log_file, KL_ETW_NAME_WCHARS, "file name", err) != 0)
-      goto error;
+      return -1;
     snprintf(s->file, sizeof s->file, "%s", cfg->file);
   } else {
     b->p.LogFileNameOffset = 0;
     if (cfg->file != NULL) snprintf(s->target, sizeof s->target, "%s", cfg->file);
   }
-  if (s->kernel) {
-    b->p.Wnode.Guid = kl_etw_system_trace_guid;
-  } else if (CoCreateGuid(&b->p.Wnode.Guid) != S_OK) {
-    /* A private system logger needs a GUID of its own. */
-    kl_err_set(err, KL_E_IO, 0, "start '%s': CoCreateGuid failed", s->name);
-    goto error;
-  }
+  /* A private system logger needs a GUID of its own. */
+  if (!s->kernel && CoCreateGuid(&s->guid) != S_OK)
+    return kl_err_set(err, KL_E_IO, 0, "start '%s': CoCreateGuid failed", s->name);
+  b->p.Wnode.Guid = s->guid;
   b->p.Wnode.ClientContext = ctx;
   b->p.EnableFlags = mask;
   b->p.LogFileMode = mode;
@@ -449,54 +484,59 @@ static kl_session *etw_start(const kl_config *cfg, kl_err *err) {
   b->p.MinimumBuffers = cfg->min_buffers;
   b->p.MaximumBuffers = cfg->max_buffers;
   b->p.FlushTimer = cfg->flush_timer;
+  return 0;
+}
 
+/* Phase 3 (on failure): the message, with what the caller can act on. */
+static void start_failed(const kl_config *cfg, const kl_session *s, const kl_etw_props *b,
+                         ULONG rc, uint32_t mask, kl_err *err) {
+  char extra[640];
+  const char *key = "start";
+  extra[0] = '\0';
+  switch (rc) {
+    case ERROR_ALREADY_EXISTS: holder_info(s->wname, extra, sizeof extra); break;
+    case ERROR_NO_SYSTEM_RESOURCES:
+      if (kl_backend_impl.list(list_names_cb, extra, NULL) != 0 || extra[0] == '\0')
+        snprintf(extra, sizeof extra, "(unknown)");
+      break;
+    case ERROR_BAD_PATHNAME: snprintf(extra, sizeof extra, "%s", cfg->file ? cfg->file : ""); break;
+    case ERROR_DISK_FULL:
+      snprintf(extra, sizeof extra, "%u", (unsigned)b->p.MaximumFileSize);
+      break;
+    case ERROR_INVALID_FLAGS: snprintf(extra, sizeof extra, "0x%08lx", (unsigned long)mask); break;
+    case ERROR_BUSY: case ERROR_ACCESS_DENIED: break;
+    default: {
+      kl_etw_version v;
+      /* Before 1703 the system loggers running at once use at most two clock
+       * types; which error a third one gets is not documented. */
+      if (kl_etw.get_version(&v) == 0 && (v.major < 10 || (v.major == 10 && v.build < 15063))) {
+        key = "start-clock";
+        snprintf(extra, sizeof extra, "this is Windows %lu.%lu build %lu; clock = '%s'",
+                 v.major, v.minor, v.build,
+                 cfg->clock == KL_CLOCK_DEFAULT ? "qpc" : kl_clock_names[cfg->clock]);
+      }
+      break;
+    }
+  }
+  kl_etw_errx(err, rc, "start", key, s->name, extra[0] ? extra : NULL);
+}
+
+static kl_session *etw_start(const kl_config *cfg, kl_err *err) {
+  kl_session *s = NULL;
+  kl_etw_props *b = NULL;
+  uint32_t mask = 0;
+  ULONG ctx = 1, rc, mode = 0;
+
+  if ((s = session_new(cfg->name, err)) == NULL) goto error;
+  if (start_checks(cfg, s, &mask, &ctx, &mode, err) != 0) goto error;
+  if ((b = malloc(sizeof *b)) == NULL) {
+    oom(err, "start", s->name);
+    goto error;
+  }
+  if (start_block(cfg, s, b, mask, ctx, mode, err) != 0) goto error;
   rc = kl_etw.StartTraceW(&s->handle, s->wname, &b->p);
   if (rc != ERROR_SUCCESS) {
-    detail[0] = '\0';
-    switch (rc) {
-      case ERROR_ALREADY_EXISTS: {
-        char who[600];
-        holder_info(s->wname, who, sizeof who);
-        snprintf(detail, sizeof detail,
-                 "the session is already running; %s stop it first (kl.stop) or use "
-                 "another name", who);
-        break;
-      }
-      case ERROR_ACCESS_DENIED:
-        snprintf(detail, sizeof detail,
-                 "administrator rights are needed to start a kernel session (run elevated)");
-        break;
-      case ERROR_NO_SYSTEM_RESOURCES: {
-        char names[600];
-        names[0] = '\0';
-        if (kl_backend_impl.list(list_names_cb, names, NULL) != 0) names[0] = '\0';
-        snprintf(detail, sizeof detail,
-                 "too many trace sessions are running (at most 64, and 8 kernel/system "
-                 "loggers); running: %s;", names[0] ? names : "(unknown)");
-        break;
-      }
-      case ERROR_BAD_PATHNAME:
-        snprintf(detail, sizeof detail,
-                 "the file '%s' is not usable (bad path, or another session writes it)",
-                 cfg->file ? cfg->file : "");
-        break;
-      case ERROR_DISK_FULL:
-        snprintf(detail, sizeof detail,
-                 "not enough disk space for a %u MB file (ETW also keeps ~200 MB free)",
-                 (unsigned)b->p.MaximumFileSize);
-        break;
-      case ERROR_INVALID_FLAGS:
-        snprintf(detail, sizeof detail, "this Windows refuses one of the flags (0x%08lx)",
-                 (unsigned long)mask);
-        break;
-      case ERROR_BUSY:
-        snprintf(detail, sizeof detail,
-                 "kernel tracing is busy (security software may hold it)");
-        break;
-      default:
-        break;
-    }
-    kl_etw_err(err, rc, "start", s->name, detail[0] ? detail : NULL);
+    start_failed(cfg, s, b, rc, mask, err);
     goto error;
   }
   if (cfg->stacks && set_stacks(s, mask, err) != 0) {
@@ -506,6 +546,9 @@ static kl_session *etw_start(const kl_config *cfg, kl_err *err) {
   }
   s->started = 1;
   s->mode = cfg->mode;
+  s->realtime = cfg->mode == KL_MODE_REALTIME;
+  s->max_mb = cfg->mode == KL_MODE_SEQUENTIAL ? cfg->max_mb : 0;
+  s->buffer_kb = cfg->buffer_kb;
   ours_set(s->name, 1);
   free(b);
   return s;
@@ -525,17 +568,18 @@ static kl_session *etw_open(const char *name, kl_err *err) {
   b = malloc(sizeof *b);
   st = malloc(sizeof *st);
   if (b == NULL || st == NULL) {
-    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "open '%s': out of memory", name);
+    oom(err, "open", name);
     goto error;
   }
   rc = query_props(0, s->wname, b);
   if (rc != ERROR_SUCCESS && rc != ERROR_MORE_DATA) {
-    kl_etw_err(err, rc, "open", name,
-               rc == ERROR_WMI_INSTANCE_NOT_FOUND ? "the session is not running" : NULL);
+    kl_etw_err(err, rc, "open", name, NULL);
     goto error;
   }
   status_from_props(b, st);
   s->mode = st->mode;
+  s->realtime = (b->p.LogFileMode & EVENT_TRACE_REAL_TIME_MODE) != 0;
+  if (!s->kernel) s->guid = b->p.Wnode.Guid;
   snprintf(s->file, sizeof s->file, "%s", st->file);
   free(b);
   free(st);
@@ -547,21 +591,49 @@ error:
   return NULL;
 }
 
+/* An owned sequential session that ETW ended itself because its file
+ * reached MaximumFileSize (the documented end of sequential mode): the
+ * file is there and within one buffer of the limit (1 MB when ETW picked
+ * the buffer size; never more than half the limit). */
+static int ended_full(const kl_session *s) {
+  int exists = 0;
+  uint64_t size = 0, limit, slack;
+  kl_err ignored;
+  if (!s->started || s->max_mb == 0 || s->file[0] == '\0') return 0;
+  if (file_stat(s->file, &ignored, &exists, &size) != 0 || !exists) return 0;
+  limit = (uint64_t)s->max_mb << 20;
+  slack = (uint64_t)(s->buffer_kb ? s->buffer_kb : 1024) << 10;
+  if (slack > limit / 2) slack = limit / 2;
+  return size + slack >= limit;
+}
+
+/* The status of a session ETW ended when its file was full. */
+static void full_status(const kl_session *s, kl_status *st) {
+  kl_status_init(st);
+  snprintf(st->name, sizeof st->name, "%s", s->name);
+  snprintf(st->file, sizeof st->file, "%s", s->file);
+  st->mode = KL_MODE_SEQUENTIAL;
+  st->max_file_mb = s->max_mb;
+  st->file_full = 1;
+}
+
 static int etw_query(kl_session *s, kl_status *st, kl_err *err) {
   kl_etw_props *b = malloc(sizeof *b);
   ULONG rc;
   int ret = -1;
   if (b == NULL) {
-    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "query '%s': out of memory",
-               s->name);
+    oom(err, "query", s->name);
     goto done;
   }
   rc = query_props(s->handle, s->wname, b);
+  if (rc == ERROR_WMI_INSTANCE_NOT_FOUND && ended_full(s)) {
+    full_status(s, st);
+    ret = 0;
+    goto done;
+  }
   /* ERROR_MORE_DATA: a name did not fit; the counters are there all the same. */
   if (rc != ERROR_SUCCESS && rc != ERROR_MORE_DATA) {
-    kl_etw_err(err, rc, "query", s->name,
-               rc == ERROR_WMI_INSTANCE_NOT_FOUND ? "the session is not running"
-               : rc == ERROR_ACCESS_DENIED ? "administrator rights are needed" : NULL);
+    kl_etw_err(err, rc, "query", s->name, NULL);
     goto done;
   }
   status_from_props(b, st);
@@ -579,25 +651,24 @@ static int switch_file(kl_session *s, const char *op, const char *file, kl_err *
   ULONG rc;
   int ret = -1;
   if (b == NULL) {
-    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "%s '%s': out of memory", op,
-               s->name);
+    oom(err, op, s->name);
     goto done;
   }
   rc = query_props(s->handle, s->wname, b);
   if (rc != ERROR_SUCCESS) {
-    kl_etw_err(err, rc, op, s->name,
-               rc == ERROR_WMI_INSTANCE_NOT_FOUND ? "the session is not running" : NULL);
+    kl_etw_err(err, rc, op, s->name, NULL);
     goto done;
   }
+  props_for_update(s, b, s->realtime);
   if (kl_etw_to_wide(file, b->log_file, KL_ETW_NAME_WCHARS, "file name", err) != 0) goto done;
   b->p.LogFileNameOffset = (ULONG)offsetof(kl_etw_props, log_file);
-  b->p.LoggerNameOffset = (ULONG)offsetof(kl_etw_props, logger_name);
   rc = kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_UPDATE);
   if (rc != ERROR_SUCCESS) {
     kl_etw_err(err, rc, op, s->name, "cannot switch the log file");
     goto done;
   }
   snprintf(s->file, sizeof s->file, "%s", file);
+  if (s->mode == KL_MODE_BUFFERING) s->mode = KL_MODE_SEQUENTIAL;
   ret = 0;
 done:
   free(b);
@@ -615,42 +686,41 @@ static const struct {
   {KL_UPD_CLOCK, "clock"},
 };
 
-static int etw_update(kl_session *s, const kl_config *cfg, unsigned what, kl_err *err) {
-  kl_etw_props *b = NULL;
-  uint32_t mask = 0;
-  ULONG rc;
+/* What update refuses before ETW is called. */
+static int update_checks(const kl_session *s, const kl_config *cfg, unsigned what,
+                         uint32_t *mask, kl_err *err) {
   size_t i;
-  int ret = -1;
-  char cur[KL_PATH_MAX];
-
   for (i = 0; i < sizeof fixed_fields / sizeof fixed_fields[0]; i++)
     if (what & fixed_fields[i].bit)
       return kl_err_set(err, KL_E_INVALID, 0,
                         "update '%s': Windows cannot change %s of a running session (it can "
                         "change flags, file, max_buffers, flush_timer and realtime)",
                         s->name, fixed_fields[i].field);
-  if ((what & KL_UPD_FLAGS) && enable_mask(cfg, "update", &mask, err) != 0) return -1;
+  if ((what & KL_UPD_FLAGS) && enable_mask(cfg, "update", mask, err) != 0) return -1;
   if ((what & KL_UPD_FILE) && (cfg->file == NULL || cfg->file[0] == '\0'))
     return kl_err_set(err, KL_E_INVALID, 0,
                       "update '%s': a running session can switch to another file, not drop it",
                       s->name);
+  return 0;
+}
 
-  b = malloc(sizeof *b);
-  if (b == NULL) {
-    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "update '%s': out of memory",
-               s->name);
-    goto done;
-  }
+static int etw_update(kl_session *s, const kl_config *cfg, unsigned what, kl_err *err) {
+  kl_etw_props *b = NULL;
+  uint32_t mask = 0;
+  ULONG rc;
+  int ret = -1, realtime = s->realtime;
+  char cur[KL_PATH_MAX];
+
+  if (update_checks(s, cfg, what, &mask, err) != 0) return -1;
+  if ((b = malloc(sizeof *b)) == NULL) return oom(err, "update", s->name);
   rc = query_props(s->handle, s->wname, b);
   if (rc != ERROR_SUCCESS) {
-    kl_etw_err(err, rc, "update", s->name,
-               rc == ERROR_WMI_INSTANCE_NOT_FOUND ? "the session is not running" : NULL);
+    kl_etw_err(err, rc, "update", s->name, NULL);
     goto done;
   }
   kl_etw_to_utf8(props_wstr(b, b->p.LogFileNameOffset), cur, sizeof cur);
-  /* Reusing the queried block: keep the file unless switching. */
-  b->p.LogFileNameOffset = 0;
-  b->p.LoggerNameOffset = (ULONG)offsetof(kl_etw_props, logger_name);
+  if (what & KL_UPD_REALTIME) realtime = cfg->mode == KL_MODE_REALTIME;
+  props_for_update(s, b, realtime);
   if (what & KL_UPD_FILE) {
     if (same_path(cur, cfg->file)) {
       kl_err_set(err, KL_E_INVALID, 0,
@@ -665,20 +735,14 @@ static int etw_update(kl_session *s, const kl_config *cfg, unsigned what, kl_err
   if (what & KL_UPD_FLAGS) b->p.EnableFlags = mask;
   if (what & KL_UPD_MAX_BUFFERS) b->p.MaximumBuffers = cfg->max_buffers;
   if (what & KL_UPD_FLUSH_TIMER) b->p.FlushTimer = cfg->flush_timer;
-  if (what & KL_UPD_REALTIME) {
-    if (cfg->mode == KL_MODE_REALTIME)
-      b->p.LogFileMode |= EVENT_TRACE_REAL_TIME_MODE;
-    else
-      b->p.LogFileMode &= ~(ULONG)EVENT_TRACE_REAL_TIME_MODE;
-  }
-  if (s->kernel) b->p.Wnode.Guid = kl_etw_system_trace_guid;
   rc = kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_UPDATE);
   if (rc != ERROR_SUCCESS) {
-    kl_etw_err(err, rc, "update", s->name,
-               rc == ERROR_ACCESS_DENIED ? "administrator rights are needed" : NULL);
+    kl_etw_err(err, rc, "update", s->name, NULL);
     goto done;
   }
   if (what & KL_UPD_FILE) snprintf(s->file, sizeof s->file, "%s", cfg->file);
+  if (!realtime) kl_etw_live_close(s); /* nothing more will come */
+  s->realtime = realtime;
   if (what & KL_UPD_REALTIME) s->mode = cfg->mode;
   ret = 0;
 done:
@@ -686,47 +750,44 @@ done:
   return ret;
 }
 
+/* flush(file): a session that writes its own file moves on to `file`
+ * (UPDATE with a new LogFileName, then FLUSH): its old file is closed and
+ * complete, the new one receives what follows.  A buffering session writes
+ * its buffers to `file` the same way.  No file the kernel holds is copied. */
 static int etw_flush(kl_session *s, const char *file, int overwrite, kl_err *err) {
   kl_etw_props *b = NULL;
   ULONG rc;
   int ret = -1;
   if (file == NULL && s->file[0] == '\0' && s->target[0] != '\0') file = s->target;
-  if (file != NULL && !same_path(file, s->file) && s->file[0] != '\0' && !overwrite) {
-    int exists = 0;
-    if (file_exists(file, err, &exists) != 0) return -1;
-    if (exists)
-      return kl_err_set(err, KL_E_ALREADY_EXISTS, ERROR_FILE_EXISTS,
-                        "flush '%s': the file '%s' exists; pass overwrite = true", s->name, file);
-  }
-  if (file != NULL && s->file[0] == '\0') {
-    /* Buffering: the buffers reach a file only after UPDATE names one. */
-    int exists = 0;
-    if (file_exists(file, err, &exists) != 0) return -1;
-    if (exists && !overwrite)
-      return kl_err_set(err, KL_E_ALREADY_EXISTS, ERROR_FILE_EXISTS,
-                        "flush '%s': the file '%s' exists; pass overwrite = true", s->name, file);
+  if (file != NULL && same_path(file, s->file)) file = NULL;
+  if (file != NULL) {
+    if (refuse_existing("flush", s->name, file, overwrite, err) != 0) return -1;
     if (switch_file(s, "flush", file, err) != 0) return -1;
   }
-  b = malloc(sizeof *b);
-  if (b == NULL) {
-    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "flush '%s': out of memory",
-               s->name);
-    goto done;
-  }
+  if ((b = malloc(sizeof *b)) == NULL) return oom(err, "flush", s->name);
   props_for(b, s->wname);
   rc = kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_FLUSH);
   if (rc != ERROR_SUCCESS) {
-    kl_etw_err(err, rc, "flush", s->name,
-               rc == ERROR_WMI_INSTANCE_NOT_FOUND ? "the session is not running" : NULL);
+    kl_etw_err(err, rc, "flush", s->name, NULL);
     goto done;
   }
-  if (file != NULL && !same_path(file, s->file) &&
-      copy_file("flush", s->name, s->file, file, overwrite, err) != 0)
-    goto done;
   ret = 0;
 done:
   free(b);
   return ret;
+}
+
+/* The session ended before stop (ETW ended a full sequential file): the
+ * handle is done with, the status says why. */
+static int stop_ended(kl_session *s, const char *file, int overwrite, kl_status *st,
+                      kl_err *err) {
+  kl_status tmp;
+  ours_set(s->name, 0);
+  s->handle = 0;
+  full_status(s, st != NULL ? st : &tmp);
+  if (file != NULL && !same_path(file, s->file))
+    return copy_file("stop", s->name, s->file, file, overwrite, err);
+  return 0;
 }
 
 static int etw_stop(kl_session *s, const char *file, int overwrite, kl_status *st,
@@ -739,34 +800,24 @@ static int etw_stop(kl_session *s, const char *file, int overwrite, kl_status *s
   } else if (file == NULL && s->file[0] == '\0' && s->target[0] != '\0') {
     file = s->target;
   }
-  if (file != NULL && !same_path(file, s->file)) {
-    /* Refuse before stopping: a failed file write leaves the session running. */
-    int exists = 0;
-    if (file_exists(file, err, &exists) != 0) return -1;
-    if (exists && !overwrite)
-      return kl_err_set(err, KL_E_ALREADY_EXISTS, ERROR_FILE_EXISTS,
-                        "stop '%s': the file '%s' exists; pass overwrite = true", s->name, file);
-  }
+  /* Refuse before stopping: a failed file write leaves the session running. */
+  if (file != NULL && !same_path(file, s->file) &&
+      refuse_existing("stop", s->name, file, overwrite, err) != 0)
+    return -1;
   if (file != NULL && s->file[0] == '\0' && switch_file(s, "stop", file, err) != 0) return -1;
-  b = malloc(sizeof *b);
-  if (b == NULL) {
-    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "stop '%s': out of memory",
-               s->name);
-    goto done;
-  }
+  kl_etw_live_close(s); /* the readers end first */
+  if ((b = malloc(sizeof *b)) == NULL) return oom(err, "stop", s->name);
   props_for(b, s->wname);
   rc = kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_STOP);
   props_terminate(b);
+  if (rc == ERROR_WMI_INSTANCE_NOT_FOUND && ended_full(s)) {
+    ret = stop_ended(s, file, overwrite, st, err);
+    goto done;
+  }
   /* ERROR_MORE_DATA: the block was too small for the names, but the
    * session is stopped all the same. */
   if (rc != ERROR_SUCCESS && rc != ERROR_MORE_DATA) {
-    const char *detail = NULL;
-    if (rc == ERROR_WMI_INSTANCE_NOT_FOUND) detail = "the session is not running";
-    else if (rc == ERROR_ACCESS_DENIED) detail = "administrator rights are needed";
-    else if (rc == ERROR_ACTIVE_CONNECTIONS) detail = "the session is already stopping";
-    else if (rc == ERROR_INVALID_PARAMETER)
-      detail = "refused (older Windows answers this for a session another user owns)";
-    kl_etw_err(err, rc, "stop", s->name, detail);
+    kl_etw_err(err, rc, "stop", s->name, NULL);
     goto done;
   }
   ours_set(s->name, 0);
@@ -777,6 +828,7 @@ static int etw_stop(kl_session *s, const char *file, int overwrite, kl_status *s
     st->foreign = !s->started;
   }
   s->handle = 0;
+  /* ETW has closed the file now: a copy of it is complete. */
   if (file != NULL && s->file[0] != '\0' && !same_path(file, s->file) &&
       copy_file("stop", s->name, s->file, file, overwrite, err) != 0)
     goto done;
@@ -787,6 +839,7 @@ done:
 }
 
 static void etw_release(kl_session *s) {
+  kl_etw_live_close(s);
   free(s);
 }
 
@@ -843,21 +896,6 @@ done:
   return ret;
 }
 
-/* Real-time consumption would be OpenTraceW on the logger name with
- * PROCESS_TRACE_MODE_REAL_TIME and ProcessTrace on a consumer thread
- * feeding a queue (ProcessTrace blocks until the session stops); not yet. */
-static int etw_live_next(kl_session *s, const kl_filter *f, int fresh, double timeout,
-                         kl_event *ev, kl_err *err) {
-  (void)f;
-  (void)fresh;
-  (void)timeout;
-  (void)ev;
-  return kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
-                    "events %s: live events of a real-time session are not available on "
-                    "Windows yet; record to an .etl file and read it with kernellogger.open",
-                    s->name);
-}
-
 const kl_backend kl_backend_impl = {
   "windows",
   KL_ETW_KERNEL_LOGGER,
@@ -876,5 +914,5 @@ const kl_backend kl_backend_impl = {
   kl_etw_trace_info,
   kl_etw_trace_next,
   kl_etw_trace_close,
-  etw_live_next,
+  kl_etw_live_next,
 };

@@ -1,8 +1,10 @@
 /*
- * winerr.c - Win32 errors as the shared kl_code strings.
+ * winerr.c - Win32 errors as the shared kl_code strings, and what each
+ * operation says about them.
  *
- * One table: every error ETW is documented or observed to return
- * (docs/windows.md, "Errors") with its code.  Messages always carry the number.
+ * Two tables: every error ETW is documented or observed to return with its
+ * code (docs/windows.md, "Errors"), and the texts the messages carry for
+ * them, per operation.  Messages always carry the number.
  */
 #include "etw.h"
 
@@ -51,6 +53,54 @@ static const struct {
   {ERROR_WMI_GUID_NOT_FOUND, KL_E_UNAVAILABLE},
 };
 
+#define CLOCK_NOTE                                                                     \
+  "refused; before Windows 10 1703 the kernel/system loggers running at once may use at " \
+  "most two distinct clock types, and two others may already be in use (%s)"
+
+/* What a message says about error e in operation (or case) key; NULL key
+ * rows apply to every operation.  A "%s" receives the caller's extra. */
+static const struct {
+  DWORD win32;
+  const char *key;
+  const char *text;
+} win_texts[] = {
+  {ERROR_ALREADY_EXISTS, "start",
+   "the session is already running; %s stop it first (kl.stop) or use another name"},
+  {ERROR_ACCESS_DENIED, "start",
+   "administrator rights are needed to start a kernel session (run elevated)"},
+  {ERROR_NO_SYSTEM_RESOURCES, "start",
+   "too many trace sessions are running (at most 64, and 8 kernel/system loggers); "
+   "running: %s;"},
+  {ERROR_BAD_PATHNAME, "start",
+   "the file '%s' is not usable (bad path, or another session writes it)"},
+  {ERROR_DISK_FULL, "start",
+   "not enough disk space for a %s MB file (ETW also keeps ~200 MB free)"},
+  {ERROR_INVALID_FLAGS, "start", "this Windows refuses one of the flags (%s)"},
+  {ERROR_BUSY, "start", "kernel tracing is busy (security software may hold it)"},
+  {ERROR_INVALID_PARAMETER, "start-clock", CLOCK_NOTE},
+  {ERROR_NOT_SUPPORTED, "start-clock", CLOCK_NOTE},
+  {ERROR_INVALID_FUNCTION, "start-clock", CLOCK_NOTE},
+  {ERROR_ACTIVE_CONNECTIONS, "stop", "the session is already stopping"},
+  {ERROR_INVALID_PARAMETER, "stop",
+   "refused (older Windows answers this for a session another user owns)"},
+  {ERROR_WMI_INSTANCE_NOT_FOUND, "events",
+   "no real-time session of this name is running (OpenTraceW)"},
+  {ERROR_WMI_INSTANCE_NOT_FOUND, NULL, "the session is not running"},
+  {ERROR_ACCESS_DENIED, NULL,
+   "administrator rights are needed to control kernel sessions (run elevated)"},
+};
+
+static const char *text_for(DWORD e, const char *key) {
+  size_t i;
+  for (i = 0; i < sizeof win_texts / sizeof win_texts[0]; i++)
+    if (win_texts[i].win32 == e && win_texts[i].key != NULL && key != NULL &&
+        strcmp(win_texts[i].key, key) == 0)
+      return win_texts[i].text;
+  for (i = 0; i < sizeof win_texts / sizeof win_texts[0]; i++)
+    if (win_texts[i].win32 == e && win_texts[i].key == NULL) return win_texts[i].text;
+  return NULL;
+}
+
 kl_code kl_etw_code(DWORD e) {
   size_t i;
   for (i = 0; i < sizeof win_codes / sizeof win_codes[0]; i++)
@@ -77,17 +127,28 @@ void kl_etw_strerror(DWORD e, char *out, size_t cap) {
     out[--len] = '\0';
 }
 
-int kl_etw_err(kl_err *err, DWORD e, const char *op, const char *session, const char *detail) {
+static int fill(kl_err *err, DWORD e, const char *op, const char *session,
+                const char *detail) {
   char text[256];
-  if (detail == NULL) {
-    /* What every operation should say about the common ones. */
-    if (e == ERROR_ACCESS_DENIED)
-      detail = "administrator rights are needed to control kernel sessions (run elevated)";
-    else if (e == ERROR_WMI_INSTANCE_NOT_FOUND)
-      detail = "the session is not running";
-  }
   kl_etw_strerror(e, text, sizeof text);
   return kl_err_set(err, kl_etw_code(e), (long)e, "%s '%s': %s%s(Win32 error %lu: %s)", op,
                     session ? session : "", detail ? detail : "", detail ? " " : "",
                     (unsigned long)e, text);
+}
+
+int kl_etw_err(kl_err *err, DWORD e, const char *op, const char *session, const char *detail) {
+  return fill(err, e, op, session, detail ? detail : text_for(e, op));
+}
+
+int kl_etw_errx(kl_err *err, DWORD e, const char *op, const char *key, const char *session,
+                const char *extra) {
+  const char *t = text_for(e, key ? key : op);
+  char detail[900];
+  if (t == NULL) return fill(err, e, op, session, extra);
+  if (strstr(t, "%s") == NULL) return fill(err, e, op, session, t);
+  {
+    const char *at = strstr(t, "%s");
+    snprintf(detail, sizeof detail, "%.*s%s%s", (int)(at - t), t, extra ? extra : "?", at + 2);
+  }
+  return fill(err, e, op, session, detail);
 }

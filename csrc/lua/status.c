@@ -98,6 +98,7 @@ void klua_push_status(lua_State *L, const kl_status *st) {
   klua_set_str(L, "name", st->name);
   if (st->file[0]) klua_set_str(L, "file", st->file);
   klua_set_str(L, "mode", kl_mode_names[st->mode]);
+  set_true(L, "file_full", st->file_full > 0);  /* the file bound was reached */
   push_list(L, "flags", st->flags);
   if (st->tracepoints[0]) push_list(L, "tracepoints", st->tracepoints);
   if (st->clock[0]) klua_set_str(L, "clock", st->clock);
@@ -132,6 +133,7 @@ void klua_push_status(lua_State *L, const kl_status *st) {
   klua_set_int(L, "log_buffers_lost", st->log_buffers_lost);
   klua_set_int(L, "realtime_buffers_lost", st->realtime_buffers_lost);
   klua_set_int(L, "enable_flags", st->enable_flags);
+  klua_set_int(L, "log_file_mode", st->log_file_mode);
   set_num(L, "start_time", st->start_time);
   set_num(L, "last_flush", st->last_flush);
   if (st->ncpus > 0) push_per_cpu(L, st);

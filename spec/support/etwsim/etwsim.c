@@ -3,13 +3,20 @@
  *
  * It keeps a table of running loggers and answers StartTraceW,
  * ControlTraceW, QueryAllTracesW and TraceSetInformation the way Windows is
- * documented to (docs/windows.md): the StartTrace error table from Wine's
- * conformance tests, one NT Kernel Logger, 64 loggers of which 8 system
- * loggers (two slots kept for the NT Kernel Logger and the Circular Kernel
- * Context Logger), UPDATE's allowed fields, QUERY counters that move,
- * ERROR_WMI_INSTANCE_NOT_FOUND, ERROR_MORE_DATA when a block is too small
- * (STOP stops anyway), ERROR_ACTIVE_CONNECTIONS while stopping, and a file
- * written at the path in the block.
+ * documented to (docs/windows.md, "How it is tested without Windows"): the
+ * StartTrace error table from Wine's conformance tests, one NT Kernel Logger
+ * (names compare case-insensitively), 64 loggers of which 8 system loggers
+ * (two slots kept for the NT Kernel Logger and the Circular Kernel Context
+ * Logger), Wnode.Flags = WNODE_FLAG_TRACED_GUID on every block that carries
+ * settings, EXTENSION flags that must point at extension data, UPDATE's
+ * allowed fields and its LogFileMode encoding (0 turns real time off, a
+ * non-zero value is OR'd into the modes), QUERY answers that rewrite the
+ * Wnode header, QUERY counters that move, a sequential session that ends
+ * when its file reaches MaximumFileSize, a playback file for a real-time
+ * session without consumer, ERROR_WMI_INSTANCE_NOT_FOUND, ERROR_MORE_DATA
+ * when a block is too small (STOP stops anyway), ERROR_ACTIVE_CONNECTIONS
+ * while stopping, a file written at the path in the block, and real-time
+ * buffers handed to consumers (etwsim_rt.c).
  *
  * The files it writes are its own format (not .etl): "ETWSIM01", then one
  * fixed record per simulated event.  Its OpenTraceW/ProcessTrace/Tdh*
@@ -19,6 +26,7 @@
 #include "etwsim_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <wchar.h>
 
@@ -31,9 +39,11 @@ static const GUID kernel_guid = {
 
 void etwsim_reset(void) {
   size_t i;
+  etwsim_rt_reset();
   for (i = 0; i < SIM_MAX_LOGGERS; i++) {
     if (sim.loggers[i].used && sim.loggers[i].fh != INVALID_HANDLE_VALUE)
       CloseHandle(sim.loggers[i].fh);
+    free(sim.loggers[i].playback);
   }
   ZeroMemory(&sim, sizeof sim);
   for (i = 0; i < SIM_MAX_LOGGERS; i++) sim.loggers[i].fh = INVALID_HANDLE_VALUE;
@@ -44,6 +54,9 @@ void etwsim_reset(void) {
   sim.disk_free_mb = 100000;
   sim.next_handle = 0x100;
   sim.ncpus = 4;
+  sim.rt_queue_max = SIM_RT_QUEUE;
+  sim.playback_max = SIM_PLAYBACK;
+  wcscpy(sim.command_line, L"sim.exe --simulated");
   sim.initialised = 1;
 }
 
@@ -138,6 +151,19 @@ static int flags_supported(ULONG flags) {
   return 1;
 }
 
+/* EVENT_TRACE_FLAG_EXTENSION turns EnableFlags into a TRACE_ENABLE_FLAG_EXTENSION
+ * (evntrace.h): Offset (low 16 bits, bytes from the start of the block) and
+ * Length (next 8 bits, in ULONGs) of a flag array after the structure; a zero
+ * offset or length, or an array outside the block, is invalid. */
+static int extension_ok(const EVENT_TRACE_PROPERTIES *p) {
+  ULONG off, len;
+  if (!(p->EnableFlags & EVENT_TRACE_FLAG_EXTENSION)) return 1;
+  off = p->EnableFlags & 0xFFFFu;
+  len = (p->EnableFlags >> 16) & 0xFFu;
+  if (off == 0 || len == 0 || off < sizeof *p) return 0;
+  return off + len * sizeof(ULONG) <= p->Wnode.BufferSize;
+}
+
 /* ---- the simulated file ---- */
 
 static ULONG file_open(sim_logger *l, const WCHAR *path, ULONG mode) {
@@ -173,13 +199,9 @@ static ULONG file_open(sim_logger *l, const WCHAR *path, ULONG mode) {
 }
 
 /* The records of one buffer: one per enabled flag bit. */
-static void write_records(sim_logger *l) {
-  sim_record r[32];
+static unsigned make_records(sim_logger *l, sim_record r[32]) {
   unsigned bit, n = 0;
-  DWORD wrote = 0;
   FILETIME ft;
-  LARGE_INTEGER pos;
-  if (l->fh == INVALID_HANDLE_VALUE) return;
   GetSystemTimeAsFileTime(&ft);
   for (bit = 0; bit < 32; bit++) {
     if (!(l->enable_flags & (1u << bit))) continue;
@@ -188,11 +210,18 @@ static void write_records(sim_logger *l) {
     r[n].pid = GetCurrentProcessId();
     r[n].cpu = (uint16_t)(l->seq % sim.ncpus);
     r[n].opcode = (uint8_t)bit;
+    r[n].flags = l->stack_ids > 0 ? SIM_REC_STACK : 0;
     r[n].value = l->seq;
     l->seq++;
     n++;
   }
-  if (n == 0) return;
+  return n;
+}
+
+static void write_records(sim_logger *l, const sim_record *r, unsigned n) {
+  DWORD wrote = 0;
+  LARGE_INTEGER pos;
+  if (l->fh == INVALID_HANDLE_VALUE || n == 0) return;
   pos.QuadPart = 0;
   SetFilePointerEx(l->fh, pos, &pos, FILE_CURRENT);
   if (l->max_file_mb != 0 &&
@@ -203,36 +232,57 @@ static void write_records(sim_logger *l) {
       SetFilePointerEx(l->fh, pos, NULL, FILE_BEGIN);
       SetEndOfFile(l->fh);
     } else {
-      /* Sequential: the file is full; the buffer is lost. */
-      l->log_buffers_lost++;
-      l->events_lost += n;
+      /* Sequential: "stops when the file reaches its maximum size". */
+      l->full = 1;
       return;
     }
   }
   if (!WriteFile(l->fh, r, n * (DWORD)sizeof r[0], &wrote, NULL)) l->log_buffers_lost++;
 }
 
-static void write_buffer(sim_logger *l) {
+static void logger_remove(sim_logger *l);
+
+/* Real time with no consumer: ETW keeps the events in a playback file of
+ * limited size, delivered to the first consumer before anything new. */
+static int playback(sim_logger *l, const sim_record *r, unsigned n) {
+  if (l->playback == NULL) {
+    if ((l->playback = malloc(sim.playback_max * sizeof *r)) == NULL) return 0;
+    l->playback_cap = sim.playback_max;
+  }
+  if (l->playback_n + n > l->playback_cap) return 0;
+  memcpy(l->playback + l->playback_n, r, n * sizeof *r);
+  l->playback_n += n;
+  return 1;
+}
+
+static void tick_one(sim_logger *l) {
+  sim_record r[32];
+  unsigned n;
+  if (l->mode & (EVENT_TRACE_BUFFERING_MODE)) {
+    /* In memory only: once the ring is full, older buffers are reused. */
+    l->buffers_written++;
+    if (l->free_buffers > 0) l->free_buffers--;
+    return;
+  }
+  n = make_records(l, r);
+  if (l->mode & EVENT_TRACE_REAL_TIME_MODE) {
+    int dropped = 0;
+    if (etwsim_rt_deliver(l->handle, r, n, &dropped) == 0 && !playback(l, r, n)) {
+      /* The playback file is full: "no new events are logged". */
+      l->events_lost += n;
+      return;
+    }
+    l->realtime_buffers_lost += (ULONG)dropped;
+  }
   l->buffers_written++;
-  write_records(l);
+  write_records(l, r, n);
 }
 
 void etwsim_tick(sim_logger *l, unsigned n) {
   unsigned i;
-  for (i = 0; i < n; i++) {
-    if (l->mode & (EVENT_TRACE_BUFFERING_MODE)) {
-      /* In memory only: once the ring is full, older buffers are reused. */
-      l->buffers_written++;
-      if (l->free_buffers > 0) l->free_buffers--;
-      continue;
-    }
-    if ((l->mode & EVENT_TRACE_REAL_TIME_MODE) && l->fh == INVALID_HANDLE_VALUE) {
-      /* Nobody consumes the real-time buffers in the simulator. */
-      l->realtime_buffers_lost++;
-      l->buffers_written++;
-      continue;
-    }
-    write_buffer(l);
+  for (i = 0; i < n && l->used; i++) {
+    tick_one(l);
+    if (l->full) logger_remove(l); /* ETW ends a full sequential session */
   }
 }
 
@@ -268,26 +318,29 @@ static ULONG fill_props(const sim_logger *l, PEVENT_TRACE_PROPERTIES p) {
   if (foff >= sizeof *p && foff < size) {
     if (foff + flen <= size) memcpy((char *)p + foff, l->file, flen);
     else rc = ERROR_MORE_DATA;
-  } else if (l->file[0] != 0 && foff == 0) {
-    /* Windows reports the file only where the caller made room. */
+  }
+  /* The answer is a WNODE of its own: the header says how much was filled,
+   * not what the caller sent (the block is [in, out]). */
+  p->Wnode.Flags = WNODE_FLAG_ALL_DATA;
+  if (rc == ERROR_SUCCESS) {
+    ULONG used = (ULONG)sizeof *p;
+    if (noff >= sizeof *p && noff + nlen <= size && noff + nlen > used) used = (ULONG)(noff + nlen);
+    if (foff >= sizeof *p && foff + flen <= size && foff + flen > used) used = (ULONG)(foff + flen);
+    p->Wnode.BufferSize = used;
   }
   return rc;
 }
 
 /* ------------------------------------------------------------------ */
 
-ULONG WINAPI etwsim_StartTraceW(PTRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROPERTIES p) {
-  ULONG size, mode, rc;
-  const WCHAR *file = NULL;
-  sim_logger *l = NULL;
-  size_t i, nlen;
-  int kernel, system;
-
-  ensure_init();
-  if ((rc = etwsim_take_failure("start")) != 0) return rc;
-  if (p == NULL || h == NULL || name == NULL) return ERROR_INVALID_PARAMETER;
-  size = p->Wnode.BufferSize;
+/* StartTrace's checks of the block itself; *file: the log file or NULL. */
+static ULONG start_block_ok(LPCWSTR name, const EVENT_TRACE_PROPERTIES *p, const WCHAR **file) {
+  ULONG size = p->Wnode.BufferSize;
+  size_t nlen;
+  *file = NULL;
   if (size == 0 || size < sizeof *p) return ERROR_BAD_LENGTH;
+  if (!(p->Wnode.Flags & WNODE_FLAG_TRACED_GUID)) return ERROR_INVALID_PARAMETER;
+  if (!extension_ok(p)) return ERROR_INVALID_PARAMETER;
   if ((p->LoggerNameOffset != 0 && p->LoggerNameOffset < sizeof *p) ||
       (p->LogFileNameOffset != 0 && p->LogFileNameOffset < sizeof *p))
     return ERROR_INVALID_PARAMETER;
@@ -297,13 +350,17 @@ ULONG WINAPI etwsim_StartTraceW(PTRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROPE
       p->LoggerNameOffset + nlen > size)
     return ERROR_BAD_LENGTH;
   if (p->LogFileNameOffset != 0) {
-    file = block_wstr(p, p->LogFileNameOffset, size);
-    if (file == NULL) return ERROR_BAD_LENGTH;
-    if (file[0] == 0) file = NULL;
+    *file = block_wstr(p, p->LogFileNameOffset, size);
+    if (*file == NULL) return ERROR_BAD_LENGTH;
+    if ((*file)[0] == 0) *file = NULL;
   }
-  mode = p->LogFileMode;
-  kernel = is_kernel_name(name);
-  system = kernel || (mode & EVENT_TRACE_SYSTEM_LOGGER_MODE) != 0;
+  return ERROR_SUCCESS;
+}
+
+/* StartTrace's checks of the modes and of the machine's state. */
+static ULONG start_modes_ok(LPCWSTR name, const EVENT_TRACE_PROPERTIES *p, const WCHAR *file,
+                            int kernel, int system) {
+  ULONG mode = p->LogFileMode;
   if ((mode & EVENT_TRACE_FILE_MODE_SEQUENTIAL) && (mode & EVENT_TRACE_FILE_MODE_CIRCULAR))
     return ERROR_INVALID_PARAMETER;
   if ((mode & EVENT_TRACE_BUFFERING_MODE) &&
@@ -329,22 +386,17 @@ ULONG WINAPI etwsim_StartTraceW(PTRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROPE
       etwsim_count(1) >= SIM_MAX_SYSTEM_LOGGERS - SIM_RESERVED_SYSTEM_SLOTS)
     return ERROR_NO_SYSTEM_RESOURCES;
   if (file != NULL && p->MaximumFileSize > sim.disk_free_mb) return ERROR_DISK_FULL;
+  return ERROR_SUCCESS;
+}
 
-  for (i = 0; i < SIM_MAX_LOGGERS; i++)
-    if (!sim.loggers[i].used) { l = &sim.loggers[i]; break; }
-  if (l == NULL) return ERROR_NO_SYSTEM_RESOURCES;
-  ZeroMemory(l, sizeof *l);
-  l->fh = INVALID_HANDLE_VALUE;
-  if (file != NULL && (rc = file_open(l, file, mode)) != ERROR_SUCCESS) {
-    l->fh = INVALID_HANDLE_VALUE;
-    return rc;
-  }
+static void logger_init(sim_logger *l, LPCWSTR name, const EVENT_TRACE_PROPERTIES *p,
+                        int kernel, int system) {
   l->used = 1;
   wcsncpy(l->name, name, SIM_NAME_WCHARS - 1);
   l->guid = p->Wnode.Guid;
   l->handle = kernel ? 0xFFFF : sim.next_handle++;
   l->clock = p->Wnode.ClientContext ? p->Wnode.ClientContext : 1;
-  l->mode = mode;
+  l->mode = p->LogFileMode;
   l->system = system;
   l->buffer_kb = p->BufferSize ? p->BufferSize : 64;
   l->min_buffers = p->MinimumBuffers ? p->MinimumBuffers : 2 * sim.ncpus;
@@ -355,53 +407,101 @@ ULONG WINAPI etwsim_StartTraceW(PTRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROPE
   l->enable_flags = system ? p->EnableFlags : 0;
   l->free_buffers = l->min_buffers;
   l->thread_id = 0x1000 + (ULONG)(l - sim.loggers);
+}
+
+ULONG WINAPI etwsim_StartTraceW(PTRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROPERTIES p) {
+  ULONG rc;
+  const WCHAR *file = NULL;
+  sim_logger *l = NULL;
+  size_t i;
+  int kernel, system;
+
+  ensure_init();
+  if ((rc = etwsim_take_failure("start")) != 0) return rc;
+  if (p == NULL || h == NULL || name == NULL) return ERROR_INVALID_PARAMETER;
+  if ((rc = start_block_ok(name, p, &file)) != ERROR_SUCCESS) return rc;
+  kernel = is_kernel_name(name);
+  system = kernel || (p->LogFileMode & EVENT_TRACE_SYSTEM_LOGGER_MODE) != 0;
+  if ((rc = start_modes_ok(name, p, file, kernel, system)) != ERROR_SUCCESS) return rc;
+  for (i = 0; i < SIM_MAX_LOGGERS; i++)
+    if (!sim.loggers[i].used) { l = &sim.loggers[i]; break; }
+  if (l == NULL) return ERROR_NO_SYSTEM_RESOURCES;
+  ZeroMemory(l, sizeof *l);
+  l->fh = INVALID_HANDLE_VALUE;
+  if (file != NULL && (rc = file_open(l, file, p->LogFileMode)) != ERROR_SUCCESS) {
+    l->fh = INVALID_HANDLE_VALUE;
+    return rc;
+  }
+  logger_init(l, name, p, kernel, system);
   *h = l->handle;
   /* StartTrace reports the session back in the caller's block. */
   p->Wnode.HistoricalContext = l->handle;
-  memcpy((char *)p + p->LoggerNameOffset, name, nlen);
+  memcpy((char *)p + p->LoggerNameOffset, name, (wcslen(name) + 1) * sizeof(WCHAR));
   return ERROR_SUCCESS;
 }
 
 static void logger_remove(sim_logger *l) {
+  etwsim_rt_gone(l->handle);
   if (l->fh != INVALID_HANDLE_VALUE) CloseHandle(l->fh);
+  free(l->playback);
   ZeroMemory(l, sizeof *l);
   l->fh = INVALID_HANDLE_VALUE;
 }
 
+/* LogFileMode on UPDATE: 0 turns real time off; a non-zero value is OR'd
+ * into the session's modes (ControlTrace's encoding), so it may add real
+ * time but not a combination StartTrace would refuse. */
+static ULONG update_mode(const sim_logger *l, ULONG m, ULONG *out) {
+  ULONG n = m == 0 ? (l->mode & ~(ULONG)EVENT_TRACE_REAL_TIME_MODE) : (l->mode | m);
+  if ((n & EVENT_TRACE_FILE_MODE_SEQUENTIAL) && (n & EVENT_TRACE_FILE_MODE_CIRCULAR))
+    return ERROR_INVALID_PARAMETER;
+  if ((n & EVENT_TRACE_BUFFERING_MODE) &&
+      (n & (EVENT_TRACE_FILE_MODE_SEQUENTIAL | EVENT_TRACE_FILE_MODE_CIRCULAR |
+            EVENT_TRACE_REAL_TIME_MODE)))
+    return ERROR_INVALID_PARAMETER;
+  if ((n ^ l->mode) & (EVENT_TRACE_SYSTEM_LOGGER_MODE | 0x01000000u /* PAGED */))
+    return ERROR_INVALID_PARAMETER;
+  *out = n;
+  return ERROR_SUCCESS;
+}
+
+/* A new log file named in an UPDATE block. */
+static ULONG update_file(sim_logger *l, const WCHAR *file) {
+  ULONG rc, k, ring;
+  sim_record r[32];
+  if (_wcsicmp(file, l->file) == 0) return ERROR_INVALID_PARAMETER; /* the same file again */
+  if (find_file(file) != NULL) return ERROR_BAD_PATHNAME;
+  if (!(l->mode & EVENT_TRACE_BUFFERING_MODE)) return file_open(l, file, l->mode);
+  /* Buffering: the in-memory buffers go to the named file. */
+  if ((rc = file_open(l, file, 0)) != ERROR_SUCCESS) return rc;
+  ring = l->buffers_written < l->max_buffers ? l->buffers_written : l->max_buffers;
+  l->mode = (l->mode & ~(ULONG)EVENT_TRACE_BUFFERING_MODE) | EVENT_TRACE_FILE_MODE_SEQUENTIAL;
+  for (k = 0; k < ring; k++) write_records(l, r, make_records(l, r));
+  return ERROR_SUCCESS;
+}
+
 static ULONG do_update(sim_logger *l, PEVENT_TRACE_PROPERTIES p) {
-  ULONG rc;
+  ULONG rc, mode;
   const WCHAR *file = NULL;
+  /* A block reused from QUERY must be made an input block again. */
+  if (!(p->Wnode.Flags & WNODE_FLAG_TRACED_GUID)) return ERROR_INVALID_PARAMETER;
+  if (!extension_ok(p)) return ERROR_INVALID_PARAMETER;
   /* What Windows cannot change on a running session. */
   if (p->MaximumFileSize != 0 && p->MaximumFileSize != l->max_file_mb) return ERROR_INVALID_PARAMETER;
   if (p->BufferSize != 0 && p->BufferSize != l->buffer_kb) return ERROR_INVALID_PARAMETER;
   if (p->MinimumBuffers != 0 && p->MinimumBuffers != l->min_buffers) return ERROR_INVALID_PARAMETER;
-  if (p->LogFileMode != 0 && ((p->LogFileMode ^ l->mode) & ~(ULONG)EVENT_TRACE_REAL_TIME_MODE))
-    return ERROR_INVALID_PARAMETER;
   if (p->MaximumBuffers != 0 && p->MaximumBuffers < l->min_buffers) return ERROR_INVALID_PARAMETER;
+  if ((rc = update_mode(l, p->LogFileMode, &mode)) != ERROR_SUCCESS) return rc;
   if (p->LogFileNameOffset != 0) {
     file = block_wstr(p, p->LogFileNameOffset, p->Wnode.BufferSize);
     if (file == NULL) return ERROR_BAD_LENGTH;
     if (file[0] == 0) file = NULL;
   }
-  if (file != NULL) {
-    if (_wcsicmp(file, l->file) == 0) return ERROR_INVALID_PARAMETER; /* the same file again */
-    if (find_file(file) != NULL) return ERROR_BAD_PATHNAME;
-    if (l->mode & EVENT_TRACE_BUFFERING_MODE) {
-      /* Buffering: the in-memory buffers go to the named file. */
-      if ((rc = file_open(l, file, 0)) != ERROR_SUCCESS) return rc;
-      ULONG k, ring = l->buffers_written < l->max_buffers ? l->buffers_written : l->max_buffers;
-      l->mode = (l->mode & ~(ULONG)EVENT_TRACE_BUFFERING_MODE) | EVENT_TRACE_FILE_MODE_SEQUENTIAL;
-      for (k = 0; k < ring; k++) write_records(l);
-    } else if ((rc = file_open(l, file, l->mode)) != ERROR_SUCCESS) {
-      return rc;
-    }
-  }
+  if (file != NULL && (rc = update_file(l, file)) != ERROR_SUCCESS) return rc;
   if (l->system) l->enable_flags = p->EnableFlags; /* 0 turns every group off */
   if (p->FlushTimer != 0) l->flush_timer = p->FlushTimer;
   if (p->MaximumBuffers != 0) l->max_buffers = p->MaximumBuffers;
-  if (p->LogFileMode != 0)
-    l->mode = (l->mode & ~(ULONG)EVENT_TRACE_REAL_TIME_MODE) |
-              (p->LogFileMode & EVENT_TRACE_REAL_TIME_MODE);
+  l->mode = (l->mode & ~(ULONG)EVENT_TRACE_REAL_TIME_MODE) | (mode & EVENT_TRACE_REAL_TIME_MODE);
   l->updates++;
   return ERROR_SUCCESS;
 }
@@ -424,6 +524,9 @@ ULONG WINAPI etwsim_ControlTraceW(TRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROP
   if (p->Wnode.BufferSize < sizeof *p) return ERROR_BAD_LENGTH;
   if (code > EVENT_TRACE_CONTROL_FLUSH) return ERROR_INVALID_PARAMETER;
   if (h == 0 && name == NULL) return ERROR_INVALID_PARAMETER;
+  /* Documented for ControlTrace as for StartTrace. */
+  if (name != NULL && IsEqualGUID(&p->Wnode.Guid, &kernel_guid) && !is_kernel_name(name))
+    return ERROR_INVALID_PARAMETER;
   l = h ? find_handle(h) : etwsim_find_name(name);
   if (l == NULL) return ERROR_WMI_INSTANCE_NOT_FOUND;
   if (!sim.admin) return ERROR_ACCESS_DENIED;
@@ -431,10 +534,12 @@ ULONG WINAPI etwsim_ControlTraceW(TRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROP
     case EVENT_TRACE_CONTROL_QUERY:
       l->queries++;
       etwsim_tick(l, 1); /* time passes between two queries: counters move */
+      if (!l->used) return ERROR_WMI_INSTANCE_NOT_FOUND; /* its file filled up */
       return fill_props(l, p);
     case EVENT_TRACE_CONTROL_STOP:
       if (l->stopping) return ERROR_ACTIVE_CONNECTIONS;
       etwsim_tick(l, 1); /* the last buffers are written */
+      if (!l->used) return ERROR_WMI_INSTANCE_NOT_FOUND;
       rc = fill_props(l, p);
       logger_remove(l);
       return rc;
@@ -443,6 +548,7 @@ ULONG WINAPI etwsim_ControlTraceW(TRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROP
       return fill_props(l, p);
     case EVENT_TRACE_CONTROL_FLUSH:
       etwsim_tick(l, 1);
+      if (!l->used) return ERROR_WMI_INSTANCE_NOT_FOUND;
       l->flushes++;
       if (l->fh != INVALID_HANDLE_VALUE) FlushFileBuffers(l->fh);
       return fill_props(l, p);

@@ -1,7 +1,7 @@
 /*
  * etwsim.h - the ETW contract simulator: advapi32/tdh look-alikes that
- * behave as Windows is documented to behave (docs/windows.md, "The
- * simulator's contract"), plus the knobs the specs turn.
+ * behave as Windows is documented to behave (docs/windows.md, "How it is
+ * tested without Windows"), plus the knobs the specs turn.
  *
  * Built into etwsim.dll, which also carries the Lua control module
  * (luaopen_etwsim).  The test build of core.dll binds its function table to

@@ -1,9 +1,17 @@
 /*
  * etwsim_read.c - the consumer side of the simulator: OpenTraceW,
- * ProcessTrace, CloseTrace and the three Tdh* calls, over the files the
- * simulated sessions write (etwsim.c).  Each record becomes an EVENT_RECORD
- * of the provider "EtwSim", task "SimKernel", opcode "flag_0x%08x", with
- * three properties: ProcessId (UINT32), Value (UINT64), Text (UNICODESTRING).
+ * ProcessTrace, CloseTrace and the three Tdh* calls.
+ *
+ * Files: over the files the simulated sessions write (etwsim.c), each record
+ * becomes an EVENT_RECORD of the provider "EtwSim", task "SimKernel", opcode
+ * "flag_0x%08x", with three properties: ProcessId (UINT32), Value (UINT64),
+ * Text (UNICODESTRING).
+ *
+ * Real time (etwsim_rt.c): OpenTraceW with LoggerName and
+ * PROCESS_TRACE_MODE_REAL_TIME attaches a consumer to a running real-time
+ * session; ProcessTrace blocks, calling back once per event, until CloseTrace
+ * (which answers ERROR_CTX_CLOSE_PENDING while ProcessTrace runs) or the end
+ * of the session.
  */
 #define ETWSIM_BUILD
 #include "etwsim_int.h"
@@ -31,12 +39,17 @@ static struct {
   PEVENT_TRACE_LOGFILEW lf;
 } readers[SIM_MAX_READERS];
 
+/* Handles of real-time consumers start here (file readers: 1..16). */
+#define SIM_RT_HANDLE_BASE 0x1000
+
 TRACEHANDLE WINAPI etwsim_OpenTraceW(PEVENT_TRACE_LOGFILEW lf) {
   HANDLE fh;
   char hdr[SIM_FILE_HEADER];
   DWORD got = 0;
   uint32_t ncpus, psize;
   size_t i;
+  if (lf != NULL && (lf->ProcessTraceMode & PROCESS_TRACE_MODE_REAL_TIME))
+    return etwsim_rt_open(lf);
   if (lf == NULL || lf->LogFileName == NULL) {
     SetLastError(ERROR_INVALID_PARAMETER);
     return INVALID_PROCESSTRACE_HANDLE;
@@ -78,6 +91,7 @@ ULONG WINAPI etwsim_ProcessTrace(PTRACEHANDLE hs, ULONG n, LPFILETIME t0, LPFILE
   (void)t0;
   (void)t1;
   if (hs == NULL || n == 0) return ERROR_INVALID_PARAMETER;
+  if (n == 1 && hs[0] >= SIM_RT_HANDLE_BASE) return etwsim_rt_process(hs[0]);
   for (k = 0; k < n; k++) {
     int i = reader_index(hs[k]);
     sim_record r;
@@ -111,7 +125,9 @@ ULONG WINAPI etwsim_ProcessTrace(PTRACEHANDLE hs, ULONG n, LPFILETIME t0, LPFILE
 }
 
 ULONG WINAPI etwsim_CloseTrace(TRACEHANDLE h) {
-  int i = reader_index(h);
+  int i;
+  if (h >= SIM_RT_HANDLE_BASE) return etwsim_rt_close(h);
+  i = reader_index(h);
   if (i < 0) return ERROR_INVALID_HANDLE;
   CloseHandle(readers[i].fh);
   readers[i].used = 0;
@@ -129,6 +145,7 @@ ULONG WINAPI etwsim_TdhGetEventInformation(PEVENT_RECORD er, ULONG n, PTDH_CONTE
   (void)n;
   (void)ctx;
   if (er == NULL || size == NULL) return ERROR_INVALID_PARAMETER;
+  if (etwsim_rt_class(er) != NULL) return etwsim_rt_event_info(er, info, size);
   if (!IsEqualGUID(&er->EventHeader.ProviderId, &sim_provider)) return ERROR_NOT_FOUND;
   swprintf(opname, 32, L"flag_0x%08x", 1u << er->EventHeader.EventDescriptor.Opcode);
   strs[0] = L"EtwSim";
@@ -193,7 +210,12 @@ ULONG WINAPI etwsim_TdhGetPropertySize(PEVENT_RECORD er, ULONG n, PTDH_CONTEXT c
   (void)n;
   (void)ctx;
   if (er == NULL || d == NULL || size == NULL || nd != 1) return ERROR_INVALID_PARAMETER;
-  if (prop_slice(er, d, &p, &len) != 0) return ERROR_NOT_FOUND;
+  if (etwsim_rt_class(er) != NULL) {
+    if (etwsim_rt_slice(er, (const WCHAR *)(ULONG_PTR)d->PropertyName, &p, &len) != 0)
+      return ERROR_NOT_FOUND;
+  } else if (prop_slice(er, d, &p, &len) != 0) {
+    return ERROR_NOT_FOUND;
+  }
   *size = len;
   return ERROR_SUCCESS;
 }
@@ -205,7 +227,12 @@ ULONG WINAPI etwsim_TdhGetProperty(PEVENT_RECORD er, ULONG n, PTDH_CONTEXT ctx, 
   (void)n;
   (void)ctx;
   if (er == NULL || d == NULL || buf == NULL || nd != 1) return ERROR_INVALID_PARAMETER;
-  if (prop_slice(er, d, &p, &len) != 0) return ERROR_NOT_FOUND;
+  if (etwsim_rt_class(er) != NULL) {
+    if (etwsim_rt_slice(er, (const WCHAR *)(ULONG_PTR)d->PropertyName, &p, &len) != 0)
+      return ERROR_NOT_FOUND;
+  } else if (prop_slice(er, d, &p, &len) != 0) {
+    return ERROR_NOT_FOUND;
+  }
   if (size < len) return ERROR_INSUFFICIENT_BUFFER;
   memcpy(buf, p, len);
   return ERROR_SUCCESS;

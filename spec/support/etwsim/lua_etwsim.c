@@ -3,7 +3,10 @@
  * require "etwsim" (the same etwsim.dll the test core.dll is bound to).
  *
  *   reset(), set_admin(b), set_version(major, minor[, build]), set_disk_free_mb(n)
- *   fail_next(op, win32)   op: start query stop update flush list stacks
+ *   set_ncpus(n), set_rt_queue(records), set_playback(records), set_command_line(s),
+ *   rt_hold(b),
+ *   rt_pending() -> records not yet handed to a real-time consumer's callback
+ *   fail_next(op, win32)   op: start query stop update flush list stacks process
  *   set_stopping(name), tick(name, n)
  *   sessions() -> { name, ... }          session(name) -> table | nil
  *   start_foreign{ name=, file=, mode=, flags= } -> win32
@@ -75,9 +78,56 @@ static int l_set_disk_free_mb(lua_State *L) {
   return 0;
 }
 
+static int l_set_ncpus(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  etwsim_version(&sim.major, &sim.minor, &sim.build);
+  luaL_argcheck(L, n >= 1 && n <= 2048, 1, "1..2048");
+  sim.ncpus = (ULONG)n;
+  return 0;
+}
+
+/* Records a real-time consumer can hold; consumers opened later use it. */
+static int l_set_rt_queue(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  etwsim_version(&sim.major, &sim.minor, &sim.build);
+  luaL_argcheck(L, n >= 1 && n <= 1000000, 1, "1..1000000");
+  sim.rt_queue_max = (ULONG)n;
+  return 0;
+}
+
+/* Records the playback file of a real-time session without consumer holds. */
+static int l_set_playback(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  etwsim_version(&sim.major, &sim.minor, &sim.build);
+  luaL_argcheck(L, n >= 1 && n <= 1000000, 1, "1..1000000");
+  sim.playback_max = (ULONG)n;
+  return 0;
+}
+
+/* The CommandLine of the Process/Start events real-time consumers receive. */
+static int l_set_command_line(lua_State *L) {
+  const char *s = luaL_checkstring(L, 1);
+  etwsim_version(&sim.major, &sim.minor, &sim.build);
+  if (MultiByteToWideChar(CP_UTF8, 0, s, -1, sim.command_line, SIM_CMDLINE_WCHARS) <= 0)
+    return luaL_error(L, "etwsim: command line too long (max %d UTF-16 units)",
+                      SIM_CMDLINE_WCHARS - 1);
+  return 0;
+}
+
+/* While held, real-time consumers take nothing: their queues fill up. */
+static int l_rt_hold(lua_State *L) {
+  etwsim_rt_hold(lua_toboolean(L, 1));
+  return 0;
+}
+
+static int l_rt_pending(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)etwsim_rt_pending());
+  return 1;
+}
+
 static int l_fail_next(lua_State *L) {
   static const char *const ops[] = {"start", "query", "stop", "update", "flush", "list",
-                                    "stacks", NULL};
+                                    "stacks", "process", NULL};
   int op = luaL_checkoption(L, 1, NULL, ops);
   ULONG code = (ULONG)luaL_checkinteger(L, 2);
   size_t i;
@@ -207,7 +257,7 @@ static int l_raw_start(lua_State *L) {
     to_wide(L, file, b->names + room, (size_t)room);
   b->p.LogFileMode = (ULONG)opt_int(L, 1, "mode", EVENT_TRACE_FILE_MODE_SEQUENTIAL);
   b->p.MaximumFileSize = (ULONG)opt_int(L, 1, "max_file_mb", 0);
-  b->p.EnableFlags = (ULONG)opt_int(L, 1, "flags", 1);
+  b->p.EnableFlags = (ULONG)(opt_int(L, 1, "flags", 1) & 0xFFFFFFFF);
   b->p.BufferSize = (ULONG)opt_int(L, 1, "buffer_kb", 0);
   b->p.MinimumBuffers = (ULONG)opt_int(L, 1, "min_buffers", 0);
   b->p.MaximumBuffers = (ULONG)opt_int(L, 1, "max_buffers", 0);
@@ -271,6 +321,8 @@ static int l_raw_control(lua_State *L) {
   SETI("mode", b->p.LogFileMode);
   SETI("buffer_kb", b->p.BufferSize);
   SETI("handle", b->p.Wnode.HistoricalContext);
+  SETI("wnode_flags", b->p.Wnode.Flags);
+  SETI("wnode_size", b->p.Wnode.BufferSize);
   return 2;
 }
 
@@ -283,7 +335,9 @@ static int l_raw_update(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   b = lua_newuserdatauv(L, sizeof *b, 0);
   ZeroMemory(b, sizeof *b);
-  b->p.Wnode.BufferSize = sizeof *b;
+  b->p.Wnode.BufferSize = (ULONG)opt_int(L, 2, "buffer_size", sizeof *b);
+  b->p.Wnode.Flags = (ULONG)opt_int(L, 2, "wnode_flags", WNODE_FLAG_TRACED_GUID);
+  if (opt_bool(L, 2, "kernel_guid")) b->p.Wnode.Guid = kernel_guid;
   b->p.LoggerNameOffset = base;
   file = opt_str(L, 2, "file");
   if (file != NULL) {
@@ -377,6 +431,9 @@ static const struct { const char *name; long value; } consts[] = {
   {"EVENT_TRACE_CONTROL_STOP", EVENT_TRACE_CONTROL_STOP},
   {"EVENT_TRACE_CONTROL_UPDATE", EVENT_TRACE_CONTROL_UPDATE},
   {"EVENT_TRACE_CONTROL_FLUSH", 3},
+  {"WNODE_FLAG_TRACED_GUID", WNODE_FLAG_TRACED_GUID},
+  {"WNODE_FLAG_ALL_DATA", WNODE_FLAG_ALL_DATA},
+  {"EVENT_TRACE_FLAG_EXTENSION", (long)0x80000000L},
   {"TraceStackTracingInfo", TraceStackTracingInfo},
 };
 
@@ -385,6 +442,12 @@ static const luaL_Reg funcs[] = {
   {"set_admin", l_set_admin},
   {"set_version", l_set_version},
   {"set_disk_free_mb", l_set_disk_free_mb},
+  {"set_ncpus", l_set_ncpus},
+  {"set_rt_queue", l_set_rt_queue},
+  {"set_command_line", l_set_command_line},
+  {"set_playback", l_set_playback},
+  {"rt_hold", l_rt_hold},
+  {"rt_pending", l_rt_pending},
   {"fail_next", l_fail_next},
   {"set_stopping", l_set_stopping},
   {"tick", l_tick},
