@@ -1260,12 +1260,12 @@ static void register_trace(lua_State *L) {
 /* Live events of a real-time session                                  */
 /* ------------------------------------------------------------------ */
 /*
- * s:events{names=, cpu=, pid=, timeout=} -> iterator of event tables, the
+ * s:events{names=, cpu=, pid=, timeout=, self=} -> iterator of event tables, the
  * same shape as Trace:events.  It ends (returns nil) when timeout seconds
  * pass with no event (no timeout: it waits), or when the session stops.
  * A newer events() on the same Session invalidates the older iterator.
  */
-static const char *const live_keys[] = {"names", "cpu", "pid", "timeout", NULL};
+static const char *const live_keys[] = {"names", "cpu", "pid", "timeout", "self", NULL};
 
 /* upvalues: 1 session, 2 liter, 3 names table (anchor), 4 timeout */
 static int s_events_next(lua_State *L) {
@@ -1311,6 +1311,7 @@ static int s_events(lua_State *L) {
     lua_pop(L, 1);
   }
   it = new_iter(L, has_opts);
+  it->f.self = has_opts && opt_bool(L, 2, "self", 0, 2);  /* trace this process too */
   it->gen = ++s->live_gen;
   lua_pushvalue(L, 1);
   lua_pushvalue(L, -2);
