@@ -131,7 +131,6 @@ struct kl_live {
   int tids[MAX_TIDS];       /* this process's threads in set_event_notrace_pid */
   int ntids;
   int stopping;             /* tracing is off: drain, then end */
-  long dbg_polls, dbg_pollwake, dbg_passes, dbg_splices, dbg_reads, dbg_bytes;
   int ended;                /* tracing went off and the ring is drained */
 };
 
@@ -404,9 +403,6 @@ void kl_live_close(kl_live *lv) {
   int c;
   kl_err ignored;
   if (!lv) return;
-  if (getenv("KL_LIVE_DEBUG"))
-    fprintf(stderr, "polls %ld woke %ld passes %ld splices %ld reads %ld bytes %ld\n", lv->dbg_polls,
-            lv->dbg_pollwake, lv->dbg_passes, lv->dbg_splices, lv->dbg_reads, lv->dbg_bytes);
   self_exclude(lv, 0, &ignored);
   for (c = 0; lv->cpus && c < lv->ncpus; c++) {
     live_cpu *lc = &lv->cpus[c];
@@ -614,7 +610,6 @@ static int read_error(kl_live *lv, int c, const char *what, int e, kl_err *err) 
 static ssize_t splice_batch(kl_live *lv, int c, kl_err *err) {
   live_cpu *lc = &lv->cpus[c];
   ssize_t n = splice(lc->fd, NULL, lc->pipe_wr, NULL, lv->batch, SPLICE_F_NONBLOCK), got = 0;
-  if (n > 0) { lv->dbg_splices++; lv->dbg_bytes += n; }
   if (n < 0) {
     if (errno != EAGAIN && errno != EINTR) {  /* no splice here: read() from now on */
       close(lc->pipe_rd);
@@ -645,7 +640,6 @@ static int refill(kl_live *lv, int c, kl_err *err) {
     n = read(lc->fd, lc->buf, lv->subbuf);
     if (n < 0 && errno != EAGAIN && errno != EINTR) return read_error(lv, c, "reading", errno, err);
     if (n <= 0) return 0;
-    lv->dbg_reads++;
     if ((size_t)n < lv->subbuf) memset(lc->buf + n, 0, lv->subbuf - (size_t)n);
     n = (ssize_t)lv->subbuf;
   }
@@ -667,7 +661,6 @@ static int cpu_wanted(const kl_filter *f, int c) {
  * is read too (so its ring does not fill), its naming events noted. */
 static int refill_pass(kl_live *lv, const kl_filter *f, kl_err *err) {
   int c, r;
-  lv->dbg_passes++;
   for (c = 0; c < lv->ncpus; c++) {
     live_cpu *lc = &lv->cpus[c];
     if (has_head(lc)) continue;
@@ -772,9 +765,7 @@ static int wait_data(kl_live *lv, double deadline, kl_err *err) {
       if (left <= 0) return 0;
       if (left * 1000 < wait_ms) wait_ms = (int)(left * 1000) + 1;
     }
-    lv->dbg_polls++;
-    if (poll(lv->pfds, (nfds_t)lv->ncpus, wait_ms) > 0) lv->dbg_pollwake++;
-    else if (errno == EINTR)
+    if (poll(lv->pfds, (nfds_t)lv->ncpus, wait_ms) < 0 && errno == EINTR)
       return kl_err_set(err, KL_E_IO, EINTR, "events %s: interrupted by a signal", lv->name);
   }
   for (c = 0; c < lv->ncpus; c++) lv->cpus[c].dry = 0;
