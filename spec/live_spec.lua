@@ -132,6 +132,17 @@ describe("live reading of a real-time session #linux", function()
     assert.matches("%f[%d]" .. me .. "%f[%D]", H.read_instance(name, "set_event_notrace_pid"))
     -- the reader wakes when a quarter of a CPU's ring is full
     assert.equal("25", H.read_instance(name, "buffer_percent"))
+    -- a second handle's reader (garbage collected, the session still running)
+    -- takes the process out again when it goes
+    local listed_by = function() return H.read_instance(name, "set_event_notrace_pid") end
+    s:events{self = true, timeout = 0}()
+    local a = assert(kl.attach(name))
+    a:events{timeout = 0}()
+    assert.matches("%f[%d]" .. me .. "%f[%D]", listed_by())
+    a = nil -- luacheck: ignore 311
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(listed_by():match("%f[%d]" .. me .. "%f[%D]"))
     assert.has_error(function() s:events{self = 1} end)
     assert(s:stop())
   end)

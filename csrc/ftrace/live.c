@@ -399,11 +399,17 @@ static int self_exclude(kl_live *lv, int on, kl_err *err) {
 /* Open and close                                                      */
 /* ------------------------------------------------------------------ */
 
+static int tracing_is_on(kl_live *lv);
+
 void kl_live_close(kl_live *lv) {
   int c;
   kl_err ignored;
   if (!lv) return;
-  self_exclude(lv, 0, &ignored);
+  /* Take this process out of the notrace list, unless the session is
+   * stopping: the list goes with the instance, and changing it waits for an
+   * RCU grace period (about 80 ms measured) while the stopper's rmdir
+   * fails with EBUSY as long as the file is open. */
+  if (lv->ntids > 0 && !lv->stopping && tracing_is_on(lv)) self_exclude(lv, 0, &ignored);
   for (c = 0; lv->cpus && c < lv->ncpus; c++) {
     live_cpu *lc = &lv->cpus[c];
     if (lc->fd >= 0) close(lc->fd);
