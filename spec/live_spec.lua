@@ -116,6 +116,26 @@ describe("live reading of a real-time session #linux", function()
     assert.is_true(count_after{names = "sys_enter", self = true} > 0)
   end)
 
+  it("reads the events of a system that update{flags} added after the reader opened", function()
+    -- (the reader parses the formats of the session's systems only, then all of them once
+    -- a record of another type shows up)
+    local s = assert(kl.start{name = name, realtime = true, flags = {"tcpip"}})
+    local it = s:events{timeout = 0.5, self = true}
+    H.tcp_connections(1)
+    assert.is_table(it())
+    assert(s:update{flags = {"tcpip", "raw_syscalls:sys_enter"}})
+    local p = assert(io.popen(H.q(nsyscalls()) .. " 100"))
+    local pid = assert(tonumber(p:read("l")))
+    p:close()
+    local n = 0
+    for ev in s:events{names = "sys_enter", pid = pid, timeout = 0.5} do
+      assert.equal("raw_syscalls", ev.system)
+      if ev.id == SYS_GETPPID then n = n + 1 end
+    end
+    assert.equal(100, n)
+    assert(s:stop())
+  end)
+
   it("takes its process out of set_event_notrace_pid when the reader closes", function()
     local me = tostring(core._getpid())
     local s = assert(kl.start{name = name, realtime = true, flags = {"raw_syscalls:sys_enter"}})

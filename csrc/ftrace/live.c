@@ -74,6 +74,7 @@ typedef struct live_cpu {
   unsigned char *buf;       /* the batch: len bytes of whole sub-buffers */
   size_t len, off;          /* off: the sub-buffer loaded in kbuf */
   int dry;                  /* the last read found nothing */
+  int behind;               /* the last splice filled a whole batch: more may wait */
   struct kbuffer *kbuf;
   void *data;               /* the current record, NULL when the batch is used up */
   unsigned long long ts;
@@ -100,6 +101,7 @@ static const struct {
 #define NCOMM_DEFS (sizeof comm_defs / sizeof comm_defs[0])
 
 typedef struct comm_src {
+  size_t def;               /* its comm_defs entry */
   int id;
   comm_kind kind;
   int hidden;               /* enabled by the reader: read, never yielded */
@@ -117,6 +119,8 @@ struct kl_live {
   char name[KL_NAME_MAX + 1];
   struct tracefs_instance *inst;
   struct tep_handle *tep;
+  int full;                 /* tep holds every event format, not only the session's systems */
+  unsigned char *idstate;   /* per event id: 0 not looked up, 1 in tep, 2 not in tep */
   kl_decoder *dec;
   int ncpus;
   size_t subbuf, batch;
@@ -291,20 +295,27 @@ static int list_has(const char *list, const char *item) {
   return 0;
 }
 
+/* Point cs at its event's format in the reader's tep; 0 if it has none. */
+static int comm_bind(kl_live *lv, comm_src *cs) {
+  struct tep_event *e = tep_find_event_by_name(lv->tep, comm_defs[cs->def].sys,
+                                               comm_defs[cs->def].event);
+  if (!e) return 0;
+  cs->id = e->id;
+  cs->kind = comm_defs[cs->def].kind;
+  cs->pid = tep_find_field(e, comm_defs[cs->def].pid);  /* task_rename lost its pid in 6.x */
+  cs->comm = tep_find_field(e, comm_defs[cs->def].comm);
+  return cs->comm && (cs->pid || cs->kind == CS_RENAME);
+}
+
 /* Find the naming events; enable those the session lacks (they stay on
  * for the session's life: another reader may rely on them). */
 static void comm_setup(kl_live *lv, const char *asked) {
   size_t i;
   for (i = 0; i < NCOMM_DEFS; i++) {
     comm_src *cs = &lv->src[lv->nsrc];
-    struct tep_event *e = tep_find_event_by_name(lv->tep, comm_defs[i].sys, comm_defs[i].event);
     char full[96], file[128];
-    if (!e) continue;
-    cs->id = e->id;
-    cs->kind = comm_defs[i].kind;
-    cs->pid = tep_find_field(e, comm_defs[i].pid);  /* task_rename lost its pid in 6.x */
-    cs->comm = tep_find_field(e, comm_defs[i].comm);
-    if (!cs->comm || (!cs->pid && cs->kind != CS_RENAME)) continue;
+    cs->def = i;
+    if (!comm_bind(lv, cs)) continue;
     snprintf(full, sizeof full, "%s:%s", comm_defs[i].sys, comm_defs[i].event);
     cs->hidden = !list_has(asked, full);
     if (cs->hidden) {
@@ -423,6 +434,7 @@ void kl_live_close(kl_live *lv) {
   free(lv->pfds);
   free(lv->comms);
   free(lv->cmdlines);
+  free(lv->idstate);
   kl_decoder_free(lv->dec);
   if (lv->tep) tep_free(lv->tep);
   free(lv);
@@ -493,6 +505,111 @@ oom:
   return kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "events %s: out of memory", lv->name);
 }
 
+/* The whole of a tracefs file, NUL-terminated (malloc'd); NULL on failure. */
+static char *slurp(const char *path, size_t *len) {
+  size_t cap = 8192, n = 0;
+  char *buf = malloc(cap), *nb;
+  ssize_t r;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || !buf) goto fail;
+  while ((r = read(fd, buf + n, cap - n - 1)) > 0) {
+    n += (size_t)r;
+    if (n + 1 == cap) {
+      if ((nb = realloc(buf, cap * 2)) == NULL) goto fail;
+      buf = nb;
+      cap *= 2;
+    }
+  }
+  if (r < 0) goto fail;
+  close(fd);
+  buf[n] = '\0';
+  *len = n;
+  return buf;
+fail:
+  if (fd >= 0) close(fd);
+  free(buf);
+  return NULL;
+}
+
+/* Parse the formats of every event of one system into tep. */
+static void load_system(struct tep_handle *tep, const char *events_dir, const char *sys) {
+  char path[KL_PATH_MAX];
+  struct dirent *de;
+  DIR *d;
+  snprintf(path, sizeof path, "%s/%s", events_dir, sys);
+  if ((d = opendir(path)) == NULL) return;
+  while ((de = readdir(d)) != NULL) {
+    size_t len;
+    char *fmt;
+    if (de->d_name[0] == '.') continue;
+    snprintf(path, sizeof path, "%s/%s/%s/format", events_dir, sys, de->d_name);
+    if ((fmt = slurp(path, &len)) == NULL) continue;
+    tep_parse_event(tep, fmt, len, sys);
+    free(fmt);
+  }
+  closedir(d);
+}
+
+/* The event formats of the session's systems, plus those the reader itself
+ * reads (ftrace: kernel_stack; task and sched: comms), with the instance's
+ * page header.  Only these: libtracefs's tracefs_local_events parses every
+ * format of the machine and /proc/kallsyms, half a second here, while the
+ * ring fills.  NULL on failure (errno). */
+static struct tep_handle *load_formats(struct tracefs_instance *inst, const char *asked) {
+  char buf[8192], path[KL_PATH_MAX], *tok, *save = NULL, *events_dir, *hp;
+  const char *systems[KL_MAX_TRACEPOINTS + 4];
+  size_t n = 0, i, len;
+  struct tep_handle *tep;
+  systems[n++] = "ftrace";
+  systems[n++] = "task";
+  systems[n++] = "sched";
+  snprintf(buf, sizeof buf, "%s", asked);
+  for (tok = strtok_r(buf, ",", &save); tok && n < KL_MAX_TRACEPOINTS + 3;
+       tok = strtok_r(NULL, ",", &save)) {
+    char *colon = strchr(tok, ':');
+    if (colon) *colon = '\0';
+    for (i = 0; i < n && strcmp(systems[i], tok) != 0; i++) {}
+    if (i == n && !strchr(tok, '/') && strcmp(tok, "..") != 0) systems[n++] = tok;
+  }
+  events_dir = tracefs_instance_get_file(inst, "events");
+  if (!events_dir) return NULL;
+  snprintf(path, sizeof path, "%s/header_page", events_dir);
+  hp = slurp(path, &len);
+  tep = hp ? tep_alloc() : NULL;
+  if (tep && tep_parse_header_page(tep, hp, len, (int)sizeof(long)) != 0) {
+    tep_free(tep);
+    tep = NULL;
+    errno = EINVAL;
+  }
+  free(hp);
+  for (i = 0; tep && i < n; i++) load_system(tep, events_dir, systems[i]);
+  tracefs_put_tracing_file(events_dir);
+  return tep;
+}
+
+/* A record of a type the tep lacks (the session's events changed since the
+ * reader opened): load every format once.  -1 on error. */
+static int load_all_formats(kl_live *lv, kl_err *err) {
+  struct tep_handle *tep;
+  size_t i;
+  int e;
+  errno = 0;
+  tep = tracefs_local_events(NULL);
+  lv->full = 1;
+  if (!tep) {
+    e = errno ? errno : EIO;
+    return kl_err_set(err, kl_code_from_errno(e), e,
+                      "events %s: cannot read the event formats from tracefs: %s (errno %d)",
+                      lv->name, strerror(e), e);
+  }
+  tep_set_long_size(tep, (int)sizeof(long));
+  kl_decoder_set_tep(lv->dec, tep);
+  tep_free(lv->tep);
+  lv->tep = tep;
+  for (i = 0; i < lv->nsrc; i++) comm_bind(lv, &lv->src[i]);
+  return 0;
+}
+
 kl_live *kl_live_open(struct tracefs_instance *inst, const char *name, const char *asked,
                       kl_err *err) {
   kl_live *lv = calloc(1, sizeof *lv);
@@ -507,7 +624,7 @@ kl_live *kl_live_open(struct tracefs_instance *inst, const char *name, const cha
    * leaves nothing in the ring; an iteration with self = true undoes it */
   if (self_exclude(lv, 1, err) != 0) goto error;
   errno = 0;
-  lv->tep = tracefs_local_events(NULL);
+  lv->tep = load_formats(inst, asked ? asked : "");
   if (!lv->tep) {
     e = errno ? errno : EIO;
     kl_err_set(err, kl_code_from_errno(e), e,
@@ -531,7 +648,8 @@ kl_live *kl_live_open(struct tracefs_instance *inst, const char *name, const cha
   }
   lv->cpus = calloc((size_t)lv->ncpus, sizeof *lv->cpus);
   lv->pfds = calloc((size_t)lv->ncpus, sizeof *lv->pfds);
-  if (!lv->cpus || !lv->pfds) goto oom;
+  lv->idstate = calloc(65536, 1);
+  if (!lv->cpus || !lv->pfds || !lv->idstate) goto oom;
   for (c = 0; c < lv->ncpus; c++)
     lv->cpus[c].fd = lv->cpus[c].stats_fd = lv->cpus[c].pipe_rd = lv->cpus[c].pipe_wr = -1;
   comm_setup(lv, asked ? asked : "");
@@ -642,6 +760,7 @@ static int refill(kl_live *lv, int c, kl_err *err) {
   lc->len = lc->off = 0;
   lc->data = NULL;
   if (lc->pipe_wr >= 0 && (n = splice_batch(lv, c, err)) < 0) return -1;
+  lc->behind = n == (ssize_t)lv->batch;
   if (n == 0) {  /* no whole sub-buffer: the page the writer is on */
     n = read(lc->fd, lc->buf, lv->subbuf);
     if (n < 0 && errno != EAGAIN && errno != EINTR) return read_error(lv, c, "reading", errno, err);
@@ -738,6 +857,11 @@ static int take(kl_live *lv, int c, const kl_filter *f, kl_event *ev, kl_err *er
   rec.size = kbuffer_event_size(lc->kbuf);
   rec.record_size = rec.size;
   advance(lv, lc);  /* the record stays in the batch until the next call */
+  if (!lv->full && rec.size >= 2) {
+    int id = tep_data_type(lv->tep, &rec) & 0xffff;
+    if (lv->idstate[id] == 0) lv->idstate[id] = tep_find_event(lv->tep, id) ? 1 : 2;
+    if (lv->idstate[id] == 2 && load_all_formats(lv, err) != 0) return -1;
+  }
   if (comm_event(lv, &rec)) return 0;
   got = kl_decoder_event(lv->dec, f, &rec, ev, err);
   if (got == 1 && ev->pid > 0) ev->comm = comm_of(lv, ev->pid, ev->comm);
@@ -778,6 +902,16 @@ static int wait_data(kl_live *lv, double deadline, kl_err *err) {
   return 1;
 }
 
+/* A filter that drops a steady stream still ends at the deadline, but not
+ * while a backlog is being read: the wanted events may be in it. */
+static int past_deadline(const kl_live *lv, double deadline) {
+  int c;
+  if (deadline < 0 || kl_monotime() <= deadline) return 0;
+  for (c = 0; c < lv->ncpus; c++)
+    if (lv->cpus[c].behind) return 0;
+  return 1;
+}
+
 int kl_live_next(kl_live *lv, const kl_filter *f, int fresh, double timeout, kl_event *ev,
                  kl_err *err) {
   double deadline = timeout >= 0 ? kl_monotime() + timeout : -1;
@@ -791,9 +925,7 @@ int kl_live_next(kl_live *lv, const kl_filter *f, int fresh, double timeout, kl_
     if (failed) return -1;
     if (c >= 0) {
       if ((r = take(lv, c, f, ev, err)) != 0) return r;
-      /* a stream of events the filter drops still ends at the deadline */
-      if (++skipped % SKIPS_PER_CLOCK == 0 && deadline >= 0 && kl_monotime() > deadline)
-        return 0;
+      if (++skipped % SKIPS_PER_CLOCK == 0 && past_deadline(lv, deadline)) return 0;
       continue;
     }
     if (lv->ended) return 0;
