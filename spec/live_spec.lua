@@ -136,7 +136,7 @@ describe("live reading of a real-time session #linux", function()
     assert(s:stop())
   end)
 
-  it("takes its process out of set_event_notrace_pid when the reader closes", function()
+  it("takes its process out of set_event_notrace_pid when the reader closes #valgrind", function()
     local me = tostring(core._getpid())
     local s = assert(kl.start{name = name, realtime = true, flags = {"raw_syscalls:sys_enter"}})
     local it = s:events{timeout = 1}
