@@ -361,7 +361,7 @@ static int has_tid(const kl_live *lv, long pid) {
  * take them out again (off).  A kernel without the list (before 5.8)
  * traces the reader. */
 static int self_exclude(kl_live *lv, int on, kl_err *err) {
-  char text[MAX_TIDS * 12 + 2], *list, *p, *end;
+  char text[MAX_TIDS * 12 + 2], *list, *out, *p, *end;
   size_t n = 0;
   int e;
   if (on == (lv->ntids > 0)) return 0;
@@ -388,18 +388,22 @@ static int self_exclude(kl_live *lv, int on, kl_err *err) {
   }
   /* off: write back the list without our threads */
   list = tracefs_instance_file_read(lv->inst, "set_event_notrace_pid", NULL);
-  text[0] = '\0';
-  for (p = list; p && *p && n + 12 < sizeof text; p = end) {
+  out = list ? malloc(strlen(list) + 2) : NULL;
+  for (p = list; out && *p; p = end) {
     long pid = strtol(p, &end, 10);
     if (end == p) {
       end = p + 1;
       continue;
     }
-    if (pid > 0 && !has_tid(lv, pid)) n += (size_t)snprintf(text + n, sizeof text - n, "%ld ", pid);
+    /* each entry is written no longer than it was read, with its separator */
+    if (pid > 0 && !has_tid(lv, pid)) n += (size_t)sprintf(out + n, "%ld ", pid);
   }
-  free(list);
   lv->ntids = 0;
-  e = notrace_write(lv, text, 1);
+  free(list);
+  if (!out) return 0;
+  out[n] = '\0';
+  e = notrace_write(lv, out, 1);
+  free(out);
   if (e == 0 || e == ENOENT) return 0;
   return kl_err_set(err, kl_code_from_errno(e), e,
                     "events %s: cannot include the reading process (set_event_notrace_pid): "
