@@ -8,7 +8,16 @@ local core = kl._core
 
 -- getppid calls: about 3.4 MB of sys_enter records; the default ring holds 4 MB a CPU
 local N = 50000
-local SYS_GETPPID = 110  -- x86_64
+local SYS_GETPPID -- the system call's number, as nsyscalls prints it (110 on x86_64)
+
+-- Run nsyscalls; returns the popen handle and the child's pid.
+local function spawn(cmd)
+  local p = assert(io.popen(cmd))
+  local pid, nr = (p:read("l") or ""):match("^(%d+) (%d+)$")
+  assert(pid, "nsyscalls printed no pid")
+  SYS_GETPPID = tonumber(nr)
+  return p, tonumber(pid)
+end
 
 -- spec/support/nsyscalls.c, built once for this file; its file name is its comm.
 local bin_dir, bin
@@ -46,9 +55,8 @@ local function run(name, opts, each, isolate, late)
   end
   local it = s:events(opts)
   local first = assert(it())  -- the reader is open now (our own calls before it are in the ring)
-  local p = assert(io.popen(("%s %d; echo 0 > %s"):format(H.q(nsyscalls()), N,
-    H.q(("%s/instances/%s/tracing_on"):format(H.tracing, name)))))
-  local pid = assert(tonumber(p:read("l")), "nsyscalls printed no pid")
+  local p, pid = spawn(("%s %d; echo 0 > %s"):format(H.q(nsyscalls()), N,
+    H.q(("%s/instances/%s/tracing_on"):format(H.tracing, name))))
   if late then p:close() end
   each(first, pid)
   for ev in it do each(ev, pid) end
@@ -124,8 +132,7 @@ describe("live reading of a real-time session #linux", function()
     H.tcp_connections(1)
     assert.is_table(it())
     assert(s:update{flags = {"tcpip", "raw_syscalls:sys_enter"}})
-    local p = assert(io.popen(H.q(nsyscalls()) .. " 100"))
-    local pid = assert(tonumber(p:read("l")))
+    local p, pid = spawn(H.q(nsyscalls()) .. " 100")
     p:close()
     local n = 0
     for ev in s:events{names = "sys_enter", pid = pid, timeout = 0.5} do

@@ -1,8 +1,8 @@
 /*
  * nsyscalls N [DELAY_MS] - make exactly N getppid() system calls, for specs
- * and benches that count a workload's events (raw_syscalls:sys_enter id 110
- * on x86_64).  It waits DELAY_MS (default 0) first, so a reader can see it
- * start, and prints its pid before the calls.
+ * and benches that count a workload's events.  It prints its pid and the
+ * system call's number (the `id` of raw_syscalls:sys_enter: 110 on x86_64)
+ * on one line, waits DELAY_MS (default 0), then makes the calls.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -19,7 +19,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   delay = argc > 2 ? strtol(argv[2], NULL, 10) : 0;
-  printf("%ld\n", (long)getpid());
+  printf("%ld %d\n", (long)getpid(), (int)SYS_getppid);
   fflush(stdout);
   if (delay > 0) {
     ts.tv_sec = delay / 1000;
