@@ -232,6 +232,7 @@ typedef struct kl_filter {
   int cpu;                   /* -1: all */
   int pid;                   /* -1: all */
   uint64_t t0, t1;           /* ns; t1 == 0: no upper bound */
+  int self;                  /* live reading: 1 also traces the reading process */
 } kl_filter;
 
 typedef struct kl_event_count {

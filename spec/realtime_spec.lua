@@ -53,7 +53,8 @@ describe("a real-time Linux session #linux", function()
 
   it("yields live loopback connections with their ports and states", function()
     local s = assert(kl.start{name = name, realtime = true, flags = {"tcpip"}})
-    local it = s:events{timeout = 0.3}
+    -- (self: the connections are this process's own)
+    local it = s:events{timeout = 0.3, self = true}
     local port = H.tcp_connections(3)
     local list = collect(it)
     local seen = states(list, port)
@@ -85,7 +86,7 @@ describe("a real-time Linux session #linux", function()
     local f = assert(kl.start{name = name .. "f", flags = {"tcpip"}, file = file})
     local s = assert(kl.start{name = name, realtime = true, flags = {"tcpip"}})
     local port = H.tcp_connections(1)
-    local live = collect(s:events{names = "inet_sock_set_state", timeout = 0.3})
+    local live = collect(s:events{names = "inet_sock_set_state", timeout = 0.3, self = true})
     assert(s:stop())
     assert(f:stop())
     H.cleanup(name .. "f")
@@ -121,7 +122,7 @@ describe("a real-time Linux session #linux", function()
   it("filters by name, cpu and pid in C", function()
     local s = assert(kl.start{name = name, realtime = true, flags = {"tcpip", "process"}})
     local me = core._getpid()
-    local it = s:events{names = {"sock:inet_sock_set_state"}, pid = me, timeout = 0.3}
+    local it = s:events{names = {"sock:inet_sock_set_state"}, pid = me, timeout = 0.3, self = true}
     local port = H.tcp_connections(2)
     os.execute("true") -- a process event of another pid, filtered out
     local list = collect(it)
@@ -133,10 +134,10 @@ describe("a real-time Linux session #linux", function()
     assert.equal(2, states(list, port)[TCP_SYN_SENT])
     -- one CPU only
     local cpu = list[1].cpu
-    it = s:events{cpu = cpu, pid = me, timeout = 0.3}
+    it = s:events{cpu = cpu, pid = me, timeout = 0.3, self = true}
     H.tcp_connections(2)
     for ev in it do assert.equal(cpu, ev.cpu) end
-    it = s:events{cpu = cpu + 1, pid = me, timeout = 0.3}
+    it = s:events{cpu = cpu + 1, pid = me, timeout = 0.3, self = true}
     H.tcp_connections(2)
     for ev in it do assert.equal(cpu + 1, ev.cpu) end
     -- a name that never matches: the timeout ends it
@@ -154,7 +155,7 @@ describe("a real-time Linux session #linux", function()
     assert.is_true(q.dropped > 0, "dropped " .. q.dropped)
     local lost, events = 0, 0
     local t0
-    for ev in s:events{timeout = 0.2} do
+    for ev in s:events{timeout = 0.2, self = true} do -- (the next connections are ours)
       t0 = t0 or core._monotime()
       if core._monotime() - t0 > 5 then break end -- other processes' traffic never stops
       if ev.name == "lost_events" then
@@ -170,7 +171,7 @@ describe("a real-time Linux session #linux", function()
     assert.is_true(lost >= q.dropped, ("lost %d, dropped %d"):format(lost, q.dropped))
     -- filtered by name, markers go unless asked for
     H.tcp_connections(60)
-    local only = collect(s:events{names = {"lost_events"}, timeout = 0.5})
+    local only = collect(s:events{names = {"lost_events"}, timeout = 0.5, self = true})
     assert.is_true(#only > 0)
     for _, ev in ipairs(only) do assert.equal("lost_events", ev.name) end
     assert(s:stop())
@@ -179,11 +180,11 @@ describe("a real-time Linux session #linux", function()
   it("ends the iterator after timeout seconds without an event", function()
     -- other processes' traffic is traced too: only ours counts here
     local s = assert(kl.start{name = name, realtime = true, flags = {"tcpip"}})
-    local it = s:events{pid = core._getpid(), timeout = 0.25}
+    local it = s:events{pid = core._getpid(), timeout = 0.25, self = true}
     H.tcp_connections(1)
     assert.is_table(it()) -- the first call opens the readers (reads every event format)
     while it() do end     -- the rest of the connection, then 0.25 s of quiet: nil
-    it = s:events{pid = core._getpid(), timeout = 0.25}
+    it = s:events{pid = core._getpid(), timeout = 0.25, self = true}
     local t0 = core._monotime()
     assert.is_nil(it())
     local waited = core._monotime() - t0

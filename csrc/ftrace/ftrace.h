@@ -94,11 +94,16 @@ KL_INTERNAL void kl_decoder_free(kl_decoder *d);
 
 /* ---- live reading of real-time sessions (live.c) ---- */
 typedef struct kl_live kl_live;
-/* Open the instance's per-CPU trace_pipe_raw files; name for messages. */
-KL_INTERNAL kl_live *kl_live_open(struct tracefs_instance *inst, const char *name, kl_err *err);
+/* Open the instance's per-CPU trace_pipe_raw files; name for messages.
+ * asked: the comma list of "system:event" the session enabled; the
+ * process-naming tracepoints the reader enables for itself and that are
+ * not in it are read for comms but never yielded. */
+KL_INTERNAL kl_live *kl_live_open(struct tracefs_instance *inst, const char *name,
+                                  const char *asked, kl_err *err);
 /* The next live event: 1 ev filled; 0 timeout seconds passed with no
  * event (timeout < 0: no bound) or tracing was turned off and the ring is
- * drained; -1 error.  fresh: first call of a new iteration. */
+ * drained; -1 error.  fresh: first call of a new iteration (f->self is
+ * applied then: the reading process is excluded unless it is set). */
 KL_INTERNAL int kl_live_next(kl_live *lv, const kl_filter *f, int fresh, double timeout,
                              kl_event *ev, kl_err *err);
 /* 1 once tracing went off (or the instance went away) and all was read. */

@@ -985,7 +985,7 @@ static int ftrace_live_next(kl_session *s, const kl_filter *f, int fresh, double
                  s->name);
       bad = 1;
     } else {
-      s->live = kl_live_open(s->inst, s->name, err);
+      s->live = kl_live_open(s->inst, s->name, state.tracepoints, err);
       if (s->live == NULL) bad = 1;
     }
     unlock_session(lock);

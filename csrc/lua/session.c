@@ -176,7 +176,7 @@ static int s_update(lua_State *L) {
 
 /* ---- live events of a real-time session ---- */
 
-static const char *const live_keys[] = {"names", "cpu", "pid", "timeout", NULL};
+static const char *const live_keys[] = {"names", "cpu", "pid", "timeout", "self", NULL};
 
 static int live_fetch(lua_State *L, int owner, klua_iter *it, kl_event *ev, kl_err *err) {
   lsession *s = klua_check_session(L, owner);
@@ -186,15 +186,18 @@ static int live_fetch(lua_State *L, int owner, klua_iter *it, kl_event *ev, kl_e
   return B.live_next(s->h, &it->f, !it->started, it->timeout, ev, err);
 }
 
-/* s:events{names=, cpu=, pid=, timeout=}: the events of a real-time
+/* s:events{names=, cpu=, pid=, timeout=, self=}: the events of a real-time
  * session as they come; nil after timeout seconds without one, or once
- * the session stops.  A newer events() invalidates the older iterator. */
+ * the session stops.  The reading process is left out of the trace unless
+ * self is true.  A newer events() invalidates the older iterator. */
 static int s_events(lua_State *L) {
   lsession *s = live_session(L, 1);
   klua_iter *it = klua_push_events(L, live_keys, 0, live_fetch);
   it->timeout = -1;
-  if (!lua_isnoneornil(L, 2))
+  if (!lua_isnoneornil(L, 2)) {
     it->timeout = klua_opt_num(L, 2, "timeout", -1, 0, 2147483647.0, 0, 2);
+    it->f.self = klua_opt_bool(L, 2, "self", 0, 2);  /* trace this process too */
+  }
   it->gen = ++s->live_gen;
   return 1;
 }

@@ -38,9 +38,12 @@ end
 --   and lists it in `session.skipped`), `overwrite`, `file_mode`, `kallsyms`,
 --   `detached` (record no owner process: the session is meant to outlive this one).
 --   A `realtime` session on Linux is read live with
---   `s:events{names=, cpu=, pid=, timeout=}`: event tables as `Trace:events` gives
---   them; the iterator ends after `timeout` seconds without an event or when the
---   session stops.
+--   `s:events{names=, cpu=, pid=, timeout=, self=}`: event tables as `Trace:events`
+--   gives them; the iterator ends after `timeout` seconds without an event or when
+--   the session stops. The reading process's own threads are left out of the
+--   trace (by the kernel, from the first `events()` until the reader closes)
+--   unless an iteration passes `self = true`; comms are the processes' real
+--   names, short-lived ones included (docs/realtime.md).
 --   The Lua layer adds `profile` (a name, a profile or a table: see
 --   `kernellogger.profiles`) and `on_conflict`, `timeout`, `backoff` (see
 --   `kernellogger.conflict` and docs/conflict-policies.md).
