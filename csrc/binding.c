@@ -37,6 +37,14 @@ static int push_fail(lua_State *L, const kl_err *err) {
   return 3;
 }
 
+/* A path argument: a string with no NUL byte in it (a C path would end there). */
+static const char *check_path(lua_State *L, int arg) {
+  size_t n;
+  const char *p = luaL_checklstring(L, arg, &n);
+  if (strlen(p) != n) luaL_argerror(L, arg, "path contains a NUL byte");
+  return p;
+}
+
 /* ------------------------------------------------------------------ */
 /* Option tables                                                       */
 /* ------------------------------------------------------------------ */
@@ -962,7 +970,7 @@ static ltrace *live_trace(lua_State *L, int idx) {
 }
 
 static int l_open(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = check_path(L, 1);
   kl_err err;
   ltrace *t;
   memset(&err, 0, sizeof err);
@@ -1332,12 +1340,68 @@ static const luaL_Reg session_meta[] = {
   {"__index", s_index}, {"__gc", s_gc}, {"__close", s_close},
   {"__tostring", s_tostring}, {NULL, NULL}};
 
+/* ------------------------------------------------------------------ */
+/* Files for Lua writers (kernellogger.outfile)                        */
+/* ------------------------------------------------------------------ */
+
+static int close_stream(lua_State *L) {
+  luaL_Stream *p = (luaL_Stream *)luaL_checkudata(L, 1, LUA_FILEHANDLE);
+  return luaL_fileresult(L, fclose(p->f) == 0, NULL);
+}
+
+/* core._create_exclusive(path) -> a Lua file open for writing on a new file
+ * (mode 0600, never an existing one, never through a symbolic link), or
+ * nil, message, code. */
+static int l_create_exclusive(lua_State *L) {
+  const char *path = check_path(L, 1);
+  luaL_Stream *p;
+  kl_err err;
+  memset(&err, 0, sizeof err);
+  p = (luaL_Stream *)lua_newuserdatauv(L, sizeof *p, 0);
+  p->closef = NULL;  /* a closed file until it is open */
+  luaL_setmetatable(L, LUA_FILEHANDLE);
+  p->f = kl_create_exclusive(path, &err);
+  if (p->f == NULL) return push_fail(L, &err);
+  p->closef = close_stream;
+  return 1;
+}
+
+/* core._path_kind(path) -> "link", "dir", "file", "other", or nil when
+ * nothing is there; or nil, message, code when it cannot be told. */
+static int l_path_kind(lua_State *L) {
+  static const char *const names[] = {"link", "dir", "file", "other"};
+  kl_err err;
+  int k;
+  memset(&err, 0, sizeof err);
+  k = kl_path_kind(check_path(L, 1), &err);
+  if (k < 0) return push_fail(L, &err);
+  if (k == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushstring(L, names[k == 'l' ? 0 : k == 'd' ? 1 : k == 'f' ? 2 : 3]);
+  return 1;
+}
+
+/* core._rename_noreplace(from, to) -> true, or nil, message, code
+ * (already_exists when anything is at `to`). */
+static int l_rename_noreplace(lua_State *L) {
+  const char *from = check_path(L, 1), *to = check_path(L, 2);
+  kl_err err;
+  memset(&err, 0, sizeof err);
+  if (kl_rename_noreplace(from, to, &err) != 0) return push_fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static const luaL_Reg functions[] = {
   {"start", l_start},       {"attach", l_attach},     {"stop", l_stop},
   {"query", l_query},       {"flush", l_flush},       {"sessions", l_sessions},
   {"flags", l_flags},       {"_sleep", l_sleep},      {"_monotime", l_monotime},
   {"_walltime", l_walltime}, {"_isatty", l_isatty},   {"_getpid", l_getpid},
   {"open", l_open},
+  {"_create_exclusive", l_create_exclusive}, {"_rename_noreplace", l_rename_noreplace},
+  {"_path_kind", l_path_kind},
   {NULL, NULL}};
 
 int luaopen_kernellogger_core(lua_State *L) {
