@@ -503,6 +503,10 @@ describe("the report writers given hostile input #linux", function()
         assert.equal("bad_path", code)
         assert.matches("capture path", err)
       end
+      -- kl.open itself: a NUL byte would cut the name short, so it is refused
+      local ok, err = pcall(kl.open, cap .. "\0.x")
+      assert.is_false(ok)
+      assert.matches("NUL byte", err)
       assert.equal("", listing(dir))
     end)
 
