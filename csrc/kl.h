@@ -19,6 +19,7 @@
 #define KL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #if defined(__GNUC__) && !defined(_WIN32)
@@ -323,5 +324,15 @@ KL_INTERNAL double kl_walltime(void);     /* unix seconds */
 KL_INTERNAL void kl_sleep(double seconds);/* returns early on a signal */
 KL_INTERNAL int kl_isatty(int fd);        /* 1 if fd is a terminal */
 KL_INTERNAL long kl_getpid(void);
+/* A new file at path for writing (O_CREAT|O_EXCL, never through a symbolic
+ * link, mode 0600): NULL with err (already_exists when something is there). */
+KL_INTERNAL FILE *kl_create_exclusive(const char *path, kl_err *err);
+/* Give the file `from` the name `to` unless something is at `to`
+ * (already_exists), then drop the name `from`. */
+KL_INTERNAL int kl_rename_noreplace(const char *from, const char *to, kl_err *err);
+/* What is at path itself (a symbolic link is not followed): 0 nothing, 'l' a
+ * link, 'd' a folder, 'f' a regular file, 'o' anything else; -1 with err
+ * when it cannot be told (e.g. a folder on the way is unreadable). */
+KL_INTERNAL int kl_path_kind(const char *path, kl_err *err);
 
 #endif /* KL_H */

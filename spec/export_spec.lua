@@ -51,6 +51,7 @@ end
 local function check(doc, want)
   assert.equal("ns", doc.displayTimeUnit)
   assert.equal(want.info.first_ts, doc.otherData.first_ts_ns)
+  assert.equal(0, doc.skipped_records)  -- an intact capture: no record left out
   assert.is_table(doc.traceEvents)
   local tracks, slices, instants, lost = {}, 0, 0, 0
   local names, cpu_names, instant_pids = {}, {}, {}

@@ -344,13 +344,363 @@ describe("kernellogger.json and kernellogger.html.escape", function()
   it("encodes what dkjson decodes back", function()
     local v = {a = {1, 2.5, -3, "x"}, b = json.object{}, c = {}, d = true, e = "é\0",
                n = 2^53 + 0.0, big = math.mininteger}
-    local back = dkjson.decode(json.encode(v))
-    assert.same({1, 2.5, -3, "x"}, back.a)
-    assert.same({}, back.b)
-    assert.same({}, back.c)
-    assert.is_true(back.d)
-    assert.equal("é\0", back.e)
-    assert.equal(math.mininteger, back.big)
+    local decoded = dkjson.decode(json.encode(v))
+    assert.same({1, 2.5, -3, "x"}, decoded.a)
+    assert.same({}, decoded.b)
+    assert.same({}, decoded["c"])
+    assert.is_true(decoded.d)
+    assert.equal("é\0", decoded.e)
+    assert.equal(math.mininteger, decoded.big)
     assert.equal("null", json.encode(0 / 0))
   end)
+end)
+
+-- ---------------------------------------------------------------------------
+-- Hostile input: the cases a tester found, one row each. Both writers of the
+-- report module (the HTML page and the Trace Event Format export) share them.
+-- ---------------------------------------------------------------------------
+
+local WRITERS = {
+  {name = "kl.report.html", fn = function(...) return kl.report.html(...) end,
+   cmd = "report --html"},
+  {name = "kl.report.chrome_json", fn = function(...) return kl.report.chrome_json(...) end,
+   cmd = "export --chrome-json"},
+}
+
+local function put(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function listing(dir)
+  local p = io.popen("ls -A " .. H.q(dir))
+  local s = p:read("a")
+  p:close()
+  return s
+end
+
+--- A stand-in for a Trace: info() and events() over a list of event tables.
+local function fake_trace(events, first, last)
+  return {
+    path = "fake.dat",
+    info = function()
+      return {format = "trace.dat", version = 6, cpus = 2, first_ts = first or 1000,
+              last_ts = last or 5000, events = {}}
+    end,
+    events = function()
+      local i = 0
+      return function()
+        i = i + 1
+        local ev = events[i]
+        if type(ev) == "function" then return ev() end
+        return ev
+      end
+    end,
+  }
+end
+
+local NIL = {}  -- a field the record lacks
+local function event(base, change)
+  local ev = {}
+  for k, v in pairs(base) do ev[k] = v end
+  for k, v in pairs(change or {}) do
+    if v == NIL then ev[k] = nil else ev[k] = v end
+  end
+  return ev
+end
+
+local OPEN = {name = "sys_enter_openat", system = "syscalls", time = 2000, cpu = 0, pid = 7,
+              comm = "cat", dfd = -100}
+local SWITCH = {name = "sched_switch", system = "sched", time = 3000, cpu = 1, pid = 7,
+                comm = "cat", prev_pid = 7, prev_comm = "cat", next_pid = 0,
+                next_comm = "swapper/1"}
+local LOST = {name = "lost_events", system = "ftrace", time = 2500, cpu = 0, lost = 3}
+local TCP = {name = "inet_sock_set_state", system = "sock", time = 2600, cpu = 0, pid = 7,
+             comm = "curl", skaddr = 1234, oldstate = 7, newstate = 2, protocol = 6, family = 2,
+             saddr = "127.0.0.1", daddr = "127.0.0.1", sport = 5000, dport = 80}
+local RETRANS = {name = "tcp_retransmit_skb", system = "tcp", time = 2700, cpu = 0, pid = 7,
+                 skaddr = 1234, family = 2, saddr = "127.0.0.1", daddr = "127.0.0.1",
+                 sport = 5000, dport = 80}
+
+-- Damaged records (bit flips in a capture): {base, change, records left out}.
+local DAMAGED = {
+  {OPEN, {pid = NIL}, 0},
+  {OPEN, {pid = "x"}, 0},
+  {OPEN, {pid = 1.5}, 0},
+  {OPEN, {comm = NIL}, 0},
+  {OPEN, {comm = 42}, 0},
+  {OPEN, {cpu = NIL}, 1},
+  {OPEN, {time = NIL}, 1},
+  {OPEN, {time = 2.5}, 1},
+  {OPEN, {name = NIL}, 1},
+  {OPEN, {system = NIL}, 0},
+  {OPEN, {name = 7}, 1},
+  {OPEN, {time = 1 << 62}, 0},
+  {OPEN, {time = 0}, 0},
+  {SWITCH, {prev_pid = NIL}, 1},
+  {SWITCH, {next_pid = 1.5}, 1},
+  {SWITCH, {prev_comm = 5, next_comm = NIL}, 0},
+  {SWITCH, {time = 1 << 62}, 0},
+  {LOST, {lost = NIL}, 0},
+  {LOST, {cpu = NIL}, 1},
+  {LOST, {system = NIL, lost = -1}, 0},
+  {TCP, {skaddr = NIL}, 0},
+  {TCP, {sport = "x", saddr = 5}, 0},
+  {TCP, {pid = NIL, comm = NIL}, 0},
+  {RETRANS, {sport = NIL, saddr = NIL}, 0},
+  {RETRANS, {pid = "?"}, 0},
+}
+
+describe("the report writers given hostile input #linux", function()
+  local dir, cap
+  before_each(function()
+    dir = H.tmpdir()
+    cap = TESTDATA .. "trappy_trace_idle.dat"
+  end)
+  after_each(function() H.rmtree(dir) end)
+
+  -- Output names that are refused: {name, prepare the folder, code, message}.
+  local BAD_OUT = {
+    {"z.html\n", function(d) put(d .. "/z.html", "precious") end, "bad_path", "0x0a"},
+    {"q\nfoo", function(d) os.execute("ln -s " .. H.q(d .. "/victim") .. " " .. H.q(d .. "/q")) end,
+     "bad_path", "0x0a"},
+    {"c\0d", nil, "bad_path", "NUL byte"},
+    {"tab\there", nil, "bad_path", "0x09"},
+    {"del\127", nil, "bad_path", "0x7f"},
+    {"esc\27[31m", nil, "bad_path", "0x1b"},
+    {"link", function(d) os.execute("ln -s " .. H.q(d .. "/victim") .. " " .. H.q(d .. "/link")) end,
+     "bad_path", "symbolic link"},
+    {"sub/", function(d) os.execute("mkdir " .. H.q(d .. "/sub")) end, "bad_path", "folder"},
+    {"sub", function(d) os.execute("mkdir " .. H.q(d .. "/sub")) end, "bad_path", "folder"},
+    {"missing/x.html", nil, "bad_path", "missing/x.html"},
+    {"old.html", function(d) put(d .. "/old.html", "precious") end, "already_exists",
+     "file exists"},
+  }
+  for _, w in ipairs(WRITERS) do
+    for _, row in ipairs(BAD_OUT) do
+      local name, prepare, code, pattern = row[1], row[2], row[3], row[4]
+      it(("%s refuses the output %q (%s), changing nothing"):format(w.name, name, code), function()
+        if prepare then prepare(dir) end
+        local before = listing(dir)
+        local precious = {}
+        for f in before:gmatch("[^\n]+") do precious[f] = H.read(dir .. "/" .. f) end
+        local ok, err, got = w.fn(cap, dir .. "/" .. name)
+        assert.is_nil(ok)
+        assert.equal(code, got, err)
+        assert.truthy(err:find(pattern, 1, true), err)
+        assert.falsy(err:find("%.lua:%d+:"), err)
+        assert.equal(before, listing(dir))  -- no temporary file, nothing new
+        for f, s in pairs(precious) do assert.equal(s, H.read(dir .. "/" .. f), f) end
+        assert.is_false(H.exists(dir .. "/victim"))
+      end)
+    end
+
+    it(w.name .. " refuses a capture path with a NUL byte or a control character", function()
+      for _, bad in ipairs{cap .. "\0.html", "a\nb.dat"} do
+        local ok, err, code = w.fn(bad, dir .. "/out")
+        assert.is_nil(ok)
+        assert.equal("bad_path", code)
+        assert.matches("capture path", err)
+      end
+      -- kl.open itself: a NUL byte would cut the name short, so it is refused
+      local ok, err = pcall(kl.open, cap .. "\0.x")
+      assert.is_false(ok)
+      assert.matches("NUL byte", err)
+      assert.equal("", listing(dir))
+    end)
+
+    it(w.name .. " writes a file whose name starts with '-', and the command too", function()
+      assert(w.fn(cap, dir .. "/-o"))
+      local copy = dir .. "/-cap.dat"
+      put(copy, H.read(cap))
+      local cmd = ("cd %s && lua5.4 %s/bin/kernellogger %s -x -- -cap.dat 2>&1"):format(
+        H.q(dir), H.q(os.getenv("PWD")), w.cmd)
+      local p = io.popen(cmd)
+      local text = p:read("a")
+      assert.is_true(p:close(), text)
+      assert.equal("-cap.dat\n-o\n-x\n", listing(dir))
+      local _, _, rc = os.execute(("cd %s && lua5.4 %s/bin/kernellogger %s -y -cap.dat " ..
+        "2>/dev/null"):format(H.q(dir), H.q(os.getenv("PWD")), w.cmd))
+      assert.equal(2, rc)  -- '-cap.dat' without '--' is an option: refused, not guessed
+    end)
+
+    -- Wrong arguments of the Lua API: {args (the output in dir, "CAP"), message}.
+    local BAD_ARGS = {
+      {{42, "o"}, "argument #1 %(trace%)"},
+      {{true, "o"}, "argument #1 %(trace%)"},
+      {{{}, "o"}, "argument #1 %(trace%)"},
+      {{"", "o"}, "argument #1 %(trace%)"},
+      {{"CLOSED", "o"}, "Trace is closed"},
+      {{"CAP"}, "argument #2 %(path%)"},
+      {{"CAP", ""}, "argument #2 %(path%)"},
+      {{"CAP", 42}, "argument #2 %(path%)"},
+      {{"CAP", "o", 5}, "argument #3 %(options%)"},
+      {{"CAP", "o", {bogus = 1}}, 'unknown field "bogus"'},
+      {{"CAP", "o", {overwrite = "yes"}}, "options%.overwrite: a boolean expected"},
+      {{"CAP", "o", {overwrite = 1}}, "options%.overwrite: a boolean expected"},
+      {{"CAP", "o", {title = ""}}, "options%.title: a non%-empty string expected"},
+      {{"CAP", "o", {title = 3}}, "options%.title"},
+    }
+    if w.name == "kl.report.html" then
+      BAD_ARGS[#BAD_ARGS + 1] = {{"CAP", "o", {buckets = 0}}, "options%.buckets: a positive integer"}
+      BAD_ARGS[#BAD_ARGS + 1] = {{"CAP", "o", {rate_bins = 2.5}}, "options%.rate_bins"}
+    else
+      BAD_ARGS[#BAD_ARGS + 1] = {{"CAP", "o", {buckets = 10}}, 'unknown field "buckets"'}
+    end
+    for _, row in ipairs(BAD_ARGS) do
+      it(("%s raises for %s"):format(w.name, row[2]:gsub("%%", "")), function()
+        local args = {}
+        for i = 1, 3 do
+          local a = row[1][i]
+          if a == "CAP" then a = cap
+          elseif a == "CLOSED" then a = assert(kl.open(cap)); a:close()
+          elseif a == "o" then a = dir .. "/o" end
+          args[i] = a
+        end
+        local ok, err = pcall(w.fn, args[1], args[2], args[3])
+        assert.is_false(ok)
+        assert.matches(row[2], err)
+        assert.matches("^kernellogger%.", err)  -- the function's name, no Lua position
+        assert.equal("", listing(dir))
+      end)
+    end
+
+    it(w.name .. " keeps going over damaged records and counts what it left out", function()
+      for i, row in ipairs(DAMAGED) do
+        local bad = event(row[1], row[2])
+        local evs = {event(OPEN, {time = 1000}), event(SWITCH, {time = 1500, cpu = 0}), bad,
+                     event(OPEN, {time = 4000, cpu = 1})}
+        local out = ("%s/d%d"):format(dir, i)
+        local r, err = w.fn(fake_trace(evs), out)
+        assert.is_table(r, ("row %d: %s"):format(i, tostring(err)))
+        local text = H.read(out)
+        if w.name == "kl.report.html" then
+          local d = dkjson.decode(unescape(text:match(
+            '<script type="application/json" id="kl%-data">(.-)</script>')))
+          assert.equal(row[3], d.facts.skipped, "row " .. i)
+        else
+          local doc = dkjson.decode(text)
+          assert.equal(row[3], doc.skipped_records, "row " .. i)
+          assert.equal(row[3], r.skipped, "row " .. i)
+        end
+      end
+    end)
+
+    it(w.name .. " returns the reader's failure, removing the temporary file", function()
+      local header = fake_trace({})
+      header.info = function() return nil, "fake.dat: bad header", "invalid" end
+      local FAILING = {  -- {trace, message, code}
+        {fake_trace{event(OPEN), function() error("fake.dat: record 2 damaged [invalid]") end},
+         "fake.dat: record 2 damaged", "invalid"},
+        {fake_trace{event(OPEN), function() error("out of luck") end}, "out of luck", "io"},
+        {header, "fake.dat: bad header", "invalid"},
+      }
+      for _, row in ipairs(FAILING) do
+        local ok, err, code = w.fn(row[1], dir .. "/x")
+        assert.is_nil(ok)
+        assert.equal(row[2], err)
+        assert.equal(row[3], code)
+        assert.equal("", listing(dir))
+      end
+    end)
+
+    it(w.name .. " raises Ctrl-C again once the temporary file is gone", function()
+      local evs = {event(OPEN), function() error("interrupted!") end}
+      local ok, err = pcall(w.fn, fake_trace(evs), dir .. "/x")
+      assert.is_false(ok)
+      assert.matches("interrupted!", err)
+      assert.equal("", listing(dir))
+      -- a real SIGINT, sent while the capture is read, in a fresh process
+      local code = ([[
+        local kl = require "kernellogger"
+        local core = require "kernellogger.core"
+        local t0 = core._monotime()
+        local t = {info = function() return {format = "x", cpus = 1, first_ts = 0,
+                                             last_ts = 10} end,
+                   events = function()
+                     -- (os.execute would have SIGINT ignored while the shell runs)
+                     io.popen("sleep 0.3; kill -INT " .. core._getpid()):close()
+                     return function()
+                       if core._monotime() - t0 < 20 then
+                         return {name = "e", system = "s", time = 1, cpu = 0}
+                       end
+                     end
+                   end}
+        local r, e = pcall(kl.report.%s, t, %q)
+        io.write(tostring(r), " ", tostring(e))
+      ]]):format(w.name:match("[%w_]+$"), dir .. "/y")
+      local _, out = H.run_lua(code)
+      assert.matches("false .*interrupted!", out)
+      assert.equal("", listing(dir))
+    end)
+
+    it(w.name .. " says disk_full on a full disk and access_denied on a read-only one", function()
+      local mnt = dir .. "/mnt"
+      os.execute("mkdir " .. H.q(mnt))
+      assert.is_true(os.execute(("mount -t tmpfs -o size=8k tmpfs %s"):format(H.q(mnt))))
+      local big = TESTDATA .. "trappy_trace.dat"
+      local ok, err, code = w.fn(big, mnt .. "/out")
+      assert.is_nil(ok)
+      assert.equal("disk_full", code, err)
+      assert.falsy(err:find("%.lua:%d+:"), err)
+      assert.matches("No space left on device", err)
+      assert.equal("", listing(mnt))
+      assert.is_true(os.execute(("mount -o remount,ro %s"):format(H.q(mnt))))
+      ok, err, code = w.fn(big, mnt .. "/out")
+      assert.is_nil(ok)
+      assert.equal("access_denied", code, err)
+      os.execute("umount " .. H.q(mnt))
+    end)
+  end
+
+  it("shows an open Trace's path, not its tostring, and exports it as the source", function()
+    local t <close> = assert(kl.open(cap))
+    assert(kl.report.html(t, dir .. "/t.html"))
+    local page = H.read(dir .. "/t.html")
+    assert.truthy(page:find("<title>kernellogger report: " .. cap .. "</title>", 1, true))
+    assert.falsy(page:find("kernellogger.Trace", 1, true))
+    assert(kl.report.chrome_json(t, dir .. "/t.json"))
+    assert.equal(cap, dkjson.decode(H.read(dir .. "/t.json")).otherData.source)
+  end)
+
+  it("says 'empty capture' for a capture without events, no fake span or times", function()
+    assert(kl.report.html(fake_trace({}, 0, 0), dir .. "/e.html"))
+    local text = H.read(dir .. "/e.html")
+    local d = dkjson.decode(unescape(text:match(
+      '<script type="application/json" id="kl%-data">(.-)</script>')))
+    assert.is_true(d.facts.empty)
+    assert.is_false(d.facts.first)
+    assert.is_false(d.facts.last)
+    if have_chromium then
+      local page = browse(dir, dir .. "/e.html")
+      assert.same({}, page.console)
+      assert.truthy(page.dom:find("empty capture", 1, true))
+      assert.falsy(page.dom:find(">1 ns<", 1, true))
+      assert.falsy(page.dom:find("0.000", 1, true))
+    end
+  end)
+
+  -- Command lines that are usage errors (exit 2): one per row, CAP the capture.
+  local USAGE = {
+    "report --html A --html B CAP",
+    "report --html A --width 20 CAP",
+    "report --html A --top 3 CAP",
+    "report --html CAP",
+    "report --html A CAP CAP",
+    "export --chrome-json A --chrome-json B CAP",
+    "export --chrome-json A CAP CAP",
+    "export --chrome-json A --bogus CAP",
+  }
+  for _, line in ipairs(USAGE) do
+    it(("'kernellogger %s' is a usage error"):format(line), function()
+      local cmd = line:gsub("CAP", H.q(cap)):gsub(" ([AB]) ", function(x)
+        return " " .. H.q(dir .. "/" .. x) .. " "
+      end)
+      local ok, _, rc = os.execute("lua5.4 bin/kernellogger " .. cmd .. " >/dev/null 2>&1")
+      assert.is_nil(ok)
+      assert.equal(2, rc)
+      assert.equal("", listing(dir))
+    end)
+  end
 end)

@@ -54,7 +54,7 @@ describe("kernellogger.report on trace.dat #linux", function()
     for _, args in ipairs{{}, {"--bogus"}, {"a", "b"}, {"--width"}, {"--top", "0"}} do
       local rc, _, err = run(args)
       assert.equal(2, rc)
-      assert.matches("usage: kernellogger report FILE", err)
+      assert.matches("usage: kernellogger report %[%-%-width N%] %[%-%-top N%] %[%-%-%] FILE", err)
     end
     local rc, out = run{"--help"}
     assert.equal(0, rc)

@@ -3,7 +3,11 @@
  */
 #include "etw.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <io.h>
+#include <string.h>
+#include <sys/stat.h>
 
 double kl_monotime(void) {
   LARGE_INTEGER f, c;
@@ -35,4 +39,50 @@ int kl_isatty(int fd) {
 
 long kl_getpid(void) {
   return (long)GetCurrentProcessId();
+}
+
+FILE *kl_create_exclusive(const char *path, kl_err *err) {
+  int fd = _open(path, _O_WRONLY | _O_CREAT | _O_EXCL | _O_BINARY | _O_NOINHERIT,
+                 _S_IREAD | _S_IWRITE);
+  FILE *f;
+  int e;
+  if (fd < 0) {
+    e = errno;
+    kl_err_set(err, kl_code_from_errno(e), e, "%s: %s (errno %d)", path, strerror(e), e);
+    return NULL;
+  }
+  f = _fdopen(fd, "wb");
+  if (f == NULL) {
+    e = errno;
+    _close(fd);
+    _unlink(path);
+    kl_err_set(err, kl_code_from_errno(e), e, "%s: %s (errno %d)", path, strerror(e), e);
+  }
+  return f;
+}
+
+int kl_rename_noreplace(const char *from, const char *to, kl_err *err) {
+  /* without MOVEFILE_REPLACE_EXISTING, an existing `to` makes it fail */
+  DWORD e;
+  char text[256];
+  if (MoveFileExA(from, to, MOVEFILE_WRITE_THROUGH)) return 0;
+  e = GetLastError();
+  kl_etw_strerror(e, text, sizeof text);
+  return kl_err_set(err, kl_etw_code(e), (long)e, "%s: %s (Win32 error %lu)", to, text,
+                    (unsigned long)e);
+}
+
+int kl_path_kind(const char *path, kl_err *err) {
+  DWORD a = GetFileAttributesA(path), e;
+  char text[256];
+  if (a == INVALID_FILE_ATTRIBUTES) {
+    e = GetLastError();
+    if (e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND) return 0;
+    kl_etw_strerror(e, text, sizeof text);
+    return kl_err_set(err, kl_etw_code(e), (long)e, "%s: %s (Win32 error %lu)", path, text,
+                      (unsigned long)e);
+  }
+  if (a & FILE_ATTRIBUTE_REPARSE_POINT) return 'l';
+  if (a & FILE_ATTRIBUTE_DIRECTORY) return 'd';
+  return (a & FILE_ATTRIBUTE_DEVICE) ? 'o' : 'f';
 }

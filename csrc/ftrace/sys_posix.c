@@ -5,6 +5,9 @@
 #include "../kl.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,3 +35,47 @@ void kl_sleep(double seconds) {
 int kl_isatty(int fd) { return isatty(fd) == 1; }
 
 long kl_getpid(void) { return (long)getpid(); }
+
+FILE *kl_create_exclusive(const char *path, kl_err *err) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  FILE *f;
+  int e;
+  if (fd < 0) {
+    e = errno;
+    kl_err_set(err, kl_code_from_errno(e), e, "%s: %s (errno %d)", path, strerror(e), e);
+    return NULL;
+  }
+  f = fdopen(fd, "wb");
+  if (f == NULL) {
+    e = errno;
+    close(fd);
+    unlink(path);
+    kl_err_set(err, kl_code_from_errno(e), e, "%s: %s (errno %d)", path, strerror(e), e);
+  }
+  return f;
+}
+
+int kl_rename_noreplace(const char *from, const char *to, kl_err *err) {
+  int e;
+  /* link() fails with EEXIST whatever is at `to`, a symbolic link included,
+   * and never follows it: the check and the naming are one step. */
+  if (link(from, to) != 0) {
+    e = errno;
+    return kl_err_set(err, kl_code_from_errno(e), e, "%s: %s (errno %d)", to, strerror(e), e);
+  }
+  unlink(from);
+  return 0;
+}
+
+int kl_path_kind(const char *path, kl_err *err) {
+  struct stat st;
+  int e;
+  if (lstat(path, &st) != 0) {
+    e = errno;
+    if (e == ENOENT) return 0;
+    return kl_err_set(err, kl_code_from_errno(e), e, "%s: %s (errno %d)", path, strerror(e), e);
+  }
+  if (S_ISLNK(st.st_mode)) return 'l';
+  if (S_ISDIR(st.st_mode)) return 'd';
+  return S_ISREG(st.st_mode) ? 'f' : 'o';
+}

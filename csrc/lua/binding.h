@@ -135,4 +135,10 @@ KL_INTERNAL int klua_flush(lua_State *L);
 KL_INTERNAL int klua_sessions(lua_State *L);
 KL_INTERNAL int klua_open(lua_State *L);
 
+/* ---- files.c ---- */
+
+/* Safe output files for the Lua writers: _create_exclusive,
+ * _rename_noreplace, _path_kind. */
+KL_INTERNAL extern const luaL_Reg klua_file_functions[];
+
 #endif /* KL_LUA_BINDING_H */

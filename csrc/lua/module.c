@@ -83,6 +83,7 @@ int luaopen_kernellogger_core(lua_State *L) {
   klua_register_session(L);
   klua_register_trace(L);
   luaL_newlib(L, functions);
+  luaL_setfuncs(L, klua_file_functions, 0);
   klua_set_str(L, "KERNEL_LOGGER", B.kernel_logger);
   klua_set_str(L, "platform", B.platform);
   /* the stable error codes, as a set for scripts to check against */

@@ -27,7 +27,7 @@ local M = {}
 M.CPUS_PID = 2147483646
 
 M.usage = [[
-usage: kernellogger export --chrome-json OUT FILE [--overwrite]
+usage: kernellogger export --chrome-json OUT [--overwrite] [--] FILE
 
 Write a capture in the Trace Event Format (JSON) for Perfetto UI
 (ui.perfetto.dev) and chrome://tracing: one track per CPU with what ran
@@ -35,6 +35,7 @@ there, every other event as an instant with its fields, names as metadata.
 
   --chrome-json OUT   the JSON file to write (atomically, mode 0600)
   --overwrite         replace OUT if it exists
+  --                  what follows is FILE, even when it starts with '-'
 ]]
 
 local COMMON = {name = true, system = true, time = true, cpu = true, pid = true, comm = true}
@@ -46,7 +47,7 @@ end
 -- The args object of an event: its fields (and its CPU). The field names of
 -- each event type are listed and escaped once.
 local function args_of(ev, keys_cache)
-  local key = ev.system .. ":" .. ev.name
+  local key = timeline.system(ev) .. ":" .. ev.name
   local keys = keys_cache[key]
   if not keys then
     local names = {}
@@ -74,7 +75,7 @@ Writer.__index = Writer
 
 function Writer:emit(s)
   local f = self.f
-  if self.n > 0 then assert(f:write(",\n", s)) else assert(f:write(s)) end
+  if self.n > 0 then f:write(",\n", s) else f:write(s) end
   self.n = self.n + 1
 end
 
@@ -90,9 +91,13 @@ function Writer:slice(cpu, r, t)
 end
 
 function Writer:switch(ev, m)
-  local prev, nxt = ev[m.prev], ev[m.next]
-  if m.prev_comm and ev[m.prev_comm] then self.names[prev] = ev[m.prev_comm] end
-  if m.next_comm and ev[m.next_comm] then self.names[nxt] = ev[m.next_comm] end
+  local prev, nxt = math.tointeger(ev[m.prev]), math.tointeger(ev[m.next])
+  if not prev or not nxt then
+    self.skipped = self.skipped + 1  -- a damaged switch: who ran is not known
+    return
+  end
+  if m.prev_comm and type(ev[m.prev_comm]) == "string" then self.names[prev] = ev[m.prev_comm] end
+  if m.next_comm and type(ev[m.next_comm]) == "string" then self.names[nxt] = ev[m.next_comm] end
   -- before its first switch, a CPU ran the outgoing task since its first event at least
   local r = self.running[ev.cpu] or {prev, self.cpu_first[ev.cpu] or ev.time}
   self:slice(ev.cpu, r, ev.time)
@@ -101,23 +106,29 @@ function Writer:switch(ev, m)
 end
 
 function Writer:add(ev)
+  if not timeline.usable(ev) then
+    self.skipped = self.skipped + 1
+    return
+  end
   local name = ev.name
   if not self.cpu_first[ev.cpu] then self.cpu_first[ev.cpu] = ev.time end
   if name == "lost_events" then
     self.cpus[ev.cpu] = true
     self:emit(('{"ph":"i","s":"g","pid":%d,"tid":%d,"ts":%s,"name":"lost_events",' ..
       '"cat":"lost","args":{"lost":%d,"cpu":%d}}'):format(M.CPUS_PID, ev.cpu,
-      us(ev.time - self.t0), ev.lost, ev.cpu))
+      us(ev.time - self.t0), math.tointeger(ev.lost) or -1, ev.cpu))
     self.instants = self.instants + 1
     return
   end
-  local pid = ev.pid
-  if ev.comm and ev.comm ~= "" and ev.comm ~= "<...>" then self.names[pid] = ev.comm end
+  local pid = timeline.pid(ev)
+  local comm = ev.comm
+  if type(comm) == "string" and comm ~= "" and comm ~= "<...>" then self.names[pid] = comm end
   self.seen[pid] = true
-  local m = timeline.SWITCH[ev.system .. ":" .. name]
+  local system = timeline.system(ev)
+  local m = timeline.SWITCH[system .. ":" .. name]
   if m then return self:switch(ev, m) end
   self:emit(('{"ph":"i","s":"t","pid":%d,"tid":%d,"ts":%s,"name":%s,"cat":%s,"args":%s}')
-    :format(pid, pid, us(ev.time - self.t0), json.string(name), json.string(ev.system),
+    :format(pid, pid, us(ev.time - self.t0), json.string(name), json.string(system),
             args_of(ev, self.keys)))
   self.instants = self.instants + 1
 end
@@ -147,19 +158,20 @@ function Writer:metadata()
 end
 
 local function write_trace(trace, f, file)
-  local info = trace:info()
+  local info, err, code = trace:info()
+  if not info then error(("%s [%s]"):format(err, code or "io"), 0) end
   local w = setmetatable({f = f, n = 0, t0 = info.first_ts or 0, names = {[0] = "<idle>"},
                           running = {}, cpus = {}, seen = {}, slices = 0, instants = 0, keys = {},
-                          cpu_first = {}},
+                          cpu_first = {}, skipped = 0},
                          Writer)
-  assert(f:write('{"displayTimeUnit":"ns","otherData":', json.encode(json.object{
+  f:write('{"displayTimeUnit":"ns","otherData":', json.encode(json.object{
     source = file, format = info.format, cpus = info.cpus, clock = info.clock,
     first_ts_ns = info.first_ts, last_ts_ns = info.last_ts,
-    writer = "kernellogger export"}), ',\n"traceEvents":[\n'))
+    writer = "kernellogger export"}), ',\n"traceEvents":[\n')
   local last = w.t0
   for ev in trace:events() do
     w:add(ev)
-    last = ev.time
+    if math.type(ev.time) == "integer" and ev.time > last then last = ev.time end
   end
   last = math.max(last, info.last_ts or last)
   local cpus = {}
@@ -167,36 +179,37 @@ local function write_trace(trace, f, file)
   table.sort(cpus)
   for _, c in ipairs(cpus) do w:slice(c, w.running[c], last) end
   w:metadata()
-  assert(f:write("\n]}\n"))
-  return {events = w.n, slices = w.slices, instants = w.instants}
+  -- the records left out, after the events: the count is known only now
+  f:write('\n],\n"skipped_records":', tostring(w.skipped), '}\n')
+  return {events = w.n, slices = w.slices, instants = w.instants, skipped = w.skipped}
 end
+
+-- The options of `chrome_json`, with their kinds (`outfile.check_args`).
+local OPTIONS = {overwrite = "boolean", title = "name"}
 
 --- Write a capture as Trace Event Format JSON.
 -- @tparam Trace|string trace an open Trace, or a capture file's path
 -- @string path the JSON file (written atomically, mode 0600; a symbolic link
 --   or folder there is refused)
--- @tparam[opt] table opts `overwrite`
--- @treturn[1] table `events` (written), `slices`, `instants`
+-- @tparam[opt] table opts `overwrite` (boolean), `title` (the capture's name in
+--   `otherData.source`; default its path); another key or a wrong type raises
+-- @treturn[1] table `events` (written), `slices`, `instants`, `skipped`
+--   (damaged records left out)
 -- @treturn[2] nil
 -- @treturn[2] string message
 -- @treturn[2] string code
 function M.chrome_json(trace, path, opts)
-  opts = opts or {}
-  local ok, err, code = outfile.check(path, opts.overwrite)
-  if not ok then return nil, err, code end
-  local t, file = trace, opts.title
-  if type(trace) == "string" then
-    local kl = require "kernellogger"
-    local oerr, ocode
-    t, oerr, ocode = kl.open(trace)
-    if not t then return nil, oerr, ocode end
-    file = file or trace
-  end
-  local stats
-  ok, err, code = outfile.write(path, function(f) stats = write_trace(t, f, file) end, opts)
-  if t ~= trace then t:close() end
-  if not ok then return nil, err, code end
-  return stats
+  local name
+  name, opts = outfile.check_args("kernellogger.export.chrome_json", trace, path, opts,
+                                  OPTIONS)
+  return outfile.with_trace(trace, path, opts, function(t)
+    local stats
+    local ok, err, code = outfile.write(path, function(f)
+      stats = write_trace(t, f, opts.title or name)
+    end, opts)
+    if not ok then return nil, err, code end
+    return stats
+  end)
 end
 
 --- Run the command.
@@ -207,14 +220,26 @@ end
 function M.main(args, out, errout)
   out = out or io.stdout
   errout = errout or io.stderr
-  local path, dest, overwrite
+  local path, dest, overwrite, only_files
   local i = 1
   while i <= #args do
     local a = args[i]
-    if a == "-h" or a == "--help" then
+    if only_files or a == "-" or a:sub(1, 1) ~= "-" then
+      if path then
+        errout:write("kernellogger export: one file at a time\n", M.usage)
+        return 2
+      end
+      path = a
+    elseif a == "--" then
+      only_files = true  -- what follows is a file name, even when it starts with '-'
+    elseif a == "-h" or a == "--help" then
       out:write(M.usage)
       return 0
     elseif a == "--chrome-json" then
+      if dest then
+        errout:write("kernellogger export: --chrome-json given twice\n", M.usage)
+        return 2
+      end
       dest = args[i + 1]
       if not dest or dest == "" then
         errout:write("kernellogger export: --chrome-json needs a file name\n", M.usage)
@@ -223,14 +248,9 @@ function M.main(args, out, errout)
       i = i + 1
     elseif a == "--overwrite" then
       overwrite = true
-    elseif a:sub(1, 1) == "-" then
+    else
       errout:write(("kernellogger export: unknown option %s\n"):format(a), M.usage)
       return 2
-    elseif path then
-      errout:write("kernellogger export: one file at a time\n", M.usage)
-      return 2
-    else
-      path = a
     end
     i = i + 1
   end

@@ -58,13 +58,14 @@ local function tcp_tables(r, t0)
   for i = 1, math.min(#all, M.TOP_TCP) do
     local s = all[i]
     conns[#conns + 1] = {s.first - t0, tcp.endpoint(s.saddr, s.sport), s.client and "→" or "←",
-      tcp.endpoint(s.daddr, s.dport), ("%s/%d"):format(s.comm or "?", s.pid or -1), s.retrans,
+      tcp.endpoint(s.daddr, s.dport), ("%s/%d"):format(s.comm or "?", math.tointeger(s.pid) or -1),
+      s.retrans,
       s.resets, table.concat(s.states, " › ")}
   end
   for _, list in ipairs{r.resets, r.retrans} do
     for _, e in ipairs(list) do
       events[#events + 1] = {e.time - t0, e.what, e.from, e.to,
-                             ("%s/%d"):format(e.comm or "?", e.pid or -1)}
+                             ("%s/%d"):format(e.comm or "?", math.tointeger(e.pid) or -1)}
     end
   end
   table.sort(events, function(a, b) return a[1] < b[1] end)
@@ -87,10 +88,14 @@ function M.data(m, file)
   local d = {span = m.span, bucket_ns = m.bucket_ns, rate_bin_ns = m.rate_bin_ns,
              merged = m.merged, procs = m.procs, cpus = m.cpus, groups = m.groups,
              lost = m.lost}
+  -- an empty capture has no span and no first or last event to show
+  local empty = m.events == 0 and m.lost_markers == 0
   d.facts = json.object{file = file, format = info.format, version = info.version,
-    cpus = info.cpus, clock = info.clock or false, first = stamp(info.first_ts),
-    last = stamp(info.last_ts), events = m.events, types = #m.types, lost = m.lost_total,
-    lost_markers = m.lost_markers, lost_unknown = m.lost_unknown}
+    cpus = info.cpus, clock = info.clock or false, empty = empty,
+    first = not empty and stamp(info.first_ts) or false,
+    last = not empty and stamp(info.last_ts) or false, events = m.events, types = #m.types,
+    lost = m.lost_total, lost_markers = m.lost_markers, lost_unknown = m.lost_unknown,
+    skipped = m.skipped or 0}
   local T = json.object{}
   T.by_cpu = {}
   for i, p in ipairs(top(m.procs_stats, "cpu_ns", M.TOP)) do
@@ -157,42 +162,38 @@ function M.render(d)
   }
 end
 
+-- The options of `write`, with their kinds (`outfile.check_args`).
+local OPTIONS = {overwrite = "boolean", title = "name", buckets = "count",
+                 exact_slices = "count", exact_marks = "count", rate_bins = "count"}
+
 --- Write the HTML report of a capture.
 -- @tparam Trace|string trace an open Trace, or a capture file's path
 -- @string path the HTML file to write (atomically, mode 0600; an existing
 --   symbolic link or folder is refused)
--- @tparam[opt] table opts `overwrite` (replace an existing file), `title` (the
---   name shown for the capture; default its path), and `kernellogger.timeline`'s
---   `buckets`, `exact_slices`, `exact_marks`, `rate_bins`
+-- @tparam[opt] table opts `overwrite` (boolean: replace an existing file),
+--   `title` (the name shown for the capture; default its path), and
+--   `kernellogger.timeline`'s `buckets`, `exact_slices`, `exact_marks`,
+--   `rate_bins` (positive integers); another key or a wrong type raises
 -- @treturn[1] table what was written: `bytes`, `cpus`, `groups`, `events`
 -- @treturn[2] nil
 -- @treturn[2] string message
--- @treturn[2] string code
+-- @treturn[2] string code (`bad_path`, `already_exists`, `not_found`,
+--   `disk_full`, `access_denied`, `io`, ...)
 function M.write(trace, path, opts)
-  opts = opts or {}
-  local ok, err, code = outfile.check(path, opts.overwrite)
-  if not ok then return nil, err, code end
-  local name = opts.title
-  if type(trace) == "string" then
-    name = name or trace
-    local kl = require "kernellogger"
-    local t, oerr, ocode = kl.open(trace)
-    if not t then return nil, oerr, ocode end
-    local r = table.pack(pcall(M.write, t, path, setmetatable({title = name}, {__index = opts})))
-    t:close()
-    if not r[1] then error(r[2], 0) end
-    return table.unpack(r, 2, r.n)
-  end
-  local m = timeline.build(trace, opts)
-  local d = M.data(m, name or tostring(trace))
-  local parts = M.render(d)
-  local bytes = 0
-  for _, s in ipairs(parts) do bytes = bytes + #s end
-  ok, err, code = outfile.write(path, function(f)
-    for _, s in ipairs(parts) do assert(f:write(s)) end
-  end, opts)
-  if not ok then return nil, err, code end
-  return {bytes = bytes, cpus = #m.cpus, groups = #m.groups, events = m.events}
+  local name
+  name, opts = outfile.check_args("kernellogger.html.write", trace, path, opts, OPTIONS)
+  return outfile.with_trace(trace, path, opts, function(t)
+    local m = timeline.build(t, opts)
+    local d = M.data(m, opts.title or name)
+    local parts = M.render(d)
+    local bytes = 0
+    for _, s in ipairs(parts) do bytes = bytes + #s end
+    local ok, err, code = outfile.write(path, function(f)
+      for _, s in ipairs(parts) do f:write(s) end
+    end, opts)
+    if not ok then return nil, err, code end
+    return {bytes = bytes, cpus = #m.cpus, groups = #m.groups, events = m.events}
+  end)
 end
 
 return M

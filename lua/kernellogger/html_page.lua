@@ -107,10 +107,11 @@ function procLabel(i) { var p = D.procs[i]; return p ? p[0] + " (pid " + p[1] + 
 function facts() {
   var f = D.facts, box = $("kl-facts");
   var rows = [["file", f.file], ["format", f.format + (f.version ? " v" + f.version : "")],
-    ["CPUs", f.cpus], ["clock", f.clock || "(not recorded)"], ["span", dur(D.span)],
+    ["CPUs", f.cpus], ["clock", f.clock || "(not recorded)"], ["span", f.empty ? "empty capture" : dur(D.span)],
     ["events", thousands(f.events)], ["event types", thousands(f.types)],
     ["lost", f.lost_markers ? thousands(f.lost) + " in " + f.lost_markers + " drop" + (f.lost_markers == 1 ? "" : "s") + (f.lost_unknown ? " (" + f.lost_unknown + " uncounted)" : "") : "none"],
-    ["first", f.first], ["last", f.last]];
+    ["first", f.first || "—"], ["last", f.last || "—"]];
+  if (f.skipped) rows.push(["skipped", thousands(f.skipped) + " damaged record" + (f.skipped == 1 ? "" : "s")]);
   rows.forEach(function (r) {
     var d = el("div", "fact" + (r[0] === "lost" && f.lost_markers ? " bad" : "") + (r[0] === "file" ? " wide" : r[0] === "first" || r[0] === "last" || r[0] === "lost" ? " half" : ""));
     d.appendChild(el("div", "k", r[0]));
@@ -149,6 +150,7 @@ function niceStep(range, px) {
   return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
 }
 function drawAxis() {
+  if (D.facts.empty) return;  /* no time to show */
   var step = niceStep(view.b - view.a, W - LABEL);
   ctx.fillStyle = "#677085"; ctx.strokeStyle = "#eceef2"; ctx.font = "11px system-ui,sans-serif"; ctx.textBaseline = "middle";
   for (var t = Math.ceil(view.a / step) * step; t <= view.b; t += step) {
@@ -229,7 +231,7 @@ function draw() {
     ctx.fillStyle = l.kind === "lost" ? "#d62f2f" : l.kind === "cpu" ? "#1d2330" : "#3b4356";
     ctx.fillText(l.label, 6, l.y + l.h / 2 + 0.5, LABEL - 12);
   });
-  $("kl-range").textContent = dur(view.a) + " – " + dur(view.b) + "  (" + dur(view.b - view.a) + " shown)" +
+  $("kl-range").textContent = D.facts.empty ? "empty capture" : dur(view.a) + " – " + dur(view.b) + "  (" + dur(view.b - view.a) + " shown)" +
     (D.merged ? " · CPU slices shorter than " + dur(D.bucket_ns) + " merged" : "");
 }
 function zoom(f, x) {

@@ -15,8 +15,8 @@ local M = {}
 local BLOCKS = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"}
 
 M.usage = [[
-usage: kernellogger report FILE [--width N] [--top N]
-       kernellogger report --html OUT FILE [--overwrite]
+usage: kernellogger report [--width N] [--top N] [--] FILE
+       kernellogger report --html OUT [--overwrite] [--] FILE
 
 Summarise a capture: its format, the time span, the events by type with
 their counts and share, the events lost by the kernel ring, and the event
@@ -27,6 +27,7 @@ rate per second as a sparkline.
   --html OUT    write the HTML report to OUT instead (one file that opens from
                 disk: CPU lanes, event lanes, rates, tables; docs/report.md)
   --overwrite   replace OUT if it exists
+  --            what follows is FILE, even when it starts with '-'
 ]]
 
 --- Write the HTML report of a capture (`kernellogger.html.write`).
@@ -220,12 +221,20 @@ end
 function M.main(args, out, errout)
   out = out or io.stdout
   errout = errout or io.stderr
-  local path
+  local path, only_files
   local opts = {}
   local i = 1
   while i <= #args do
     local a = args[i]
-    if a == "-h" or a == "--help" then
+    if only_files or a == "-" or a:sub(1, 1) ~= "-" then
+      if path then
+        errout:write("kernellogger report: one file at a time\n", M.usage)
+        return 2
+      end
+      path = a
+    elseif a == "--" then
+      only_files = true  -- what follows is a file name, even when it starts with '-'
+    elseif a == "-h" or a == "--help" then
       out:write(M.usage)
       return 0
     elseif a == "--width" or a == "--top" then
@@ -237,6 +246,10 @@ function M.main(args, out, errout)
       opts[a:sub(3)] = v
       i = i + 1
     elseif a == "--html" then
+      if opts.html then
+        errout:write("kernellogger report: --html given twice\n", M.usage)
+        return 2
+      end
       opts.html = args[i + 1]
       if not opts.html or opts.html == "" then
         errout:write("kernellogger report: --html needs a file name\n", M.usage)
@@ -245,19 +258,19 @@ function M.main(args, out, errout)
       i = i + 1
     elseif a == "--overwrite" then
       opts.overwrite = true
-    elseif a:sub(1, 1) == "-" and a ~= "-" then
+    else
       errout:write(("kernellogger report: unknown option %s\n"):format(a), M.usage)
       return 2
-    elseif path then
-      errout:write("kernellogger report: one file at a time\n", M.usage)
-      return 2
-    else
-      path = a
     end
     i = i + 1
   end
   if not path then
     errout:write(M.usage)
+    return 2
+  end
+  if opts.html and (opts.width or opts.top) then
+    errout:write(("kernellogger report: --%s is for the text summary, not --html\n"):format(
+      opts.width and "width" or "top"), M.usage)
     return 2
   end
   if opts.html then

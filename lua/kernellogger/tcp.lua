@@ -29,6 +29,8 @@ function M.state(n) return STATE[n] or tostring(n) end
 -- @tparam int|nil port
 -- @treturn string
 function M.endpoint(addr, port)
+  port = math.tointeger(port)
+  if type(addr) ~= "string" then addr = nil end
   if not port then return addr or "?" end  -- tcp_send_reset has no port fields here
   if addr and addr:find(":", 1, true) then return ("[%s]:%d"):format(addr, port) end
   return ("%s:%d"):format(addr or "?", port)
@@ -56,6 +58,7 @@ function Acc:__tostring()
 end
 
 local function set_state(self, ev)
+  if ev.skaddr == nil then return end  -- a damaged record: no socket to follow
   self.changes = self.changes + 1
   local s = self.socks[ev.skaddr]
   if not s or (s.closed and ev.newstate ~= 7) then
@@ -81,7 +84,7 @@ function Acc:add(ev)
   local name = ev.name
   self.first = self.first or ev.time
   if name == "lost_events" then
-    self.lost = self.lost + math.max(ev.lost, 0)
+    self.lost = self.lost + math.max(math.tointeger(ev.lost) or 0, 0)
   elseif name == "inet_sock_set_state" then
     if ev.protocol == 6 then set_state(self, ev) end
   elseif name == "tcp_retransmit_skb" or name == "tcp_send_reset" or

@@ -70,6 +70,35 @@ local function group_finder()
   end, order
 end
 
+--- Can the report use this event? A damaged record (a capture with flipped
+-- bits) may lack its time, CPU or name: such an event is skipped and counted
+-- (`skipped`). A missing pid (the reader leaves out a negative one) is kept
+-- as -1, an unknown task; a missing system as "" (lost-event markers have none).
+-- @tparam table ev
+-- @treturn bool
+function M.usable(ev)
+  return math.type(ev.time) == "integer" and math.type(ev.cpu) == "integer" and
+         type(ev.name) == "string"
+end
+
+--- The system of an event, "" when the record has none.
+-- @tparam table ev
+-- @treturn string
+function M.system(ev)
+  return type(ev.system) == "string" and ev.system or ""
+end
+
+--- The pid of an event, or -1 when the record does not say.
+-- @tparam table ev
+-- @treturn int
+function M.pid(ev)
+  return math.tointeger(ev.pid) or -1
+end
+
+local function comm_of(v)
+  return type(v) == "string" and v or nil
+end
+
 local Builder = {}
 Builder.__index = Builder
 
@@ -91,7 +120,7 @@ local function new_builder(info, opts)
     groups = {}, glist = {},
     types = {}, tlist = {},
     lost = {}, lost_total = 0, lost_markers = 0, lost_unknown = 0,
-    events = 0,
+    events = 0, skipped = 0,
     tcp = tcp.new(),
   }, Builder)
   self.group_of, self.group_order = group_finder()
@@ -99,6 +128,8 @@ local function new_builder(info, opts)
 end
 
 function Builder:proc(pid, comm)
+  pid = math.tointeger(pid) or -1
+  comm = comm_of(comm)
   local p = self.procs[pid]
   if not p then
     p = {idx = #self.plist, pid = pid, name = comm or (pid == 0 and "<idle>") or "?",
@@ -123,7 +154,8 @@ end
 -- Spread [a, b) of process p over the lane's buckets.
 function Builder:bucket_slice(l, p, a, b)
   local bw, t0 = self.bw, self.t0
-  local ra, rb = a - t0, b - t0
+  -- within the capture's span: a damaged time cannot make the loop run for ever
+  local ra, rb = math.max(a - t0, 0), math.min(b - t0, self.span)
   local i = ra // bw
   while ra < rb do
     local e = math.min(rb, (i + 1) * bw)
@@ -169,6 +201,10 @@ end
 
 function Builder:switch(ev, m)
   local cpu, t = ev.cpu, ev.time
+  if not math.tointeger(ev[m.prev]) or not math.tointeger(ev[m.next]) then
+    self.skipped = self.skipped + 1  -- a damaged switch: who ran is not known
+    return
+  end
   local prev = self:proc(ev[m.prev], m.prev_comm and ev[m.prev_comm])
   local nxt = self:proc(ev[m.next], m.next_comm and ev[m.next_comm])
   local r = self.running[cpu]
@@ -213,7 +249,8 @@ end
 
 function Builder:lost_marker(ev)
   self.lost_markers = self.lost_markers + 1
-  if ev.lost > 0 then self.lost_total = self.lost_total + ev.lost
+  local lost = math.tointeger(ev.lost) or -1
+  if lost > 0 then self.lost_total = self.lost_total + ev.lost
   else self.lost_unknown = self.lost_unknown + 1 end
   local b = (ev.time - self.t0) // self.bw
   local key = ev.cpu * (self.buckets + 2) + b
@@ -222,7 +259,7 @@ function Builder:lost_marker(ev)
     e = {b, ev.cpu, 0, 0}
     self.lost[key] = e
   end
-  e[3] = e[3] + math.max(ev.lost, 0)
+  e[3] = e[3] + math.max(lost, 0)
   e[4] = e[4] + 1
   self.tcp:add(ev)
 end
@@ -230,7 +267,11 @@ end
 --- Take one event.
 -- @tparam table ev an event table from `Trace:events`
 function Builder:add(ev)
-  local name, system = ev.name, ev.system
+  if not M.usable(ev) then
+    self.skipped = self.skipped + 1
+    return
+  end
+  local name, system = ev.name, M.system(ev)
   if not self.cpu_first[ev.cpu] then self.cpu_first[ev.cpu] = ev.time end
   if name == "lost_events" then return self:lost_marker(ev) end
   self.events = self.events + 1
@@ -249,7 +290,7 @@ function Builder:add(ev)
   g.count = g.count + 1
   local rel = ev.time - self.t0
   local rb = rel * self.rate_bins // self.span
-  if rb >= self.rate_bins then rb = self.rate_bins - 1 end
+  rb = math.max(0, math.min(rb, self.rate_bins - 1))
   g.rate[rb] = (g.rate[rb] or 0) + 1
   local m = M.SWITCH[key]
   if m then return self:switch(ev, m) end
@@ -286,6 +327,7 @@ function Builder:finish(last)
   table.sort(m.lost, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
   m.events, m.lost_total = self.events, self.lost_total
   m.lost_markers, m.lost_unknown = self.lost_markers, self.lost_unknown
+  m.skipped = self.skipped
   m.tcp = self.tcp:result()
   return m
 end
@@ -362,14 +404,15 @@ end
 --   `cpus` (`cpu`, `slices` flat {start, duration, proc}, `merged` flat
 --   {bucket, proc, busy ‰}), `groups`, `types` ({key, count, group}), `lost`
 --   ({bucket, cpu, lost, markers}), `events`, `lost_total`, `lost_markers`,
---   `lost_unknown`, `tcp` (a `kernellogger.tcp` result), `info`
+--   `lost_unknown`, `skipped` (damaged records left out), `tcp` (a `kernellogger.tcp` result), `info`
 function M.build(trace, opts)
-  local info = trace:info()
+  local info, err, code = trace:info()
+  if not info then error(("%s [%s]"):format(err, code or "io"), 0) end
   local b = new_builder(info, opts)
   local last = info.first_ts or 0
   for ev in trace:events() do
     b:add(ev)
-    last = ev.time
+    if math.type(ev.time) == "integer" and ev.time > last then last = ev.time end
   end
   local m = b:finish(math.max(last, info.last_ts or last))
   m.info = info
