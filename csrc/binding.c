@@ -495,6 +495,20 @@ static void push_status(lua_State *L, const kl_status *st) {
     lua_pushboolean(L, st->owner_alive);
     lua_setfield(L, -2, "owner_alive");
   }
+  /* -- streaming file sessions (Linux recorder) -- */
+  if (st->file_full >= 0) {
+    lua_pushboolean(L, st->file_full);
+    lua_setfield(L, -2, "file_full");
+  }
+  if (st->disk_full >= 0) {
+    lua_pushboolean(L, st->disk_full);
+    lua_setfield(L, -2, "disk_full");
+  }
+  if (st->recorder_alive >= 0) {
+    lua_pushboolean(L, st->recorder_alive);
+    lua_setfield(L, -2, "recorder_alive");
+  }
+  /* -- end streaming -- */
   set_int(L, "buffer_kb", st->buffer_kb);
   set_int(L, "buffers", st->buffers);
   set_int(L, "free_buffers", st->free_buffers);
