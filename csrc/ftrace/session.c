@@ -852,8 +852,9 @@ static void stream_status(const kl_state *state, kl_status *st) {
   if (kl_rec_read(state->data_dir, &rs) != 0) return;
   st->file_full = rs.file_full != 0;
   st->disk_full = rs.disk_full != 0;
-  st->bytes_written = (int64_t)rs.bytes;
-  if (st->buffer_kb > 0) st->buffers_written = st->bytes_written / (st->buffer_kb * 1024);
+  /* ETW's BuffersWritten: sub-buffers that reached the disk so far
+   * (bytes_written stays the size of the file the last flush wrote) */
+  if (st->buffer_kb > 0) st->buffers_written = (int64_t)rs.bytes / (st->buffer_kb * 1024);
   if (rs.stopped) st->events_lost += st->entries;
 }
 
