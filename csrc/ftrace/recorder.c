@@ -30,12 +30,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -329,6 +331,7 @@ static void detach_state(const kl_rec_cfg *cfg) {
   struct sigaction sa;
   sigset_t all;
   int sig, fd;
+  size_t n;
   char pname[16];
   for (sig = 1; sig < NSIG; sig++) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
@@ -357,9 +360,22 @@ static void detach_state(const kl_rec_cfg *cfg) {
     for (fd = 3; fd < 1024; fd++) close(fd);
   if (chdir("/") != 0) {}
   umask(077);
-  memcpy(pname, "klrec-", 6);
-  snprintf(pname + 6, sizeof pname - 6, "%.9s", cfg->name);
+  /* "kl:" and the name's tail, where unique names differ (ps, the trace) */
+  n = strlen(cfg->name);
+  snprintf(pname, sizeof pname, "kl:%s", cfg->name + (n > 12 ? n - 12 : 0));
   prctl(PR_SET_NAME, pname, 0, 0, 0);
+}
+
+/* The rings are small, so the recorder must run soon after a wake-up,
+ * even when every CPU is busy: the lowest real-time priority (as trace-cmd
+ * record -r does), which any ordinary task yields to at once, else a high
+ * nice level.  It sleeps in ppoll between wake-ups, and the kernel's
+ * real-time throttling still bounds it. */
+static void boost(void) {
+  struct sched_param sp;
+  memset(&sp, 0, sizeof sp);
+  sp.sched_priority = 1;
+  if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0) (void)!setpriority(PRIO_PROCESS, 0, -10);
 }
 
 /* One pass of the loop after ppoll returned. */
@@ -438,6 +454,7 @@ static void worker(kl_rec *r) {
       _exit(3);
     }
   }
+  boost();
   r->st.ready = 1;
   status_put(r);
   run_loop(r);

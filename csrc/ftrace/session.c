@@ -788,6 +788,26 @@ error:
   return NULL;
 }
 
+/* The instance went away behind our back (or never came): a state file
+ * left for it, the recorder's folder, and the recorder (which leaves when
+ * its instance is gone) go too.  inst: its path, NULL when known gone. */
+static void forget_gone(const char *name, const char *inst) {
+  kl_state state;
+  kl_err ignored;
+  struct stat sb;
+  int lock;
+  if (read_state(name, &state) != 0) return;
+  lock = lock_sessions(LOCK_EX);
+  if (inst == NULL || stat(inst, &sb) != 0) { /* still gone, under the lock */
+    if (state.data_dir[0]) {
+      kl_rec_finish(state.data_dir, name, &ignored);
+      remove_data_dir(state.data_dir);
+    }
+    remove_state(name);
+  }
+  unlock_session(lock);
+}
+
 static kl_session *ftrace_open(const char *name, kl_err *err) {
   const char *dir;
   char path[KL_PATH_MAX];
@@ -798,6 +818,7 @@ static kl_session *ftrace_open(const char *name, kl_err *err) {
   if ((dir = tracing_dir(err, "open", name)) == NULL) return NULL;
   if (inst_path(path, sizeof path, dir, name) != 0 || stat(path, &sb) != 0 ||
       !S_ISDIR(sb.st_mode)) {
+    forget_gone(name, path);
     kl_err_set(err, KL_E_NOT_FOUND, ENOENT, "session %s is not running (no instance %s)",
                name, path);
     return NULL;
@@ -1123,26 +1144,15 @@ static int remove_instance(kl_session *s, kl_err *err) {
                       e == EBUSY ? " (a reader still has it open)" : "");
 }
 
-/* The instance went away behind our back: what is ours goes too. */
-static void forget_gone(const char *name) {
-  kl_state state;
-  kl_err ignored;
-  if (read_state(name, &state) != 0) return;
-  if (state.data_dir[0]) {
-    kl_rec_finish(state.data_dir, name, &ignored);
-    remove_data_dir(state.data_dir);
-  }
-  remove_state(name);
-}
-
 static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status *st,
                        kl_err *err) {
   kl_state state;
   int lock, rc = -1;
   lock = lock_session(s->name);
   if (gone(s, "stop", err)) {
-    forget_gone(s->name);
-    goto out;
+    unlock_session(lock);
+    forget_gone(s->name, NULL);
+    return -1;
   }
   if (read_state(s->name, &state) != 0) memset(&state, 0, sizeof state);
   tracefs_instance_file_write(s->inst, "tracing_on", "0");
