@@ -101,19 +101,19 @@ static const char *tracing_dir(kl_err *err, const char *op, const char *name) {
   errno = 0;
   dir = tracefs_tracing_dir();
   if (dir == NULL) {
-    int e = errno ? errno : ENODEV;
-    kl_err_set(err, KL_E_UNAVAILABLE, e,
-               "%s %s: tracefs is not available (%s, errno %d); mount it with "
-               "'mount -t tracefs nodev /sys/kernel/tracing' or use a kernel with ftrace",
-               op, name, strerror(e), e);
+    if (errno == 0) errno = ENODEV;
+    kl_err_errno(err, KL_E_UNAVAILABLE,
+                 "%s %s: tracefs is not available (mount it with 'mount -t tracefs nodev "
+                 "/sys/kernel/tracing' or use a kernel with ftrace)",
+                 op, name);
+    err->code = KL_E_UNAVAILABLE;
     return NULL;
   }
   if (access(dir, W_OK) != 0) {
-    int e = errno;
-    kl_err_set(err, KL_E_ACCESS_DENIED, e,
-               "%s %s: %s is not writable (%s, errno %d); run as root, outside a "
-               "locked-down container",
-               op, name, dir, strerror(e), e);
+    kl_err_errno(err, KL_E_ACCESS_DENIED,
+                 "%s %s: %s is not writable (run as root, outside a locked-down container)",
+                 op, name, dir);
+    err->code = KL_E_ACCESS_DENIED;
     return NULL;
   }
   return dir;
@@ -204,12 +204,9 @@ static int read_state(const char *name, kl_state *s) {
 static int write_state(const char *name, const kl_state *s, kl_err *err) {
   char path[KL_PATH_MAX], buf[24576];
   kl_atomic_file af;
-  int n, e;
-  if (mkdir(KL_STATE_DIR, 0700) != 0 && errno != EEXIST) {
-    e = errno;
-    return kl_err_set(err, kl_code_from_errno(e), e, "state folder %s: %s (errno %d)",
-                      KL_STATE_DIR, strerror(e), e);
-  }
+  int n;
+  if (mkdir(KL_STATE_DIR, 0700) != 0 && errno != EEXIST)
+    return kl_err_errno(err, KL_E_IO, "state folder %s", KL_STATE_DIR);
   if (state_path(path, sizeof path, name) != 0)
     return kl_err_set(err, KL_E_INVALID, ENAMETOOLONG, "state path too long");
   n = snprintf(buf, sizeof buf,
@@ -225,10 +222,10 @@ static int write_state(const char *name, const kl_state *s, kl_err *err) {
     return kl_err_set(err, KL_E_INVALID, 0, "session %s: state too large", name);
   if (kl_atomic_open(&af, path, 1, 0600, err) != 0) return -1;
   if (write(af.fd, buf, (size_t)n) != n) {
-    e = errno;
+    int e = errno ? errno : ENOSPC;
     kl_atomic_abort(&af);
-    return kl_err_set(err, kl_code_from_errno(e), e, "state file %s: %s (errno %d)", path,
-                      strerror(e), e);
+    errno = e;
+    return kl_err_errno(err, KL_E_IO, "state file %s", path);
   }
   return kl_atomic_commit(&af, err);
 }
@@ -340,16 +337,15 @@ toolong:
 static int set_event(struct tracefs_instance *inst, const char *tp, int on, kl_err *err,
                      const char *name) {
   char sys[128], ev[128], file[400];
-  int e;
   if (!valid_tracepoint(tp, sys, sizeof sys, ev, sizeof ev))
     return kl_err_set(err, KL_E_INVALID, 0, "session %s: bad tracepoint '%s'", name, tp);
   snprintf(file, sizeof file, "events/%s/%s/enable", sys, ev);
   errno = 0;
   if (tracefs_instance_file_write(inst, file, on ? "1" : "0") < 0) {
-    e = errno ? errno : EIO;
-    return kl_err_set(err, e == ENOENT ? KL_E_NOT_SUPPORTED : kl_code_from_errno(e), e,
-                      "session %s: cannot %s tracepoint %s: %s (errno %d)", name,
-                      on ? "enable" : "disable", tp, strerror(e), e);
+    kl_err_errno(err, KL_E_IO, "session %s: cannot %s tracepoint %s", name,
+                 on ? "enable" : "disable", tp);
+    if (err->sys == ENOENT) err->code = KL_E_NOT_SUPPORTED;
+    return -1;
   }
   return 0;
 }
@@ -395,18 +391,17 @@ static unsigned ring_kb(const kl_config *cfg) {
 
 static int resize(struct tracefs_instance *inst, unsigned total_kb, kl_err *err,
                   const char *name) {
-  int n = ncpus_of(inst), e;
+  int n = ncpus_of(inst);
   size_t per;
   if (n <= 0) n = 1;
   per = total_kb / (unsigned)n;
   if (per < 4) per = 4;
   errno = 0;
   if (tracefs_instance_set_buffer_size(inst, per, -1) < 0) {
-    e = errno ? errno : ENOMEM;
-    return kl_err_set(err, e == ENOMEM ? KL_E_NO_RESOURCES : kl_code_from_errno(e), e,
-                      "session %s: cannot size the ring to %u KB (%zu KB per CPU): %s "
-                      "(errno %d)",
-                      name, total_kb, per, strerror(e), e);
+    if (errno == 0) errno = ENOMEM;
+    return kl_err_errno(err, KL_E_NO_RESOURCES,
+                        "session %s: cannot size the ring to %u KB (%zu KB per CPU)", name,
+                        total_kb, per);
   }
   return 0;
 }
@@ -1207,11 +1202,7 @@ static int ftrace_list(kl_list_cb cb, void *ud, kl_err *err) {
   if ((dir = tracing_dir(err, "list", "sessions")) == NULL) return -1;
   snprintf(path, sizeof path, "%s/instances", dir);
   d = opendir(path);
-  if (d == NULL) {
-    int e = errno;
-    return kl_err_set(err, kl_code_from_errno(e), e, "list sessions: %s: %s", path,
-                      strerror(e));
-  }
+  if (d == NULL) return kl_err_errno(err, KL_E_IO, "list sessions: %s", path);
   st = malloc(sizeof *st);
   if (st == NULL) {
     closedir(d);

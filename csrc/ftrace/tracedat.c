@@ -93,10 +93,8 @@ static int hb_file(hbuf *b, const char *path, int width, const kl_dump_opts *o, 
   start = b->len;
   fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    int e = errno;
-    kl_err_set(err, kl_code_from_errno(e), e,
-               "writing '%s' (session %s): cannot open %s: %s (errno %d)", o->path,
-               o->session ? o->session : "?", path, strerror(e), e);
+    kl_err_errno(err, KL_E_IO, "writing '%s' (session %s): cannot open %s", o->path,
+                 o->session ? o->session : "?", path);
     goto error;
   }
   for (;;) {
@@ -108,10 +106,8 @@ static int hb_file(hbuf *b, const char *path, int width, const kl_dump_opts *o, 
     r = read(fd, b->p + b->len, b->cap - b->len);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
-      int e = errno;
-      kl_err_set(err, kl_code_from_errno(e), e,
-                 "writing '%s' (session %s): cannot read %s: %s (errno %d)", o->path,
-                 o->session ? o->session : "?", path, strerror(e), e);
+      kl_err_errno(err, KL_E_IO, "writing '%s' (session %s): cannot read %s", o->path,
+                   o->session ? o->session : "?", path);
       goto error;
     }
     if (r == 0) break;
@@ -235,14 +231,13 @@ done:
 
 /* The formats of the enabled events only, grouped by system; "ftrace"
  * events are already in the ftrace section. */
-static int put_event_formats(hbuf *b, const char *events_dir, const kl_dump_opts *o,
-                             kl_err *err) {
+/* The enabled events but ftrace's, sorted, without duplicates, in *evs
+ * (*n of them, to be freed); 0 or -1 with err. */
+static int event_list(const kl_dump_opts *o, char ***evs_out, size_t *n_out, kl_err *err) {
   char **evs = NULL;
   size_t n = 0, i, j;
-  uint32_t nsys = 0;
-  size_t nsys_at;
-  int rc = -1;
-
+  *evs_out = NULL;
+  *n_out = 0;
   if (o->nevents) {
     evs = calloc(o->nevents, sizeof *evs);
     if (evs == NULL) return oom(err, o);
@@ -273,8 +268,24 @@ static int put_event_formats(hbuf *b, const char *events_dir, const kl_dump_opts
     }
     evs[j++] = evs[i];
   }
-  n = j;
+  *evs_out = evs;
+  *n_out = j;
+  return 0;
+done:
+  for (i = 0; i < n; i++) free(evs[i]);
+  free(evs);
+  return -1;
+}
 
+static int put_event_formats(hbuf *b, const char *events_dir, const kl_dump_opts *o,
+                             kl_err *err) {
+  char **evs = NULL;
+  size_t n = 0, i;
+  uint32_t nsys = 0;
+  size_t nsys_at;
+  int rc = -1;
+
+  if (event_list(o, &evs, &n, err) != 0) return -1;
   nsys_at = b->len;
   if (hb_u32(b, 0) != 0) {
     oom(err, o);
@@ -333,8 +344,9 @@ done:
 /* ---- writing ---- */
 
 static int wr_fail(kl_err *err, const kl_dump_opts *o, const char *what, int e) {
-  return kl_err_set(err, kl_code_from_errno(e), e, "writing '%s' (session %s): %s: %s (errno %d)",
-                    o->path, o->session ? o->session : "?", what, strerror(e), e);
+  errno = e;
+  return kl_err_errno(err, KL_E_IO, "writing '%s' (session %s): %s", o->path,
+                      o->session ? o->session : "?", what);
 }
 
 static int write_all(int fd, const void *p, size_t n, const kl_dump_opts *o, kl_err *err) {
@@ -380,14 +392,12 @@ static int dump_cpu(const char *dir, int cpu, int out, int pipefd[2], char *page
   }
   in = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (in < 0) {
-    int e = errno;
-    if (e == ENOENT) { /* an offline CPU: no data */
+    if (errno == ENOENT) { /* an offline CPU: no data */
       rc = 0;
       goto done;
     }
-    kl_err_set(err, kl_code_from_errno(e), e,
-               "writing '%s' (session %s): cannot open %s: %s (errno %d)", o->path,
-               o->session ? o->session : "?", path, strerror(e), e);
+    kl_err_errno(err, KL_E_IO, "writing '%s' (session %s): cannot open %s", o->path,
+                 o->session ? o->session : "?", path);
     goto done;
   }
   while (total < limit) {
