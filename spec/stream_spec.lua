@@ -116,12 +116,17 @@ describe("streaming #linux", function()
     assert.is_true(math.abs(q.ring_kb - 8192) < 64, "ring_kb " .. q.ring_kb)
     local n = 3000000
     local pid = getppid_n(n, 1)
+    local rec = recorder_pid(name)
     local st = assert(s:stop())
     assert.equal(0, st.events_lost)
     assert.equal(0, st.dropped)
     assert.is_true(U.size(file) >= 20 * q.ring_kb * 1024,
                    ("file %d bytes, ring %d KB"):format(U.size(file), q.ring_kb))
     assert.equal(n, report_count(file, pid))
+    -- the recorder excluded itself (set_event_notrace_pid): none of its system calls
+    local _, mine = U.run(("trace-cmd report -i %s | grep -c -E -- '-%d +\\[' || true")
+      :format(U.q(file), rec))
+    assert.equal(0, tonumber(mine:match("%d+")))
     local r = U.libtracecmd(file)
     assert.is_true(r.events >= n)
     nothing_left(name, dir)

@@ -61,6 +61,7 @@ typedef struct kl_rec_cfg {
   uint64_t chunk_bytes;            /* size of one chunk file */
   uint64_t reserve_bytes;          /* room held for the assembly */
   unsigned flush_ms;               /* flush_timer */
+  int exclude;                     /* write its tid to set_event_notrace_pid */
 } kl_rec_cfg;
 
 /* DATA_DIR/status, rewritten in place by the worker (seq == seq_end when

@@ -439,7 +439,7 @@ static void worker(kl_rec *r) {
   if (r->status_fd < 0 || flock(r->status_fd, LOCK_EX) != 0) _exit(2);
   r->st.pid = (int32_t)getpid();
   r->st.sys = 0;
-  if (exclude_self(&r->cfg) != 0) {
+  if (r->cfg.exclude && exclude_self(&r->cfg) != 0) {
     r->st.failed = 1;
     r->st.sys = errno;
     status_put(r);
@@ -523,7 +523,7 @@ static int wait_ready(const kl_rec_cfg *cfg, kl_rec_state *st, kl_err *err) {
     if (kl_monotime() - t0 > 10)
       return kl_err_set(err, KL_E_IO, ETIMEDOUT,
                         "start %s: the recorder did not start within 10 s", cfg->name);
-    kl_sleep(0.002);
+    kl_sleep(0.0005);
   }
 }
 
@@ -588,7 +588,7 @@ int kl_rec_finish(const char *data_dir, const char *name, kl_err *err) {
     if (kl_monotime() - t0 > 60)
       return kl_err_set(err, KL_E_BUSY, ETIMEDOUT,
                         "stop %s: the recorder did not finish within 60 s", name);
-    kl_sleep(0.001);
+    kl_sleep(0.0005);
   }
   return 0;
 }

@@ -681,6 +681,29 @@ static uint64_t header_room(const kl_config *cfg) {
   return room;
 }
 
+/* Can the recorder's own work raise one of these events?  It makes system
+ * calls, sleeps and wakes, faults pages, writes files; it never uses a
+ * socket, execs, forks (after it started) or writes trace_marker.  Only
+ * for event sets made of those it cannot raise is set_event_notrace_pid
+ * skipped: the kernel's pid filter costs 30-80 ms of RCU grace periods
+ * when the instance is removed (measured here; docs/design.md). */
+static int recorder_can_raise(const char *tracepoints) {
+  static const char *const never[] = {"sock:", "tcp:", "udp:", "net:", "skb:", "napi:",
+                                      "neigh:", "qdisc:", "cgroup:", "ftrace:",
+                                      "sched:sched_process_exec", "sched:sched_process_fork",
+                                      "task:task_newtask", "task:task_rename", NULL};
+  char buf[8192], *tok, *save = NULL;
+  snprintf(buf, sizeof buf, "%s", tracepoints);
+  for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    const char *const *n;
+    int safe = 0;
+    for (n = never; *n && !safe; n++)
+      safe = (*n)[strlen(*n) - 1] == ':' ? strncmp(tok, *n, strlen(*n)) == 0 : strcmp(tok, *n) == 0;
+    if (!safe) return 1;
+  }
+  return 0;
+}
+
 /* The recorder: sizes from the config, started and ready before tracing. */
 static int start_recorder(struct tracefs_instance *inst, const kl_config *cfg, kl_state *st,
                           kl_err *err) {
@@ -714,6 +737,7 @@ static int start_recorder(struct tracefs_instance *inst, const kl_config *cfg, k
   }
   rc.reserve_bytes = hdr + rc.chunk_bytes;
   rc.flush_ms = st->flush_timer * 1000u;
+  rc.exclude = cfg->stacks || recorder_can_raise(st->tracepoints);
   return kl_rec_spawn(&rc, &rs, err);
 }
 
