@@ -65,7 +65,7 @@ end
 -- The recorder calls itself "kl:" and the last 12 bytes of the name.
 -- (An exited one may stay a zombie until init reaps it: not running.)
 local function recorder_running(name)
-  local _, out = U.run("ps -eo stat=,comm=")
+  local _, out = U.run("env -u LD_PRELOAD ps -eo stat=,comm=") -- (ps hangs with ASan preloaded)
   for stat, comm in out:gmatch("(%S+) +([^\n]+)") do
     if comm == "kl:" .. name:sub(-12) and not stat:match("^Z") then return true end
   end
