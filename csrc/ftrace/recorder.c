@@ -16,7 +16,7 @@
  *                   worker holds an flock on it for its whole life, so
  *                   "alive" is a lock test that a SIGKILL cannot fool
  *   reserve         room kept free for the trace.dat header and one chunk,
- *                   released when the disk fills or at assembly
+ *                   released by stop just before the assembly
  *   cpuN.SEQ        the pages of CPU N, in order of SEQ
  *
  * Control: SIGUSR1 = drain everything and exit; SIGUSR2 = drain everything
@@ -149,8 +149,8 @@ static int next_chunk(kl_rec *r, int i) {
   return c->out >= 0 ? 0 : -1;
 }
 
-/* The disk filled: give back the reserve's room to the assembly and stop
- * taking data (what stays in the ring counts as lost). */
+/* The disk filled: stop taking data (what stays in the ring counts as
+ * lost); the reserve keeps the assembly's room. */
 static void disk_full(kl_rec *r, int e) {
   r->st.disk_full = 1;
   r->st.sys = e;
@@ -488,8 +488,8 @@ static int write_file_at(const char *dir, const char *name, const void *p, size_
   return 0;
 }
 
-/* Room kept for the assembly: released when the disk fills (by the
- * stopper, which deletes it before it writes the header). */
+/* Room kept for the assembly: the stopper deletes it before it writes the
+ * header, so a full disk still takes the header and one chunk's copy. */
 static int make_reserve(const kl_rec_cfg *cfg, kl_err *err) {
   char path[KL_PATH_MAX];
   int fd, e;
