@@ -432,6 +432,7 @@ static void run_loop(kl_rec *r) {
 /* The worker: open everything, say ready, loop, drain, leave. */
 static void worker(kl_rec *r) {
   int i;
+  boost(); /* first: on a busy machine the rest then runs at once */
   detach_state(&r->cfg);
   r->dir_fd = open(r->cfg.data_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   r->status_fd = r->dir_fd < 0 ? -1
@@ -454,7 +455,6 @@ static void worker(kl_rec *r) {
       _exit(3);
     }
   }
-  boost();
   r->st.ready = 1;
   status_put(r);
   run_loop(r);
