@@ -108,4 +108,18 @@ void kl_status_init(kl_status *st) {
   st->enable_flags = st->log_file_mode = KL_UNSET;
   st->start_time = -1;
   st->last_flush = -1;
+  st->file_full = st->disk_full = st->recorder_alive = -1;
+}
+
+int kl_err_errno(kl_err *err, kl_code fallback, const char *fmt, ...) {
+  int e = errno ? errno : EIO;
+  kl_code code = errno ? kl_code_from_errno(e) : fallback;
+  char head[KL_MSG_MAX];
+  va_list ap;
+  if (code == KL_E_IO) code = fallback;
+  if (err == NULL) return -1;
+  va_start(ap, fmt);
+  vsnprintf(head, sizeof head, fmt, ap);
+  va_end(ap);
+  return kl_err_set(err, code, e, "%s: %s (errno %d)", head, strerror(e), e);
 }

@@ -68,6 +68,11 @@ KL_INTERNAL const char *kl_code_name(kl_code c);
 /* Fill err; returns -1 so callers can `return kl_err_set(...)`. */
 KL_INTERNAL int kl_err_set(kl_err *err, kl_code code, long sys,
                            const char *fmt, ...) KL_PRINTF(4, 5);
+/* kl_err_set with errno: the code kl_code_from_errno(errno) (fallback when
+ * errno is 0 or maps to nothing better than io), and the message fmt
+ * followed by ": <strerror> (errno N)".  errno 0 counts as EIO. */
+KL_INTERNAL int kl_err_errno(kl_err *err, kl_code fallback, const char *fmt, ...)
+    KL_PRINTF(3, 4);
 /* Map an errno value to a code (used by the Linux backend and file code). */
 KL_INTERNAL kl_code kl_code_from_errno(int e);
 
@@ -173,7 +178,6 @@ typedef struct kl_status {
   int detached;                    /* started with no owner process recorded */
   int stacks;                      /* stack traces recorded with the events */
   int owner_alive;                 /* 1 alive, 0 dead, -1 unknown */
-  int file_full;                   /* ETW ended the session: its sequential file was full */
   /* common counters and settings (KL_UNSET when unknown) */
   int64_t buffer_kb, buffers, free_buffers, events_lost, buffers_written,
           max_file_mb, flush_timer, min_buffers, max_buffers;
@@ -185,6 +189,10 @@ typedef struct kl_status {
   /* Windows extras */
   int64_t logger_thread_id, log_buffers_lost, realtime_buffers_lost, enable_flags;
   int64_t log_file_mode;           /* Windows: LogFileMode (EVENT_TRACE_*_MODE bits) */
+  /* streaming file sessions (Linux): -1 when not streaming */
+  int file_full;                   /* max_mb reached (Linux), or ETW ended the session at it */
+  int disk_full;                   /* the disk filled: no more data taken */
+  int recorder_alive;              /* the recorder process runs */
   int ncpus;                       /* entries used in per_cpu, 0 if none */
   kl_cpu_stats per_cpu[KL_MAX_CPUS];
 } kl_status;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,10 +23,24 @@ static int dir_of(const char *path, char *out, size_t n) {
   return 0;
 }
 
+/* A path problem: access_denied for EACCES/EPERM/EROFS, else bad_path. */
+static int path_err(kl_err *err, const char *fmt, ...) KL_PRINTF(2, 3);
+static int path_err(kl_err *err, const char *fmt, ...) {
+  char head[KL_MSG_MAX / 2];
+  int e = errno;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(head, sizeof head, fmt, ap);
+  va_end(ap);
+  errno = e;
+  kl_err_errno(err, KL_E_BAD_PATH, "%s", head);
+  if (err && err->code != KL_E_ACCESS_DENIED) err->code = KL_E_BAD_PATH;
+  return -1;
+}
+
 int kl_path_check(const char *path, int overwrite, kl_err *err) {
   struct stat st;
   char dir[KL_PATH_MAX];
-  int e;
   if (path == NULL || path[0] == '\0')
     return kl_err_set(err, KL_E_BAD_PATH, 0, "file name is empty");
   if (strlen(path) >= KL_PATH_MAX - 32)
@@ -40,24 +55,37 @@ int kl_path_check(const char *path, int overwrite, kl_err *err) {
       return kl_err_set(err, KL_E_BAD_PATH, EISDIR, "%s: is a folder, not a file", path);
     if (!S_ISREG(st.st_mode))
       return kl_err_set(err, KL_E_BAD_PATH, EINVAL, "%s: is not a regular file", path);
+    /* bad_path, not already_exists: that code means "session name taken"
+     * and drives the conflict policies */
     if (!overwrite)
-      return kl_err_set(err, KL_E_ALREADY_EXISTS, EEXIST,
-                        "%s: file exists (pass overwrite = true to replace it)", path);
+      return kl_err_set(err, KL_E_BAD_PATH, EEXIST,
+                        "%s: the file exists; overwrite = true replaces it", path);
   } else if (errno != ENOENT) {
-    e = errno;
-    return kl_err_set(err, e == EACCES ? KL_E_ACCESS_DENIED : KL_E_BAD_PATH, e,
-                      "%s: %s (errno %d)", path, strerror(e), e);
+    return path_err(err, "%s", path);
   }
   if (dir_of(path, dir, sizeof dir) != 0)
     return kl_err_set(err, KL_E_BAD_PATH, ENAMETOOLONG, "%s: path too long", path);
-  if (stat(dir, &st) != 0) {
-    e = errno;
-    return kl_err_set(err, e == EACCES ? KL_E_ACCESS_DENIED : KL_E_BAD_PATH, e,
-                      "%s: folder %s: %s (errno %d)", path, dir, strerror(e), e);
-  }
+  if (stat(dir, &st) != 0) return path_err(err, "%s: folder %s", path, dir);
   if (!S_ISDIR(st.st_mode))
     return kl_err_set(err, KL_E_BAD_PATH, ENOTDIR, "%s: %s is not a folder", path, dir);
+  if (access(dir, W_OK | X_OK) != 0) return path_err(err, "%s: folder %s", path, dir);
   return 0;
+}
+
+int kl_abs_path(const char *path, char *out, size_t n, kl_err *err) {
+  char cwd[KL_PATH_MAX];
+  if (path == NULL || path[0] == '\0')
+    return kl_err_set(err, KL_E_BAD_PATH, 0, "file name is empty");
+  if (path[0] == '/') {
+    if (snprintf(out, n, "%s", path) >= (int)n) goto toolong;
+    return 0;
+  }
+  if (getcwd(cwd, sizeof cwd) == NULL) return path_err(err, "%s: the current folder", path);
+  while (path[0] == '.' && path[1] == '/') path += 2;
+  if (snprintf(out, n, "%s%s%s", cwd, strcmp(cwd, "/") ? "/" : "", path) >= (int)n) goto toolong;
+  return 0;
+toolong:
+  return kl_err_set(err, KL_E_BAD_PATH, ENAMETOOLONG, "%s: path too long", path);
 }
 
 int kl_atomic_open(kl_atomic_file *f, const char *path, int overwrite,
@@ -84,19 +112,17 @@ int kl_atomic_open(kl_atomic_file *f, const char *path, int overwrite,
     if (errno != EEXIST) break;
   }
   if (f->fd < 0) {
-    e = errno;
     f->tmp[0] = '\0';
-    return kl_err_set(err, kl_code_from_errno(e) == KL_E_NOT_FOUND ? KL_E_BAD_PATH
-                                                                    : kl_code_from_errno(e),
-                      e, "%s: cannot create a file in %s: %s (errno %d)", path, dir,
-                      strerror(e), e);
+    kl_err_errno(err, KL_E_IO, "%s: cannot create a file in %s", path, dir);
+    if (err->code == KL_E_NOT_FOUND) err->code = KL_E_BAD_PATH;
+    return -1;
   }
   /* The umask must not narrow or widen what the caller asked for. */
   if (fchmod(f->fd, (mode_t)(mode & 07777)) != 0) {
     e = errno;
     kl_atomic_abort(f);
-    return kl_err_set(err, kl_code_from_errno(e), e, "%s: chmod: %s (errno %d)", path,
-                      strerror(e), e);
+    errno = e;
+    return kl_err_errno(err, KL_E_IO, "%s: chmod", path);
   }
   return 0;
 }
@@ -123,8 +149,10 @@ int kl_atomic_commit(kl_atomic_file *f, kl_err *err) {
     }
     if (!f->overwrite) {
       kl_atomic_abort(f);
-      return kl_err_set(err, KL_E_ALREADY_EXISTS, EEXIST,
-                        "%s: file exists (pass overwrite = true to replace it)", f->path);
+      return kl_err_set(err, KL_E_BAD_PATH, EEXIST,
+                        "%s: the file exists (it appeared while writing); overwrite = true "
+                        "replaces it",
+                        f->path);
     }
   }
   if (rename(f->tmp, f->path) != 0) goto fail;
@@ -140,8 +168,8 @@ int kl_atomic_commit(kl_atomic_file *f, kl_err *err) {
 fail:
   e = errno;
   kl_atomic_abort(f);
-  return kl_err_set(err, kl_code_from_errno(e), e, "%s: %s (errno %d)", f->path,
-                    strerror(e), e);
+  errno = e;
+  return kl_err_errno(err, KL_E_IO, "%s", f->path);
 }
 
 void kl_atomic_abort(kl_atomic_file *f) {

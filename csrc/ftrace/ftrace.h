@@ -7,6 +7,8 @@
  *   reader.c    reading trace.dat through libtracecmd
  *   decode.c    records -> kl_event (shared by reader.c and live.c)
  *   live.c      real-time sessions: the per-CPU trace_pipe_raw, read live
+ *   recorder.c  file sessions: the detached worker that streams the rings
+ *               to chunk files while the session runs
  */
 #ifndef KL_FTRACE_H
 #define KL_FTRACE_H
@@ -44,6 +46,68 @@ typedef struct kl_dump_opts {
 KL_INTERNAL int kl_tracedat_write(struct tracefs_instance *inst, const kl_dump_opts *o,
                                   uint64_t *bytes_written, kl_err *err);
 
+/* ---- the streaming recorder (recorder.c) ---- */
+/* What the worker runs with; written to DATA_DIR/config at start so that a
+ * stopper in any process can finish the job of a dead worker. */
+typedef struct kl_rec_cfg {
+  char inst_dir[KL_PATH_MAX];      /* tracefs instances/NAME */
+  char data_dir[KL_PATH_MAX];      /* the session's chunk folder (0700) */
+  char name[KL_NAME_MAX + 1];
+  int ncpus;
+  int circular;                    /* drop the oldest chunks beyond cpu_budget */
+  uint32_t subbuf;                 /* sub-buffer bytes: the unit of everything */
+  uint64_t cpu_budget;             /* circular: bytes per CPU kept on disk */
+  uint64_t data_budget;            /* sequential: bytes over all CPUs; 0 no bound */
+  uint64_t chunk_bytes;            /* size of one chunk file */
+  uint64_t reserve_bytes;          /* room held for the assembly */
+  unsigned flush_ms;               /* flush_timer */
+  int exclude;                     /* write its tid to set_event_notrace_pid */
+} kl_rec_cfg;
+
+/* DATA_DIR/status, rewritten in place by the worker (seq == seq_end when
+ * consistent). */
+typedef struct kl_rec_state {
+  uint32_t seq;
+  int32_t pid;
+  int32_t ready, failed, done;     /* life cycle */
+  int32_t file_full, disk_full;    /* why it stopped taking data */
+  int32_t stopped;                 /* takes no more data (full) */
+  int32_t gone;                    /* the instance disappeared */
+  int32_t sys;                     /* errno of a failure */
+  uint32_t flush_ack;              /* bumped after each requested drain */
+  uint64_t bytes;                  /* on disk now, all CPUs */
+  uint32_t seq_end;
+} kl_rec_state;
+
+typedef struct kl_chunks {
+  int ncpus;
+  struct { uint64_t bytes; unsigned first_seq, next_seq; } cpu[KL_MAX_CPUS];
+} kl_chunks;
+
+/* Start the worker (config, status and reserve files first); returns once
+ * it has excluded itself and opened every CPU. */
+KL_INTERNAL int kl_rec_spawn(const kl_rec_cfg *cfg, kl_rec_state *st, kl_err *err);
+KL_INTERNAL int kl_rec_read(const char *data_dir, kl_rec_state *st);
+KL_INTERNAL int kl_rec_read_cfg(const char *data_dir, kl_rec_cfg *cfg);
+/* 1 while the worker lives (it holds an flock on its status file). */
+KL_INTERNAL int kl_rec_alive(const char *data_dir);
+KL_INTERNAL int kl_rec_signal(const char *data_dir, int sig);
+/* Have the worker drain everything now: 0 done, 1 no worker, -1 error. */
+KL_INTERNAL int kl_rec_flush(const char *data_dir, const char *name, kl_err *err);
+/* Have the worker drain and exit; 0 done, 1 it was dead already, -1 error. */
+KL_INTERNAL int kl_rec_finish(const char *data_dir, const char *name, kl_err *err);
+/* Drain the rings in this process (the worker died). */
+KL_INTERNAL int kl_rec_drain_here(const kl_rec_cfg *cfg, kl_err *err);
+KL_INTERNAL int kl_chunks_list(const char *data_dir, int ncpus, kl_chunks *ch);
+
+/* Build a trace.dat at o->path from the chunk files in data_dir (after the
+ * worker drained).  cpu_budget: keep at most that many bytes per CPU, the
+ * newest (0: all).  consume: unlink each chunk once copied (a nearly full
+ * disk holds one copy only). */
+KL_INTERNAL int kl_tracedat_assemble(struct tracefs_instance *inst, const kl_dump_opts *o,
+                                     const char *data_dir, uint64_t cpu_budget, int consume,
+                                     uint64_t *bytes_written, kl_err *err);
+
 /* ---- safe files (files.c) ---- */
 typedef struct kl_atomic_file {
   int fd;                          /* open on the temporary file, -1 when closed */
@@ -52,12 +116,16 @@ typedef struct kl_atomic_file {
   int overwrite;
 } kl_atomic_file;
 
+/* path made absolute against the current folder (not resolved: a link in
+ * it is still refused where the file is created). */
+KL_INTERNAL int kl_abs_path(const char *path, char *out, size_t n, kl_err *err);
 /* Would a file at path be written?  bad_path for a symlink, a folder, a
- * missing folder; already_exists for an existing file when !overwrite. */
+ * missing or read-only folder, and for an existing file when !overwrite
+ * (already_exists is kept for "session name taken"). */
 KL_INTERNAL int kl_path_check(const char *path, int overwrite, kl_err *err);
 /* Open a temporary file beside path (O_EXCL, O_NOFOLLOW, mode).  Fails
- * with already_exists when path exists and !overwrite, bad_path when path
- * is a symlink, a folder, or its folder is missing. */
+ * with bad_path when path exists and !overwrite, is a symlink, a folder,
+ * or its folder is missing. */
 KL_INTERNAL int kl_atomic_open(kl_atomic_file *f, const char *path, int overwrite,
                                unsigned mode, kl_err *err);
 /* fsync, close, rename into place, fsync the folder. */

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <tracefs.h>
@@ -28,6 +29,9 @@
 #endif
 
 #define DEFAULT_RING_KB (8u * 1024u) /* total over all CPUs, when nothing says */
+#define STREAM_CPU_KB 4096u          /* streaming: ring per CPU by default */
+#define STREAM_MAX_KB (64u * 1024u)  /* ... and at most this in all */
+#define STREAM_PERCENT "25"          /* buffer_percent of streaming sessions */
 
 /* What the state file records; it is the session's memory across processes. */
 typedef struct kl_state {
@@ -43,6 +47,8 @@ typedef struct kl_state {
   unsigned long long owner_start;    /* /proc/PID/stat starttime, clock ticks */
   double start_time, last_flush;
   unsigned long long bytes_written;
+  char data_dir[KL_PATH_MAX];        /* streaming sessions: the recorder's folder */
+  unsigned flush_timer;              /* seconds (streaming) */
 } kl_state;
 
 struct kl_session {
@@ -95,19 +101,19 @@ static const char *tracing_dir(kl_err *err, const char *op, const char *name) {
   errno = 0;
   dir = tracefs_tracing_dir();
   if (dir == NULL) {
-    int e = errno ? errno : ENODEV;
-    kl_err_set(err, KL_E_UNAVAILABLE, e,
-               "%s %s: tracefs is not available (%s, errno %d); mount it with "
-               "'mount -t tracefs nodev /sys/kernel/tracing' or use a kernel with ftrace",
-               op, name, strerror(e), e);
+    if (errno == 0) errno = ENODEV;
+    kl_err_errno(err, KL_E_UNAVAILABLE,
+                 "%s %s: tracefs is not available (mount it with 'mount -t tracefs nodev "
+                 "/sys/kernel/tracing' or use a kernel with ftrace)",
+                 op, name);
+    err->code = KL_E_UNAVAILABLE;
     return NULL;
   }
   if (access(dir, W_OK) != 0) {
-    int e = errno;
-    kl_err_set(err, KL_E_ACCESS_DENIED, e,
-               "%s %s: %s is not writable (%s, errno %d); run as root, outside a "
-               "locked-down container",
-               op, name, dir, strerror(e), e);
+    kl_err_errno(err, KL_E_ACCESS_DENIED,
+                 "%s %s: %s is not writable (run as root, outside a locked-down container)",
+                 op, name, dir);
+    err->code = KL_E_ACCESS_DENIED;
     return NULL;
   }
   return dir;
@@ -187,6 +193,8 @@ static int read_state(const char *name, kl_state *s) {
     else if (!strcmp(line, "start_time")) s->start_time = strtod(v, NULL);
     else if (!strcmp(line, "last_flush")) s->last_flush = strtod(v, NULL);
     else if (!strcmp(line, "bytes_written")) s->bytes_written = strtoull(v, NULL, 10);
+    else if (!strcmp(line, "data_dir")) snprintf(s->data_dir, sizeof s->data_dir, "%s", v);
+    else if (!strcmp(line, "flush_timer")) s->flush_timer = (unsigned)strtoul(v, NULL, 10);
   }
   fclose(f);
   s->present = 1;
@@ -194,32 +202,30 @@ static int read_state(const char *name, kl_state *s) {
 }
 
 static int write_state(const char *name, const kl_state *s, kl_err *err) {
-  char path[KL_PATH_MAX], buf[16384];
+  char path[KL_PATH_MAX], buf[24576];
   kl_atomic_file af;
-  int n, e;
-  if (mkdir(KL_STATE_DIR, 0700) != 0 && errno != EEXIST) {
-    e = errno;
-    return kl_err_set(err, kl_code_from_errno(e), e, "state folder %s: %s (errno %d)",
-                      KL_STATE_DIR, strerror(e), e);
-  }
+  int n;
+  if (mkdir(KL_STATE_DIR, 0700) != 0 && errno != EEXIST)
+    return kl_err_errno(err, KL_E_IO, "state folder %s", KL_STATE_DIR);
   if (state_path(path, sizeof path, name) != 0)
     return kl_err_set(err, KL_E_INVALID, ENAMETOOLONG, "state path too long");
   n = snprintf(buf, sizeof buf,
                "file=%s\nmode=%s\nflags=%s\ntracepoints=%s\nclock=%s\ncircular_mb=%u\n"
                "max_mb=%u\nfile_mode=%o\noverwrite=%d\nkallsyms=%d\nstacks=%d\nowner_pid=%ld\n"
-               "owner_start=%llu\nstart_time=%.6f\nlast_flush=%.6f\nbytes_written=%llu\n",
+               "owner_start=%llu\nstart_time=%.6f\nlast_flush=%.6f\nbytes_written=%llu\n"
+               "data_dir=%s\nflush_timer=%u\n",
                s->file, kl_mode_names[s->mode], s->flags, s->tracepoints, s->clock,
                s->circular_mb, s->max_mb, s->file_mode, s->overwrite, s->kallsyms, s->stacks,
                s->owner_pid, s->owner_start, s->start_time, s->last_flush,
-               s->bytes_written);
+               s->bytes_written, s->data_dir, s->flush_timer);
   if (n < 0 || n >= (int)sizeof buf)
     return kl_err_set(err, KL_E_INVALID, 0, "session %s: state too large", name);
   if (kl_atomic_open(&af, path, 1, 0600, err) != 0) return -1;
   if (write(af.fd, buf, (size_t)n) != n) {
-    e = errno;
+    int e = errno ? errno : ENOSPC;
     kl_atomic_abort(&af);
-    return kl_err_set(err, kl_code_from_errno(e), e, "state file %s: %s (errno %d)", path,
-                      strerror(e), e);
+    errno = e;
+    return kl_err_errno(err, KL_E_IO, "state file %s", path);
   }
   return kl_atomic_commit(&af, err);
 }
@@ -331,16 +337,15 @@ toolong:
 static int set_event(struct tracefs_instance *inst, const char *tp, int on, kl_err *err,
                      const char *name) {
   char sys[128], ev[128], file[400];
-  int e;
   if (!valid_tracepoint(tp, sys, sizeof sys, ev, sizeof ev))
     return kl_err_set(err, KL_E_INVALID, 0, "session %s: bad tracepoint '%s'", name, tp);
   snprintf(file, sizeof file, "events/%s/%s/enable", sys, ev);
   errno = 0;
   if (tracefs_instance_file_write(inst, file, on ? "1" : "0") < 0) {
-    e = errno ? errno : EIO;
-    return kl_err_set(err, e == ENOENT ? KL_E_NOT_SUPPORTED : kl_code_from_errno(e), e,
-                      "session %s: cannot %s tracepoint %s: %s (errno %d)", name,
-                      on ? "enable" : "disable", tp, strerror(e), e);
+    kl_err_errno(err, KL_E_IO, "session %s: cannot %s tracepoint %s", name,
+                 on ? "enable" : "disable", tp);
+    if (err->sys == ENOENT) err->code = KL_E_NOT_SUPPORTED;
+    return -1;
   }
   return 0;
 }
@@ -386,18 +391,17 @@ static unsigned ring_kb(const kl_config *cfg) {
 
 static int resize(struct tracefs_instance *inst, unsigned total_kb, kl_err *err,
                   const char *name) {
-  int n = ncpus_of(inst), e;
+  int n = ncpus_of(inst);
   size_t per;
   if (n <= 0) n = 1;
   per = total_kb / (unsigned)n;
   if (per < 4) per = 4;
   errno = 0;
   if (tracefs_instance_set_buffer_size(inst, per, -1) < 0) {
-    e = errno ? errno : ENOMEM;
-    return kl_err_set(err, e == ENOMEM ? KL_E_NO_RESOURCES : kl_code_from_errno(e), e,
-                      "session %s: cannot size the ring to %u KB (%zu KB per CPU): %s "
-                      "(errno %d)",
-                      name, total_kb, per, strerror(e), e);
+    if (errno == 0) errno = ENOMEM;
+    return kl_err_errno(err, KL_E_NO_RESOURCES,
+                        "session %s: cannot size the ring to %u KB (%zu KB per CPU)", name,
+                        total_kb, per);
   }
   return 0;
 }
@@ -475,23 +479,29 @@ static void dump_events(const kl_state *s, const char **ev, size_t *nev, char *b
     ev[(*nev)++] = tok;
 }
 
+/* The writer's options for a file of this session. */
+static void dump_opts(kl_session *s, const kl_state *st, const char *file, int overwrite,
+                      kl_dump_opts *o, const char **events, char *evbuf, size_t n) {
+  size_t nev;
+  dump_events(st, events, &nev, evbuf, n);
+  memset(o, 0, sizeof *o);
+  o->path = file;
+  o->overwrite = overwrite;
+  o->file_mode = st->file_mode ? st->file_mode : 0600;
+  o->kallsyms = st->kallsyms;
+  o->events = events;
+  o->nevents = nev;
+  o->session = s->name;
+}
+
 /* Write the ring to the file; updates the state's counters. */
 static int write_file(kl_session *s, kl_state *st, const char *file, int overwrite,
                       kl_err *err) {
   const char *events[KL_MAX_TRACEPOINTS * 2];
   char evbuf[8192];
-  size_t nev;
   uint64_t bytes = 0;
   kl_dump_opts o;
-  dump_events(st, events, &nev, evbuf, sizeof evbuf);
-  memset(&o, 0, sizeof o);
-  o.path = file;
-  o.overwrite = overwrite;
-  o.file_mode = st->file_mode ? st->file_mode : 0600;
-  o.kallsyms = st->kallsyms;
-  o.events = events;
-  o.nevents = nev;
-  o.session = s->name;
+  dump_opts(s, st, file, overwrite, &o, events, evbuf, sizeof evbuf);
   /* A circular file flushed before: reading the ring consumed what that
    * flush wrote, so the writer carries its newest pages forward. */
   if (st->mode == KL_MODE_CIRCULAR && st->file[0] && strcmp(file, st->file) == 0 &&
@@ -517,23 +527,246 @@ static kl_session *new_handle(const char *name, struct tracefs_instance *inst) {
   return s;
 }
 
+/* ---- start, in phases ---- */
+
+static int streaming(const kl_config *cfg) {
+  return cfg->file != NULL && (cfg->mode == KL_MODE_CIRCULAR || cfg->mode == KL_MODE_SEQUENTIAL);
+}
+
+/* The ring of a streaming session, total KB: buffer_kb x max_buffers, or
+ * 4 MB per CPU up to 64 MB in all.  It only has to absorb what arrives
+ * between two wake-ups of the recorder, whatever the file's bound. */
+static unsigned stream_ring_kb(const kl_config *cfg, int ncpus) {
+  unsigned kb;
+  if (cfg->max_buffers) return (cfg->buffer_kb ? cfg->buffer_kb : 4u) * cfg->max_buffers;
+  kb = STREAM_CPU_KB * (unsigned)(ncpus > 0 ? ncpus : 1);
+  return kb > STREAM_MAX_KB ? STREAM_MAX_KB : kb;
+}
+
+/* buffer_kb is ETW's buffer size; ftrace's twin is the sub-buffer, which
+ * kernels since 6.8 let an instance choose. */
+static int set_subbuf(struct tracefs_instance *inst, const kl_config *cfg, kl_err *err) {
+  char v[32];
+  if (!cfg->buffer_kb || cfg->buffer_kb == (unsigned)(sysconf(_SC_PAGESIZE) / 1024) ||
+      !tracefs_file_exists(inst, "buffer_subbuf_size_kb"))
+    return 0;
+  snprintf(v, sizeof v, "%u", cfg->buffer_kb);
+  errno = 0;
+  if (tracefs_instance_file_write(inst, "buffer_subbuf_size_kb", v) < 0)
+    return kl_err_errno(err, KL_E_INVALID,
+                        "start %s: buffer_kb = %u is not a sub-buffer size this kernel takes "
+                        "(powers of two from the page size up to 128 pages)",
+                        cfg->name, cfg->buffer_kb);
+  return 0;
+}
+
+/* Make the instance (atomically: EEXIST is already_exists). */
+static struct tracefs_instance *make_instance(const kl_config *cfg, const char *path, kl_err *err) {
+  char holder[KL_PATH_MAX + 256];
+  struct tracefs_instance *inst;
+  if (mkdir(path, 0750) != 0) {
+    if (errno == EEXIST) {
+      holder_text(cfg->name, holder, sizeof holder);
+      kl_err_set(err, KL_E_ALREADY_EXISTS, EEXIST,
+                 "start %s: the session already exists, %s (EEXIST, errno %d)", cfg->name,
+                 holder, EEXIST);
+    } else {
+      kl_err_errno(err, KL_E_IO, "start %s: mkdir %s", cfg->name, path);
+    }
+    return NULL;
+  }
+  inst = tracefs_instance_alloc(NULL, cfg->name);
+  if (inst == NULL) {
+    kl_err_errno(err, KL_E_NO_RESOURCES, "start %s: tracefs_instance_alloc", cfg->name);
+    rmdir(path);
+  }
+  return inst;
+}
+
+/* Ring, overwrite, clock, stacks, wake-up level, events; tracing stays off. */
+static int configure(struct tracefs_instance *inst, const kl_config *cfg, kl_state *st,
+                     kl_err *err) {
+  int stream = streaming(cfg);
+  tracefs_instance_file_write(inst, "tracing_on", "0");
+  if (stream && set_subbuf(inst, cfg, err) != 0) return -1;
+  if (resize(inst, stream ? stream_ring_kb(cfg, ncpus_of(inst)) : ring_kb(cfg), err, cfg->name))
+    return -1;
+  /* sequential, real-time and streaming: nothing is overwritten before it
+   * is read (a loss is counted in "dropped events") */
+  errno = 0;
+  if ((cfg->mode == KL_MODE_SEQUENTIAL || cfg->mode == KL_MODE_REALTIME || stream
+           ? tracefs_option_disable(inst, TRACEFS_OPTION_OVERWRITE)
+           : tracefs_option_enable(inst, TRACEFS_OPTION_OVERWRITE)) < 0)
+    return kl_err_errno(err, KL_E_IO, "start %s: cannot set the overwrite option", cfg->name);
+  if (set_clock(inst, cfg->clock, st->clock, sizeof st->clock, err, cfg->name) != 0) return -1;
+  /* stacks: a kernel stack trace recorded after every event (ftrace:kernel_stack) */
+  errno = 0;
+  if (cfg->stacks && tracefs_option_enable(inst, TRACEFS_OPTION_STACKTRACE) < 0) {
+    if (errno == 0) errno = ENOTSUP;
+    return kl_err_errno(err, KL_E_NOT_SUPPORTED,
+                        "start %s: this kernel cannot record stack traces (options/stacktrace)",
+                        cfg->name);
+  }
+  st->stacks = cfg->stacks;
+  /* real-time: poll() on trace_pipe_raw wakes on the first event; streaming:
+   * when a quarter of the ring is full (docs/design.md, "Wake-ups") */
+  errno = 0;
+  if ((cfg->mode == KL_MODE_REALTIME || stream) &&
+      tracefs_instance_file_write(inst, "buffer_percent",
+                                  cfg->mode == KL_MODE_REALTIME ? "0" : STREAM_PERCENT) < 0)
+    return kl_err_errno(err, KL_E_NOT_SUPPORTED, "start %s: cannot set buffer_percent",
+                        cfg->name);
+  return apply_events(inst, "", st->tracepoints, err, cfg->name);
+}
+
+static void fill_state(const kl_config *cfg, const char *file, kl_state *st) {
+  snprintf(st->file, sizeof st->file, "%s", file ? file : "");
+  st->mode = cfg->mode;
+  st->circular_mb = cfg->circular_mb;
+  st->max_mb = cfg->max_mb;
+  st->file_mode = cfg->file_mode ? cfg->file_mode : 0600;
+  st->overwrite = cfg->overwrite;
+  st->kallsyms = cfg->kallsyms;
+  st->owner_pid = cfg->detached ? 0 : kl_getpid();
+  st->owner_start = cfg->detached ? 0 : proc_start(st->owner_pid);
+  st->start_time = kl_walltime();
+  st->last_flush = -1;
+  st->flush_timer = cfg->flush_timer ? cfg->flush_timer : 1;
+}
+
+/* The recorder's folder next to the target: same file system (the
+ * assembly copies inside the kernel, and the target's disk is the one
+ * that fills), unique per start, 0700.  Making it also proves that the
+ * target's folder takes new files, before anything else starts. */
+static int make_data_dir(const kl_config *cfg, const char *file, kl_state *st, kl_err *err) {
+  char dir[KL_PATH_MAX];
+  const char *slash = strrchr(file, '/');
+  size_t n = slash ? (size_t)(slash - file) : 0;
+  if (n >= sizeof dir) n = sizeof dir - 1;
+  memcpy(dir, file, n);
+  dir[n] = '\0';
+  if (snprintf(st->data_dir, sizeof st->data_dir, "%s/.kl-%s.%ld.%.0f", n ? dir : "", cfg->name,
+               kl_getpid(), kl_walltime() * 1e6) >= (int)sizeof st->data_dir)
+    return kl_err_set(err, KL_E_BAD_PATH, ENAMETOOLONG, "start %s: %s: path too long",
+                      cfg->name, file);
+  if (mkdir(st->data_dir, 0700) != 0) {
+    kl_err_errno(err, KL_E_BAD_PATH, "start %s: %s: cannot create files in %s", cfg->name,
+                 file, n ? dir : "/");
+    st->data_dir[0] = '\0';
+    return -1;
+  }
+  return 0;
+}
+
+static void remove_data_dir(const char *data_dir) {
+  DIR *d;
+  struct dirent *de;
+  if (data_dir[0] == '\0' || (d = opendir(data_dir)) == NULL) return;
+  while ((de = readdir(d)) != NULL)
+    if (de->d_name[0] != '.') unlinkat(dirfd(d), de->d_name, 0);
+  closedir(d);
+  rmdir(data_dir);
+}
+
+/* Room held back for the header (and kallsyms) plus one chunk. */
+static uint64_t header_room(const kl_config *cfg) {
+  uint64_t room = 1u << 20;
+  if (cfg->kallsyms) {
+    char buf[65536];
+    ssize_t r;
+    int fd = open("/proc/kallsyms", O_RDONLY | O_CLOEXEC);
+    while (fd >= 0 && (r = read(fd, buf, sizeof buf)) > 0) room += (uint64_t)r;
+    if (fd >= 0) close(fd);
+  }
+  return room;
+}
+
+/* Can the recorder's own work raise one of these events?  It makes system
+ * calls, sleeps and wakes, faults pages, writes files; it never uses a
+ * socket, execs, forks (after it started) or writes trace_marker.  Only
+ * for event sets made of those it cannot raise is set_event_notrace_pid
+ * skipped: the kernel's pid filter costs 30-80 ms of RCU grace periods
+ * when the instance is removed (measured here; docs/design.md). */
+static int recorder_can_raise(const char *tracepoints) {
+  static const char *const never[] = {"sock:", "tcp:", "udp:", "net:", "skb:", "napi:",
+                                      "neigh:", "qdisc:", "cgroup:", "ftrace:",
+                                      "sched:sched_process_exec", "sched:sched_process_fork",
+                                      "task:task_newtask", "task:task_rename", NULL};
+  char buf[8192], *tok, *save = NULL;
+  snprintf(buf, sizeof buf, "%s", tracepoints);
+  for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    const char *const *n;
+    int safe = 0;
+    for (n = never; *n && !safe; n++)
+      safe = (*n)[strlen(*n) - 1] == ':' ? strncmp(tok, *n, strlen(*n)) == 0 : strcmp(tok, *n) == 0;
+    if (!safe) return 1;
+  }
+  return 0;
+}
+
+/* The recorder: sizes from the config, started and ready before tracing. */
+static int start_recorder(struct tracefs_instance *inst, const kl_config *cfg, kl_state *st,
+                          kl_err *err) {
+  kl_rec_cfg rc;
+  kl_rec_state rs;
+  char *dir = tracefs_instance_get_dir(inst);
+  long long sub = 0;
+  uint64_t mb = 1024u * 1024u, hdr = header_room(cfg);
+  memset(&rc, 0, sizeof rc);
+  snprintf(rc.inst_dir, sizeof rc.inst_dir, "%s", dir ? dir : "");
+  if (dir) tracefs_put_tracing_file(dir);
+  snprintf(rc.data_dir, sizeof rc.data_dir, "%s", st->data_dir);
+  snprintf(rc.name, sizeof rc.name, "%s", cfg->name);
+  rc.ncpus = ncpus_of(inst);
+  if (tracefs_instance_file_read_number(inst, "buffer_subbuf_size_kb", &sub) != 0 || sub <= 0)
+    sub = sysconf(_SC_PAGESIZE) / 1024;
+  rc.subbuf = (uint32_t)(sub * 1024);
+  rc.circular = cfg->mode == KL_MODE_CIRCULAR;
+  if (rc.circular) {
+    /* circular_mb bounds the data on disk; eight chunks per CPU, so that
+     * dropping the oldest keeps 7/8 to 8/8 of it */
+    rc.cpu_budget = (uint64_t)cfg->circular_mb * mb / (uint64_t)(rc.ncpus > 0 ? rc.ncpus : 1);
+    rc.cpu_budget -= rc.cpu_budget % rc.subbuf;
+    if (rc.cpu_budget < 8u * rc.subbuf) rc.cpu_budget = 8u * rc.subbuf;
+    rc.chunk_bytes = rc.cpu_budget / 8 / rc.subbuf * rc.subbuf;
+  } else {
+    /* max_mb bounds the file: the header's room comes off the data's */
+    uint64_t file = (uint64_t)cfg->max_mb * mb;
+    rc.data_budget = file > 2 * hdr ? file - hdr : file / 2;
+    rc.chunk_bytes = mb;
+  }
+  rc.reserve_bytes = hdr + rc.chunk_bytes;
+  rc.flush_ms = st->flush_timer * 1000u;
+  rc.exclude = cfg->stacks || recorder_can_raise(st->tracepoints);
+  return kl_rec_spawn(&rc, &rs, err);
+}
+
+/* Turn tracing on: the last step of a start. */
+static int tracing_on(struct tracefs_instance *inst, const char *name, kl_err *err) {
+  errno = 0;
+  if (tracefs_instance_file_write(inst, "tracing_on", "1") < 0)
+    return kl_err_errno(err, KL_E_IO, "start %s: cannot turn tracing on", name);
+  return 0;
+}
+
 static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
   const char *dir;
-  char path[KL_PATH_MAX], holder[KL_PATH_MAX + 256];
+  char path[KL_PATH_MAX], file[KL_PATH_MAX];
   struct tracefs_instance *inst = NULL;
   kl_session *s = NULL;
   kl_state st;
-  int made = 0, e, lock = -1;
+  int lock = -1, stream = streaming(cfg);
 
+  memset(&st, 0, sizeof st);
   if (kl_name_check(cfg->name, err) != 0) return NULL;
   if ((dir = tracing_dir(err, "start", cfg->name)) == NULL) return NULL;
-  if (cfg->file && kl_path_check(cfg->file, cfg->overwrite, err) != 0) {
+  if (cfg->file && kl_abs_path(cfg->file, file, sizeof file, err) != 0) return NULL;
+  if (cfg->file && kl_path_check(file, cfg->overwrite, err) != 0) {
     char msg[KL_MSG_MAX];
     snprintf(msg, sizeof msg, "%s", err->msg);
     kl_err_set(err, err->code, err->sys, "start %s: %s", cfg->name, msg);
     return NULL;
   }
-  memset(&st, 0, sizeof st);
   if (resolve(cfg, st.flags, sizeof st.flags, st.tracepoints, sizeof st.tracepoints, err))
     return NULL;
   if (inst_path(path, sizeof path, dir, cfg->name) != 0) {
@@ -541,83 +774,17 @@ static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
     return NULL;
   }
   lock = lock_session(cfg->name);
-  if (mkdir(path, 0750) != 0) {
-    e = errno;
-    if (e == EEXIST) {
-      holder_text(cfg->name, holder, sizeof holder);
-      kl_err_set(err, KL_E_ALREADY_EXISTS, e,
-                 "start %s: the session already exists, %s (EEXIST, errno %d)", cfg->name,
-                 holder, e);
-    } else {
-      kl_err_set(err, kl_code_from_errno(e), e, "start %s: mkdir %s: %s (errno %d)",
-                 cfg->name, path, strerror(e), e);
-    }
-    goto error;
-  }
-  made = 1;
-  inst = tracefs_instance_alloc(NULL, cfg->name);
-  if (inst == NULL) {
-    e = errno ? errno : ENOMEM;
-    kl_err_set(err, kl_code_from_errno(e), e, "start %s: tracefs_instance_alloc: %s",
-               cfg->name, strerror(e));
-    goto error;
-  }
-  /* Quiet while it is being set up. */
-  tracefs_instance_file_write(inst, "tracing_on", "0");
-  if (resize(inst, ring_kb(cfg), err, cfg->name) != 0) goto error;
-  /* sequential and real-time: nothing is overwritten before it is read */
-  if ((cfg->mode == KL_MODE_SEQUENTIAL || cfg->mode == KL_MODE_REALTIME
-           ? tracefs_option_disable(inst, TRACEFS_OPTION_OVERWRITE)
-           : tracefs_option_enable(inst, TRACEFS_OPTION_OVERWRITE)) < 0) {
-    e = errno ? errno : EIO;
-    kl_err_set(err, kl_code_from_errno(e), e, "start %s: cannot set the overwrite option: %s",
-               cfg->name, strerror(e));
-    goto error;
-  }
-  if (set_clock(inst, cfg->clock, st.clock, sizeof st.clock, err, cfg->name) != 0)
-    goto error;
-  /* stacks: a kernel stack trace recorded after every event (ftrace:kernel_stack) */
-  if (cfg->stacks && tracefs_option_enable(inst, TRACEFS_OPTION_STACKTRACE) < 0) {
-    e = errno ? errno : ENOTSUP;
-    kl_err_set(err, KL_E_NOT_SUPPORTED, e,
-               "start %s: this kernel cannot record stack traces (options/stacktrace: %s)",
-               cfg->name, strerror(e));
-    goto error;
-  }
-  st.stacks = cfg->stacks;
-  /* real-time: poll() on trace_pipe_raw wakes on the first event, not when
-   * the ring is half full (buffer_percent is the instance's own) */
-  if (cfg->mode == KL_MODE_REALTIME &&
-      tracefs_instance_file_write(inst, "buffer_percent", "0") < 0) {
-    e = errno ? errno : EIO;
-    kl_err_set(err, KL_E_NOT_SUPPORTED, e,
-               "start %s: cannot set buffer_percent for real-time reading: %s (errno %d)",
-               cfg->name, strerror(e), e);
-    goto error;
-  }
-  if (apply_events(inst, "", st.tracepoints, err, cfg->name) != 0) goto error;
-
-  snprintf(st.file, sizeof st.file, "%s", cfg->file ? cfg->file : "");
-  st.mode = cfg->mode;
-  st.circular_mb = cfg->circular_mb;
-  st.max_mb = cfg->max_mb;
-  st.file_mode = cfg->file_mode ? cfg->file_mode : 0600;
-  st.overwrite = cfg->overwrite;
-  st.kallsyms = cfg->kallsyms;
-  st.owner_pid = cfg->detached ? 0 : kl_getpid();
-  st.owner_start = cfg->detached ? 0 : proc_start(st.owner_pid);
-  st.start_time = kl_walltime();
-  st.last_flush = -1;
+  if (stream && make_data_dir(cfg, file, &st, err) != 0) goto error;
+  if ((inst = make_instance(cfg, path, err)) == NULL) goto error;
+  fill_state(cfg, cfg->file ? file : NULL, &st);
+  if (configure(inst, cfg, &st, err) != 0) goto error;
+  if (stream && start_recorder(inst, cfg, &st, err) != 0) goto error;
   if (write_state(cfg->name, &st, err) != 0) goto error;
-  if (tracefs_instance_file_write(inst, "tracing_on", "1") < 0) {
-    e = errno ? errno : EIO;
-    kl_err_set(err, kl_code_from_errno(e), e, "start %s: cannot turn tracing on: %s",
-               cfg->name, strerror(e));
+  if (tracing_on(inst, cfg->name, err) != 0) {
     remove_state(cfg->name);
     goto error;
   }
-  s = new_handle(cfg->name, inst);
-  if (s == NULL) {
+  if ((s = new_handle(cfg->name, inst)) == NULL) {
     kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "start %s: out of memory", cfg->name);
     remove_state(cfg->name);
     goto error;
@@ -626,17 +793,38 @@ static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
   return s;
 
 error:
-  if (made) {
-    if (inst) {
-      tracefs_instance_file_write(inst, "tracing_on", "0");
-      tracefs_instance_destroy(inst);
-    } else {
-      rmdir(path);
+  if (inst) {
+    tracefs_instance_file_write(inst, "tracing_on", "0");
+    if (st.data_dir[0]) {
+      kl_err ignored;
+      kl_rec_finish(st.data_dir, cfg->name, &ignored);
     }
+    tracefs_instance_destroy(inst);
+    tracefs_instance_free(inst);
   }
-  if (inst) tracefs_instance_free(inst);
+  remove_data_dir(st.data_dir);
   unlock_session(lock);
   return NULL;
+}
+
+/* The instance went away behind our back (or never came): a state file
+ * left for it, the recorder's folder, and the recorder (which leaves when
+ * its instance is gone) go too.  inst: its path, NULL when known gone. */
+static void forget_gone(const char *name, const char *inst) {
+  kl_state state;
+  kl_err ignored;
+  struct stat sb;
+  int lock;
+  if (read_state(name, &state) != 0) return;
+  lock = lock_sessions(LOCK_EX);
+  if (inst == NULL || stat(inst, &sb) != 0) { /* still gone, under the lock */
+    if (state.data_dir[0]) {
+      kl_rec_finish(state.data_dir, name, &ignored);
+      remove_data_dir(state.data_dir);
+    }
+    remove_state(name);
+  }
+  unlock_session(lock);
 }
 
 static kl_session *ftrace_open(const char *name, kl_err *err) {
@@ -649,6 +837,7 @@ static kl_session *ftrace_open(const char *name, kl_err *err) {
   if ((dir = tracing_dir(err, "open", name)) == NULL) return NULL;
   if (inst_path(path, sizeof path, dir, name) != 0 || stat(path, &sb) != 0 ||
       !S_ISDIR(sb.st_mode)) {
+    forget_gone(name, path);
     kl_err_set(err, KL_E_NOT_FOUND, ENOENT, "session %s is not running (no instance %s)",
                name, path);
     return NULL;
@@ -691,6 +880,22 @@ static void read_cpu_stats(struct tracefs_instance *inst, int cpu, kl_cpu_stats 
     else if (!strcmp(line, "read events")) c->read_events = strtoll(v, NULL, 10);
   }
   free(buf);
+}
+
+/* What the recorder adds to a query: its life, why it stopped, the bytes
+ * on disk.  Once it stopped taking data (file or disk full), what the ring
+ * still holds will never reach the file: counted as lost. */
+static void stream_status(const kl_state *state, kl_status *st) {
+  kl_rec_state rs;
+  st->recorder_alive = kl_rec_alive(state->data_dir);
+  st->flush_timer = state->flush_timer;
+  if (kl_rec_read(state->data_dir, &rs) != 0) return;
+  st->file_full = rs.file_full != 0;
+  st->disk_full = rs.disk_full != 0;
+  /* ETW's BuffersWritten: sub-buffers that reached the disk so far
+   * (bytes_written stays the size of the file the last flush wrote) */
+  if (st->buffer_kb > 0) st->buffers_written = (int64_t)rs.bytes / (st->buffer_kb * 1024);
+  if (rs.stopped) st->events_lost += st->entries;
 }
 
 static int fill_status(kl_session *s, const kl_state *state, kl_status *st) {
@@ -749,9 +954,10 @@ static int fill_status(kl_session *s, const kl_state *state, kl_status *st) {
     st->ring_kb = kb * n;
     st->buffers = kb / sub * n;
   }
-  st->flush_timer = 0; /* Linux writes on flush/stop only */
+  st->flush_timer = 0; /* buffering: written on flush/stop only */
   st->buffers_written = state->present ? (int64_t)(state->bytes_written / (uint64_t)(sub * 1024)) : 0;
   st->events_lost = st->dropped + st->commit_overrun;
+  if (state->present && state->data_dir[0]) stream_status(state, st);
   return 0;
 }
 
@@ -786,6 +992,13 @@ static int ftrace_update(kl_session *s, const kl_config *cfg, unsigned what, kl_
     goto out;
   }
   if (what & KL_UPD_CIRCULAR_MB) {
+    if (state.data_dir[0]) {
+      kl_err_set(err, KL_E_INVALID, 0,
+                 "update %s: circular_mb bounds the file of a streaming session and is "
+                 "fixed at start",
+                 s->name);
+      goto out;
+    }
     if (state.mode != KL_MODE_CIRCULAR && state.mode != KL_MODE_BUFFERING) {
       kl_err_set(err, KL_E_INVALID, 0,
                  "update %s: circular_mb applies to circular or buffering sessions only",
@@ -812,13 +1025,15 @@ static int ftrace_update(kl_session *s, const kl_config *cfg, unsigned what, kl_
   if (what & KL_UPD_FILE) {
     /* the new file obeys the same rules as at start: no symlink, no
      * folder, no existing file unless overwrite */
-    if (cfg->file && kl_path_check(cfg->file, cfg->overwrite, err) != 0) {
+    char abs[KL_PATH_MAX];
+    if (cfg->file && (kl_abs_path(cfg->file, abs, sizeof abs, err) != 0 ||
+                      kl_path_check(abs, cfg->overwrite, err) != 0)) {
       char m[KL_MSG_MAX];
       snprintf(m, sizeof m, "%s", err->msg);
       kl_err_set(err, err->code, err->sys, "update %s: %s", s->name, m);
       goto out;
     }
-    snprintf(state.file, sizeof state.file, "%s", cfg->file ? cfg->file : "");
+    snprintf(state.file, sizeof state.file, "%s", cfg->file ? abs : "");
     state.overwrite = cfg->overwrite;
     if (cfg->file && state.mode == KL_MODE_BUFFERING) {
       state.mode = KL_MODE_CIRCULAR;
@@ -846,6 +1061,66 @@ static int own_file_replaceable(const kl_state *st) {
   return S_ISREG(sb.st_mode) && (unsigned long long)sb.st_size == st->bytes_written;
 }
 
+/* ---- streaming sessions: flush and stop ---- */
+
+/* The chunks into a trace.dat at file. */
+static int stream_write(kl_session *s, kl_state *st, const char *file, int overwrite,
+                        int consume, kl_err *err) {
+  const char *events[KL_MAX_TRACEPOINTS * 2];
+  char evbuf[8192];
+  uint64_t bytes = 0;
+  kl_dump_opts o;
+  kl_rec_cfg rc;
+  if (kl_rec_read_cfg(st->data_dir, &rc) != 0)
+    return kl_err_errno(err, KL_E_IO, "%s %s: the recorder's folder %s", "write", s->name,
+                        st->data_dir);
+  dump_opts(s, st, file, overwrite, &o, events, evbuf, sizeof evbuf);
+  if (kl_tracedat_assemble(s->inst, &o, st->data_dir, rc.circular ? rc.cpu_budget : 0, consume,
+                           &bytes, err) != 0)
+    return -1;
+  st->bytes_written = bytes;
+  st->last_flush = kl_walltime();
+  return 0;
+}
+
+/* Everything in the rings to disk: by the recorder, or here when it died. */
+static int stream_drain(kl_session *s, const kl_state *st, int finish, kl_err *err) {
+  kl_rec_cfg rc;
+  int r = finish ? kl_rec_finish(st->data_dir, s->name, err)
+                 : kl_rec_flush(st->data_dir, s->name, err);
+  if (r <= 0) return r;
+  if (kl_rec_read_cfg(st->data_dir, &rc) != 0)
+    return kl_err_errno(err, KL_E_IO, "%s %s: the recorder's folder %s",
+                        finish ? "stop" : "flush", s->name, st->data_dir);
+  return kl_rec_drain_here(&rc, err);
+}
+
+/* Copy the chunks, or move them when the disk cannot hold both copies. */
+static int stream_consume(const kl_state *st) {
+  kl_chunks *ch = malloc(sizeof *ch);
+  struct statvfs vfs;
+  uint64_t total = 1u << 20;
+  int i, consume = 0;
+  if (ch == NULL) return 0;
+  if (kl_chunks_list(st->data_dir, KL_MAX_CPUS, ch) == 0 && statvfs(st->data_dir, &vfs) == 0) {
+    for (i = 0; i < KL_MAX_CPUS; i++) total += ch->cpu[i].bytes;
+    consume = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize < total;
+  }
+  free(ch);
+  return consume;
+}
+
+static int stream_stop(kl_session *s, kl_state *state, const char *file, int overwrite,
+                       kl_status *st, kl_err *err) {
+  char reserve[KL_PATH_MAX + 16];
+  if (stream_drain(s, state, 1, err) != 0) return -1;
+  fill_status(s, state, st); /* after the drain: the final counters */
+  if (file == NULL) return 0;
+  snprintf(reserve, sizeof reserve, "%s/reserve", state->data_dir);
+  unlink(reserve); /* its room is the header's */
+  return stream_write(s, state, file, overwrite, stream_consume(state), err);
+}
+
 static int ftrace_flush(kl_session *s, const char *file, int overwrite, kl_err *err) {
   kl_state state;
   int lock, rc = -1;
@@ -863,19 +1138,41 @@ static int ftrace_flush(kl_session *s, const char *file, int overwrite, kl_err *
                s->name);
     goto out;
   }
-  if (write_file(s, &state, file, overwrite, err) != 0) goto out;
+  if (state.data_dir[0] ? stream_drain(s, &state, 0, err) != 0 ||
+                              stream_write(s, &state, file, overwrite, 0, err) != 0
+                        : write_file(s, &state, file, overwrite, err) != 0)
+    goto out;
   rc = state.present ? write_state(s->name, &state, err) : 0;
 out:
   unlock_session(lock);
   return rc;
 }
 
+/* rmdir the instance; another tool may hold one of its files for a moment. */
+static int remove_instance(kl_session *s, kl_err *err) {
+  int e = 0, tries;
+  for (tries = 0; tries < 50; tries++) {
+    errno = 0;
+    if (tracefs_instance_destroy(s->inst) == 0) return 0;
+    e = errno ? errno : EBUSY;
+    if (e != EBUSY) break;
+    kl_sleep(0.02);
+  }
+  errno = e;
+  return kl_err_errno(err, KL_E_BUSY, "stop %s: cannot remove the instance%s", s->name,
+                      e == EBUSY ? " (a reader still has it open)" : "");
+}
+
 static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status *st,
                        kl_err *err) {
   kl_state state;
-  int lock, rc = -1, e = 0, tries;
+  int lock, rc = -1;
   lock = lock_session(s->name);
-  if (gone(s, "stop", err)) goto out;
+  if (gone(s, "stop", err)) {
+    unlock_session(lock);
+    forget_gone(s->name, NULL);
+    return -1;
+  }
   if (read_state(s->name, &state) != 0) memset(&state, 0, sizeof state);
   tracefs_instance_file_write(s->inst, "tracing_on", "0");
   live_close_all(s->name);
@@ -885,12 +1182,17 @@ static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status
   } else if (file != NULL && file[0] == '\0') {
     file = NULL; /* stop without writing */
   }
-  /* The final counters are the ring's before the file write drains it. */
-  fill_status(s, &state, st);
-  if (file != NULL && write_file(s, &state, file, overwrite, err) != 0) {
-    /* Keep the session, so the caller can retry to another path. */
-    tracefs_instance_file_write(s->inst, "tracing_on", "1");
-    goto out;
+  if (state.data_dir[0]) {
+    /* a failed write keeps the session (tracing off, data kept) for a retry */
+    if (stream_stop(s, &state, file, overwrite, st, err) != 0) goto out;
+  } else {
+    /* The final counters are the ring's before the file write drains it. */
+    fill_status(s, &state, st);
+    if (file != NULL && write_file(s, &state, file, overwrite, err) != 0) {
+      /* Keep the session, so the caller can retry to another path. */
+      tracefs_instance_file_write(s->inst, "tracing_on", "1");
+      goto out;
+    }
   }
   if (file) {
     snprintf(st->file, sizeof st->file, "%s", file);
@@ -898,20 +1200,8 @@ static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status
     st->last_flush = state.last_flush;
     if (st->buffer_kb > 0) st->buffers_written = st->bytes_written / (st->buffer_kb * 1024);
   }
-  /* Another tool may hold a file of the instance open for a moment. */
-  for (tries = 0; tries < 50; tries++) {
-    errno = 0;
-    if (tracefs_instance_destroy(s->inst) == 0) break;
-    e = errno ? errno : EBUSY;
-    if (e != EBUSY) break;
-    kl_sleep(0.02);
-  }
-  if (tries == 50 || (e != 0 && e != EBUSY)) {
-    kl_err_set(err, e == EBUSY ? KL_E_BUSY : kl_code_from_errno(e), e,
-               "stop %s: cannot remove the instance: %s (errno %d)%s", s->name, strerror(e),
-               e, e == EBUSY ? "; a reader still has it open" : "");
-    goto out;
-  }
+  if (remove_instance(s, err) != 0) goto out;
+  remove_data_dir(state.data_dir);
   remove_state(s->name);
   rc = 0;
 out:
@@ -936,11 +1226,7 @@ static int ftrace_list(kl_list_cb cb, void *ud, kl_err *err) {
   if ((dir = tracing_dir(err, "list", "sessions")) == NULL) return -1;
   snprintf(path, sizeof path, "%s/instances", dir);
   d = opendir(path);
-  if (d == NULL) {
-    int e = errno;
-    return kl_err_set(err, kl_code_from_errno(e), e, "list sessions: %s: %s", path,
-                      strerror(e));
-  }
+  if (d == NULL) return kl_err_errno(err, KL_E_IO, "list sessions: %s", path);
   st = malloc(sizeof *st);
   if (st == NULL) {
     closedir(d);

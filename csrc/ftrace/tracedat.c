@@ -93,10 +93,8 @@ static int hb_file(hbuf *b, const char *path, int width, const kl_dump_opts *o, 
   start = b->len;
   fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    int e = errno;
-    kl_err_set(err, kl_code_from_errno(e), e,
-               "writing '%s' (session %s): cannot open %s: %s (errno %d)", o->path,
-               o->session ? o->session : "?", path, strerror(e), e);
+    kl_err_errno(err, KL_E_IO, "writing '%s' (session %s): cannot open %s", o->path,
+                 o->session ? o->session : "?", path);
     goto error;
   }
   for (;;) {
@@ -108,10 +106,8 @@ static int hb_file(hbuf *b, const char *path, int width, const kl_dump_opts *o, 
     r = read(fd, b->p + b->len, b->cap - b->len);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
-      int e = errno;
-      kl_err_set(err, kl_code_from_errno(e), e,
-                 "writing '%s' (session %s): cannot read %s: %s (errno %d)", o->path,
-                 o->session ? o->session : "?", path, strerror(e), e);
+      kl_err_errno(err, KL_E_IO, "writing '%s' (session %s): cannot read %s", o->path,
+                   o->session ? o->session : "?", path);
       goto error;
     }
     if (r == 0) break;
@@ -235,14 +231,13 @@ done:
 
 /* The formats of the enabled events only, grouped by system; "ftrace"
  * events are already in the ftrace section. */
-static int put_event_formats(hbuf *b, const char *events_dir, const kl_dump_opts *o,
-                             kl_err *err) {
+/* The enabled events but ftrace's, sorted, without duplicates, in *evs
+ * (*n of them, to be freed); 0 or -1 with err. */
+static int event_list(const kl_dump_opts *o, char ***evs_out, size_t *n_out, kl_err *err) {
   char **evs = NULL;
   size_t n = 0, i, j;
-  uint32_t nsys = 0;
-  size_t nsys_at;
-  int rc = -1;
-
+  *evs_out = NULL;
+  *n_out = 0;
   if (o->nevents) {
     evs = calloc(o->nevents, sizeof *evs);
     if (evs == NULL) return oom(err, o);
@@ -273,8 +268,24 @@ static int put_event_formats(hbuf *b, const char *events_dir, const kl_dump_opts
     }
     evs[j++] = evs[i];
   }
-  n = j;
+  *evs_out = evs;
+  *n_out = j;
+  return 0;
+done:
+  for (i = 0; i < n; i++) free(evs[i]);
+  free(evs);
+  return -1;
+}
 
+static int put_event_formats(hbuf *b, const char *events_dir, const kl_dump_opts *o,
+                             kl_err *err) {
+  char **evs = NULL;
+  size_t n = 0, i;
+  uint32_t nsys = 0;
+  size_t nsys_at;
+  int rc = -1;
+
+  if (event_list(o, &evs, &n, err) != 0) return -1;
   nsys_at = b->len;
   if (hb_u32(b, 0) != 0) {
     oom(err, o);
@@ -333,8 +344,9 @@ done:
 /* ---- writing ---- */
 
 static int wr_fail(kl_err *err, const kl_dump_opts *o, const char *what, int e) {
-  return kl_err_set(err, kl_code_from_errno(e), e, "writing '%s' (session %s): %s: %s (errno %d)",
-                    o->path, o->session ? o->session : "?", what, strerror(e), e);
+  errno = e;
+  return kl_err_errno(err, KL_E_IO, "writing '%s' (session %s): %s", o->path,
+                      o->session ? o->session : "?", what);
 }
 
 static int write_all(int fd, const void *p, size_t n, const kl_dump_opts *o, kl_err *err) {
@@ -380,14 +392,12 @@ static int dump_cpu(const char *dir, int cpu, int out, int pipefd[2], char *page
   }
   in = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (in < 0) {
-    int e = errno;
-    if (e == ENOENT) { /* an offline CPU: no data */
+    if (errno == ENOENT) { /* an offline CPU: no data */
       rc = 0;
       goto done;
     }
-    kl_err_set(err, kl_code_from_errno(e), e,
-               "writing '%s' (session %s): cannot open %s: %s (errno %d)", o->path,
-               o->session ? o->session : "?", path, strerror(e), e);
+    kl_err_errno(err, KL_E_IO, "writing '%s' (session %s): cannot open %s", o->path,
+                 o->session ? o->session : "?", path);
     goto done;
   }
   while (total < limit) {
@@ -559,25 +569,28 @@ bad:
   return -1;
 }
 
-/* Append len bytes of the previous file at `from` to out. */
-static int carry_copy(carry *c, uint64_t from, uint64_t len, int out, char *page,
+/* Append len bytes of `in` at `from` to out (at its file position):
+ * copy_file_range keeps the data in the kernel (a reflink on XFS/Btrfs);
+ * across file systems it says EXDEV, and then the data goes through one
+ * page-sized buffer. */
+static int copy_range(int in, uint64_t from, uint64_t len, int out, char *page,
                       size_t page_size, const kl_dump_opts *o, kl_err *err) {
   while (len) {
     loff_t in_off = (loff_t)from;
-    ssize_t n = copy_file_range(c->fd, &in_off, out, NULL, (size_t)len, 0);
+    ssize_t n = copy_file_range(in, &in_off, out, NULL, (size_t)(len > (1u << 30) ? (1u << 30) : len), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP))
       break; /* not on this file system: copy by hand below */
-    if (n < 0) return wr_fail(err, o, "copying the previous capture failed", errno);
-    if (n == 0) return wr_fail(err, o, "copying the previous capture failed", EIO);
+    if (n < 0) return wr_fail(err, o, "copying capture data failed", errno);
+    if (n == 0) return wr_fail(err, o, "copying capture data failed", EIO);
     from += (uint64_t)n;
     len -= (uint64_t)n;
   }
   while (len) {
     size_t k = len < page_size ? (size_t)len : page_size;
-    ssize_t r = pread(c->fd, page, k, (off_t)from);
+    ssize_t r = pread(in, page, k, (off_t)from);
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return wr_fail(err, o, "reading the previous capture failed", r < 0 ? errno : EIO);
+    if (r <= 0) return wr_fail(err, o, "reading capture data failed", r < 0 ? errno : EIO);
     if (write_all(out, page, (size_t)r, o, err) != 0) return -1;
     from += (uint64_t)r;
     len -= (uint64_t)r;
@@ -648,221 +661,303 @@ static int put_tail(hbuf *t, const char *dir, int ncpus, const uint64_t *cpu_off
   return 0;
 }
 
-int kl_tracedat_write(struct tracefs_instance *inst, const kl_dump_opts *o,
-                      uint64_t *bytes_written, kl_err *err) {
+/* ---- one file being written, in phases ---- */
+
+typedef struct tdw {
+  const kl_dump_opts *o;
+  char *dir;                       /* the instance's tracefs folder */
+  const char *top;                 /* the tracefs root */
+  char events_dir[KL_PATH_MAX], clock_path[KL_PATH_MAX];
+  size_t page_size;                /* the sub-buffer size */
+  int ncpus;
+  uint64_t *cpu_off, *cpu_size;
+  hbuf h, t;                       /* header up to the CPU count; its tail */
+  uint64_t data_start, off;        /* first data byte; current end */
   kl_atomic_file af;
-  carry prev = {-1, 0, NULL, NULL};
-  uint64_t *keep = NULL;
-  hbuf h = {NULL, 0, 0}, t = {NULL, 0, 0};
-  char *dir = NULL;
-  const char *top;
-  char path[KL_PATH_MAX], events_dir[KL_PATH_MAX], clock_path[KL_PATH_MAX];
-  char *page = NULL;
-  int pipefd[2] = {-1, -1};
-  int ncpus, cpu, rc = -1;
-  size_t page_size, i;
-  uint64_t off, data_start, *cpu_off = NULL, *cpu_size = NULL;
-  union { uint16_t u; uint8_t b[2]; } endian = {1};
+  char *page;
+} tdw;
+
+static void tdw_free(tdw *w) {
+  kl_atomic_abort(&w->af);
+  free(w->page);
+  free(w->cpu_off);
+  free(w->cpu_size);
+  free(w->h.p);
+  free(w->t.p);
+  if (w->dir) tracefs_put_tracing_file(w->dir);
+}
+
+/* Folders, the page size (the sub-buffer's) and the CPU count. */
+static int tdw_init(tdw *w, struct tracefs_instance *inst, const kl_dump_opts *o, kl_err *err) {
+  char path[KL_PATH_MAX];
   long kb;
-
-  af.fd = -1;
-  af.tmp[0] = '\0';
-  if (bytes_written) *bytes_written = 0;
-  top = tracefs_tracing_dir();
-  if (top == NULL) {
-    kl_err_set(err, KL_E_UNAVAILABLE, errno, "writing '%s' (session %s): tracefs is not mounted",
-               o->path, o->session ? o->session : "?");
-    goto done;
-  }
-  dir = inst ? tracefs_instance_get_dir(inst) : strdup(top);
-  if (dir == NULL) {
-    oom(err, o);
-    goto done;
-  }
-  if (jpath(events_dir, sizeof events_dir, dir, "events", err) != 0) goto done;
-
-  /* The sub-buffer size is the file's page size. */
-  page_size = (size_t)sysconf(_SC_PAGESIZE);
-  if (path_join(path, sizeof path, dir, "buffer_subbuf_size_kb") == 0) {
+  memset(w, 0, sizeof *w);
+  w->o = o;
+  w->af.fd = -1;
+  w->top = tracefs_tracing_dir();
+  if (w->top == NULL)
+    return kl_err_set(err, KL_E_UNAVAILABLE, errno,
+                      "writing '%s' (session %s): tracefs is not mounted", o->path,
+                      o->session ? o->session : "?");
+  w->dir = inst ? tracefs_instance_get_dir(inst) : strdup(w->top);
+  if (w->dir == NULL) return oom(err, o);
+  if (jpath(w->events_dir, sizeof w->events_dir, w->dir, "events", err) != 0 ||
+      jpath(w->clock_path, sizeof w->clock_path, w->dir, "trace_clock", err) != 0)
+    return -1;
+  w->page_size = (size_t)sysconf(_SC_PAGESIZE);
+  if (path_join(path, sizeof path, w->dir, "buffer_subbuf_size_kb") == 0) {
     kb = read_long_file(path);
-    if (kb > 0) page_size = (size_t)kb * 1024;
+    if (kb > 0) w->page_size = (size_t)kb * 1024;
   }
-  ncpus = count_cpus(dir);
-  if (ncpus <= 0) {
-    kl_err_set(err, KL_E_UNAVAILABLE, 0,
-               "writing '%s' (session %s): no per_cpu folders in %s", o->path,
-               o->session ? o->session : "?", dir);
-    goto done;
-  }
-  cpu_off = calloc((size_t)ncpus, sizeof *cpu_off);
-  cpu_size = calloc((size_t)ncpus, sizeof *cpu_size);
-  keep = calloc((size_t)ncpus, sizeof *keep);
-  page = malloc(page_size);
-  if (cpu_off == NULL || cpu_size == NULL || keep == NULL || page == NULL) {
-    oom(err, o);
-    goto done;
-  }
+  w->ncpus = count_cpus(w->dir);
+  if (w->ncpus <= 0)
+    return kl_err_set(err, KL_E_UNAVAILABLE, 0, "writing '%s' (session %s): no per_cpu folders in %s",
+                      o->path, o->session ? o->session : "?", w->dir);
+  w->cpu_off = calloc((size_t)w->ncpus, sizeof *w->cpu_off);
+  w->cpu_size = calloc((size_t)w->ncpus, sizeof *w->cpu_size);
+  w->page = malloc(w->page_size);
+  if (w->cpu_off == NULL || w->cpu_size == NULL || w->page == NULL) return oom(err, o);
+  return 0;
+}
 
-  /* ---- initial format ---- */
-  {
-    static const char magic[] = {0x17, 0x08, 0x44, 't', 'r', 'a', 'c', 'i', 'n', 'g'};
-    uint8_t e = endian.b[0] == 1 ? 0 : 1, ls = (uint8_t)sizeof(long);
-    if (hb_put(&h, magic, sizeof magic) || hb_str(&h, "6") || hb_put(&h, &e, 1) ||
-        hb_put(&h, &ls, 1) || hb_u32(&h, (uint32_t)page_size)) {
-      oom(err, o);
-      goto done;
+/* A header file of the instance, with its label and 8-byte size. */
+static int put_labeled(tdw *w, const char *label, kl_err *err) {
+  char path[KL_PATH_MAX];
+  if (hb_str(&w->h, label)) return oom(err, w->o);
+  if (jpath(path, sizeof path, w->events_dir, label, err) != 0) return -1;
+  return hb_file(&w->h, path, 8, w->o, err);
+}
+
+/* Everything before the data, in memory: initial format, header pages,
+ * formats, kallsyms, printk formats, task names, CPU count; then a first
+ * tail (options, flyrecord table) to know how much room it needs. */
+static int tdw_header(tdw *w, kl_err *err) {
+  static const char magic[] = {0x17, 0x08, 0x44, 't', 'r', 'a', 'c', 'i', 'n', 'g'};
+  union { uint16_t u; uint8_t b[2]; } endian = {1};
+  uint8_t e = endian.b[0] == 1 ? 0 : 1, ls = (uint8_t)sizeof(long);
+  const kl_dump_opts *o = w->o;
+  char path[KL_PATH_MAX];
+  hbuf *h = &w->h;
+  if (hb_put(h, magic, sizeof magic) || hb_str(h, "6") || hb_put(h, &e, 1) ||
+      hb_put(h, &ls, 1) || hb_u32(h, (uint32_t)w->page_size))
+    return oom(err, o);
+  if (put_labeled(w, "header_page", err) != 0 || put_labeled(w, "header_event", err) != 0)
+    return -1;
+  if (put_ftrace_formats(h, w->events_dir, o, err) != 0 ||
+      put_event_formats(h, w->events_dir, o, err) != 0)
+    return -1;
+  /* kallsyms as /proc/kallsyms shows it to us; never touch kptr_restrict */
+  if (o->kallsyms ? hb_file(h, "/proc/kallsyms", 4, o, err) != 0 : hb_u32(h, 0) != 0)
+    return o->kallsyms ? -1 : oom(err, o);
+  if (jpath(path, sizeof path, w->top, "printk_formats", err) != 0 ||
+      hb_file(h, path, 4, o, err) != 0)
+    return -1;
+  if (jpath(path, sizeof path, w->top, "saved_cmdlines", err) != 0 ||
+      hb_file(h, path, 8, o, err) != 0)
+    return -1;
+  if (hb_u32(h, (uint32_t)w->ncpus)) return oom(err, o);
+  /* The tail is built once now to know its size and again after the data,
+   * so that the stats say what trace-cmd's do ("read events" taken). */
+  if (put_tail(&w->t, w->dir, w->ncpus, w->cpu_off, w->cpu_size, w->clock_path, o, err) != 0)
+    return -1;
+  w->data_start = h->len + w->t.len + (uint64_t)w->ncpus * 256; /* room for the stats to grow */
+  w->data_start = (w->data_start + w->page_size - 1) / w->page_size * w->page_size;
+  return 0;
+}
+
+/* Open the temporary file and write the header, zeros up to the data. */
+static int tdw_reserve(tdw *w, kl_err *err) {
+  const kl_dump_opts *o = w->o;
+  if (kl_atomic_open(&w->af, o->path, o->overwrite, o->file_mode ? o->file_mode : 0600, err) != 0)
+    return -1;
+  if (write_all(w->af.fd, w->h.p, w->h.len, o, err) != 0 ||
+      write_all(w->af.fd, w->t.p, w->t.len, o, err) != 0)
+    return -1;
+  w->off = w->h.len + w->t.len;
+  return pad_to(w->af.fd, &w->off, w->data_start, o, err);
+}
+
+/* The final tail (stats as they read now, the real offsets) over the
+ * first one, then fsync + rename. */
+static int tdw_finish(tdw *w, uint64_t *bytes_written, kl_err *err) {
+  const kl_dump_opts *o = w->o;
+  size_t len = (size_t)(w->data_start - w->h.len);
+  off_t at = (off_t)w->h.len;
+  const char *p;
+  w->t.len = 0;
+  if (put_tail(&w->t, w->dir, w->ncpus, w->cpu_off, w->cpu_size, w->clock_path, o, err) != 0)
+    return -1;
+  if (w->h.len + w->t.len > w->data_start)
+    return kl_err_set(err, KL_E_IO, 0, "writing '%s' (session %s): the header outgrew its room",
+                      o->path, o->session ? o->session : "?");
+  if (hb_reserve(&w->t, len - w->t.len) != 0) return oom(err, o);
+  memset(w->t.p + w->t.len, 0, len - w->t.len);
+  for (p = w->t.p; len;) {
+    ssize_t n = pwrite(w->af.fd, p, len, at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return wr_fail(err, o, "write failed", n < 0 ? errno : ENOSPC);
+    p += n;
+    at += n;
+    len -= (size_t)n;
+  }
+  if (kl_atomic_commit(&w->af, err) != 0) return -1;
+  if (bytes_written) *bytes_written = w->off;
+  return 0;
+}
+
+/* ---- from the ring (buffering sessions) ---- */
+
+/* Reading the ring consumes it: make sure the data fits on the disk
+ * before taking any, so that a full disk costs no events.  Fills the
+ * per-CPU limits (in cpu_size) and the previous file's pages to keep. */
+static int ring_plan(tdw *w, carry *prev, uint64_t *keep, kl_err *err) {
+  const kl_dump_opts *o = w->o;
+  uint64_t need = w->off, ps = w->page_size;
+  struct statvfs vfs;
+  int cpu;
+  for (cpu = 0; cpu < w->ncpus; cpu++) {
+    char path[KL_PATH_MAX];
+    uint64_t est;
+    long kb;
+    snprintf(path, sizeof path, "%s/per_cpu/cpu%d/buffer_size_kb", w->dir, cpu);
+    kb = read_long_file(path);
+    /* The ring's pages (each holds page_size less its header of data,
+     * and the kernel rounds up), the reader page and one being filled. */
+    w->cpu_size[cpu] = kb > 0 ? ((uint64_t)kb * 1024 / (ps - 64) + 4) * ps : (uint64_t)1 << 40;
+    snprintf(path, sizeof path, "%s/per_cpu/cpu%d/stats", w->dir, cpu);
+    est = stat_bytes(path);
+    est = est == UINT64_MAX ? w->cpu_size[cpu] : (est / (ps - 64) + 3) * ps;
+    if (est > w->cpu_size[cpu]) est = w->cpu_size[cpu];
+    /* the newest pages of the previous file that still fit in the ring */
+    if (prev->fd >= 0 && cpu < prev->ncpus && prev->size[cpu] > 0 && est < w->cpu_size[cpu]) {
+      keep[cpu] = (w->cpu_size[cpu] - est) / ps * ps;
+      if (keep[cpu] > prev->size[cpu]) keep[cpu] = prev->size[cpu];
     }
+    need += est + keep[cpu];
   }
-  /* ---- header info ---- */
-  if (hb_str(&h, "header_page")) {
-    oom(err, o);
-    goto done;
+  if (fstatvfs(w->af.fd, &vfs) == 0 && (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize < need - w->off) {
+    errno = ENOSPC;
+    return kl_err_errno(err, KL_E_DISK_FULL,
+                        "writing '%s' (session %s): not enough space: %llu bytes free, about "
+                        "%llu needed",
+                        o->path, o->session ? o->session : "?",
+                        (unsigned long long)vfs.f_bavail * (unsigned long long)vfs.f_frsize,
+                        (unsigned long long)need);
   }
-  if (jpath(path, sizeof path, events_dir, "header_page", err) != 0) goto done;
-  if (hb_file(&h, path, 8, o, err) != 0) goto done;
-  if (hb_str(&h, "header_event")) {
-    oom(err, o);
-    goto done;
-  }
-  if (jpath(path, sizeof path, events_dir, "header_event", err) != 0) goto done;
-  if (hb_file(&h, path, 8, o, err) != 0) goto done;
-  /* ---- formats ---- */
-  if (put_ftrace_formats(&h, events_dir, o, err) != 0) goto done;
-  if (put_event_formats(&h, events_dir, o, err) != 0) goto done;
-  /* ---- kallsyms: as /proc/kallsyms shows it to us; never touch kptr_restrict ---- */
-  if (o->kallsyms) {
-    if (hb_file(&h, "/proc/kallsyms", 4, o, err) != 0) goto done;
-  } else if (hb_u32(&h, 0)) {
-    oom(err, o);
-    goto done;
-  }
-  /* ---- printk formats, task names ---- */
-  if (jpath(path, sizeof path, top, "printk_formats", err) != 0) goto done;
-  if (hb_file(&h, path, 4, o, err) != 0) goto done;
-  if (jpath(path, sizeof path, top, "saved_cmdlines", err) != 0) goto done;
-  if (hb_file(&h, path, 8, o, err) != 0) goto done;
-  if (hb_u32(&h, (uint32_t)ncpus)) {
-    oom(err, o);
-    goto done;
-  }
-  /* The options and the flyrecord table are built once to know their size
-   * and again after the ring has been read, so that the stats say what
-   * trace-cmd's do: "entries" left in the ring, "read events" taken. */
-  if (jpath(clock_path, sizeof clock_path, dir, "trace_clock", err) != 0) goto done;
-  if (put_tail(&t, dir, ncpus, cpu_off, cpu_size, clock_path, o, err) != 0) goto done;
-  data_start = h.len + t.len + (uint64_t)ncpus * 256; /* room for the stats to grow */
-  data_start = (data_start + page_size - 1) / page_size * page_size;
+  return 0;
+}
 
-  /* ---- the file ---- */
-  if (o->carry != NULL && carry_open(&prev, o->carry, o->carry_size, (uint32_t)page_size) != 0)
-    prev.fd = -1; /* not ours any more, or not readable: start afresh */
-  if (kl_atomic_open(&af, o->path, o->overwrite, o->file_mode ? o->file_mode : 0600, err) != 0)
-    goto done;
-  if (write_all(af.fd, h.p, h.len, o, err) != 0 || write_all(af.fd, t.p, t.len, o, err) != 0)
-    goto done;
-  off = h.len + t.len;
-  if (pad_to(af.fd, &off, data_start, o, err) != 0) goto done;
-
+/* Each CPU: the carried pages, then the ring's. */
+static int ring_data(tdw *w, carry *prev, const uint64_t *keep, kl_err *err) {
+  int pipefd[2] = {-1, -1}, cpu, rc = 0;
   if (pipe2(pipefd, O_CLOEXEC) == 0)
     (void)fcntl(pipefd[1], F_SETPIPE_SZ, PIPE_BYTES);
   else
     pipefd[0] = pipefd[1] = -1;
-  /* Reading the ring consumes it: make sure the data fits on the disk
-   * before taking any, so that a full disk costs no events. */
-  {
-    uint64_t need = off;
-    struct statvfs vfs;
-    for (cpu = 0; cpu < ncpus; cpu++) {
-      uint64_t est;
-      char szpath[KL_PATH_MAX];
-      snprintf(szpath, sizeof szpath, "%s/per_cpu/cpu%d/buffer_size_kb", dir, cpu);
-      kb = read_long_file(szpath);
-      /* The ring's pages (each holds page_size less its header of data,
-       * and the kernel rounds up), the reader page and one being filled. */
-      cpu_size[cpu] = kb > 0 ? ((uint64_t)kb * 1024 / (page_size - 64) + 4) * page_size
-                             : (uint64_t)1 << 40;
-      snprintf(szpath, sizeof szpath, "%s/per_cpu/cpu%d/stats", dir, cpu);
-      est = stat_bytes(szpath);
-      est = est == UINT64_MAX ? cpu_size[cpu] : (est / (page_size - 64) + 3) * page_size;
-      if (est > cpu_size[cpu]) est = cpu_size[cpu];
-      /* the newest pages of the previous file that still fit in the ring */
-      if (prev.fd >= 0 && cpu < prev.ncpus && prev.size[cpu] > 0 && est < cpu_size[cpu]) {
-        keep[cpu] = (cpu_size[cpu] - est) / page_size * page_size;
-        if (keep[cpu] > prev.size[cpu]) keep[cpu] = prev.size[cpu];
-      }
-      need += est + keep[cpu];
-    }
-    if (fstatvfs(af.fd, &vfs) == 0 &&
-        (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize < need - off) {
-      kl_err_set(err, KL_E_DISK_FULL, ENOSPC,
-                 "writing '%s' (session %s): not enough space: %llu bytes free, about %llu "
-                 "needed: %s (errno %d)",
-                 o->path, o->session ? o->session : "?",
-                 (unsigned long long)vfs.f_bavail * (unsigned long long)vfs.f_frsize,
-                 (unsigned long long)need, strerror(ENOSPC), ENOSPC);
-      goto done;
-    }
-  }
-  for (cpu = 0; cpu < ncpus; cpu++) {
-    uint64_t limit = cpu_size[cpu], moved = 0;
-    cpu_off[cpu] = off;
+  for (cpu = 0; cpu < w->ncpus && rc == 0; cpu++) {
+    uint64_t limit = w->cpu_size[cpu], moved = 0;
+    w->cpu_off[cpu] = w->off;
     if (keep[cpu]) {
-      if (carry_copy(&prev, prev.off[cpu] + prev.size[cpu] - keep[cpu], keep[cpu], af.fd, page,
-                     page_size, o, err) != 0)
-        goto done;
-      off += keep[cpu];
-      limit = limit > keep[cpu] ? limit - keep[cpu] : page_size;
+      rc = copy_range(prev->fd, prev->off[cpu] + prev->size[cpu] - keep[cpu], keep[cpu],
+                      w->af.fd, w->page, w->page_size, w->o, err);
+      w->off += keep[cpu];
+      limit = limit > keep[cpu] ? limit - keep[cpu] : w->page_size;
     }
-    if (dump_cpu(dir, cpu, af.fd, pipefd, page, page_size, limit, &moved, o, err) != 0)
-      goto done;
-    cpu_size[cpu] = keep[cpu] + moved;
-    off += moved;
+    if (rc == 0)
+      rc = dump_cpu(w->dir, cpu, w->af.fd, pipefd, w->page, w->page_size, limit, &moved, w->o, err);
+    w->cpu_size[cpu] = keep[cpu] + moved;
+    w->off += moved;
   }
-  t.len = 0;
-  if (put_tail(&t, dir, ncpus, cpu_off, cpu_size, clock_path, o, err) != 0) goto done;
-  if (h.len + t.len > data_start) {
-    kl_err_set(err, KL_E_IO, 0, "writing '%s' (session %s): the header outgrew its room",
-               o->path, o->session ? o->session : "?");
+  if (pipefd[0] >= 0) close(pipefd[0]);
+  if (pipefd[1] >= 0) close(pipefd[1]);
+  return rc;
+}
+
+int kl_tracedat_write(struct tracefs_instance *inst, const kl_dump_opts *o,
+                      uint64_t *bytes_written, kl_err *err) {
+  tdw w;
+  carry prev = {-1, 0, NULL, NULL};
+  uint64_t *keep = NULL;
+  int rc = -1;
+  if (bytes_written) *bytes_written = 0;
+  if (tdw_init(&w, inst, o, err) != 0 || tdw_header(&w, err) != 0) goto done;
+  keep = calloc((size_t)w.ncpus, sizeof *keep);
+  if (keep == NULL) {
+    oom(err, o);
     goto done;
   }
-  {
-    /* the tail and zeros up to the data */
-    size_t len = (size_t)(data_start - h.len);
-    const char *p;
-    off_t at = (off_t)h.len;
-    if (hb_reserve(&t, len - t.len) != 0) {
-      oom(err, o);
-      goto done;
-    }
-    memset(t.p + t.len, 0, len - t.len);
-    p = t.p;
-    while (len) {
-      ssize_t w = pwrite(af.fd, p, len, at);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        wr_fail(err, o, "write failed", w < 0 ? errno : ENOSPC);
-        goto done;
-      }
-      p += w;
-      at += w;
-      len -= (size_t)w;
-    }
-  }
-  if (kl_atomic_commit(&af, err) != 0) goto done;
-  if (bytes_written) *bytes_written = off;
-  rc = 0;
-
+  if (o->carry != NULL && carry_open(&prev, o->carry, o->carry_size, (uint32_t)w.page_size) != 0)
+    prev.fd = -1; /* not ours any more, or not readable: start afresh */
+  if (tdw_reserve(&w, err) == 0 && ring_plan(&w, &prev, keep, err) == 0 &&
+      ring_data(&w, &prev, keep, err) == 0 && tdw_finish(&w, bytes_written, err) == 0)
+    rc = 0;
 done:
-  kl_atomic_abort(&af);
   carry_close(&prev);
   free(keep);
-  for (i = 0; i < 2; i++)
-    if (pipefd[i] >= 0) close(pipefd[i]);
-  free(page);
-  free(cpu_off);
-  free(cpu_size);
-  free(h.p);
-  free(t.p);
-  if (dir) tracefs_put_tracing_file(dir);
+  tdw_free(&w);
+  return rc;
+}
+
+/* ---- from chunk files (streaming sessions) ---- */
+
+/* CPU cpu's chunks, oldest first, at most budget bytes of the newest
+ * (whole pages dropped from the front), appended to the file. */
+static int chunk_data(tdw *w, int cpu, const char *data_dir, const kl_chunks *ch,
+                      uint64_t budget, int consume, kl_err *err) {
+  unsigned seq, n = ch->cpu[cpu].next_seq - ch->cpu[cpu].first_seq, k = 0;
+  int *fds = n ? calloc(n, sizeof *fds) : NULL, rc = 0;
+  uint64_t *len = n ? calloc(n, sizeof *len) : NULL, total = 0, skip;
+  char path[KL_PATH_MAX];
+  w->cpu_off[cpu] = w->off;
+  if (n && (fds == NULL || len == NULL)) rc = oom(err, w->o);
+  /* open them all first: a rotation meanwhile unlinks, never truncates */
+  for (seq = ch->cpu[cpu].first_seq; rc == 0 && seq < ch->cpu[cpu].next_seq; seq++, k++) {
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/cpu%d.%u", data_dir, cpu, seq);
+    fds[k] = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    len[k] = fds[k] >= 0 && fstat(fds[k], &sb) == 0 ? (uint64_t)sb.st_size : 0;
+    len[k] -= len[k] % w->page_size; /* a page being written is not taken */
+    total += len[k];
+    if (consume && fds[k] >= 0) unlink(path);
+  }
+  skip = budget && total > budget ? (total - budget + w->page_size - 1) / w->page_size * w->page_size : 0;
+  for (k = 0; rc == 0 && k < n; k++) {
+    uint64_t s = skip < len[k] ? skip : len[k];
+    skip -= s;
+    if (fds[k] >= 0 && len[k] > s)
+      rc = copy_range(fds[k], s, len[k] - s, w->af.fd, w->page, w->page_size, w->o, err);
+    if (rc == 0) w->off += len[k] - s;
+    if (fds[k] >= 0) close(fds[k]);
+    fds[k] = -1; /* consumed chunks free their room here */
+  }
+  for (; k < n && fds; k++)
+    if (fds[k] >= 0) close(fds[k]);
+  w->cpu_size[cpu] = w->off - w->cpu_off[cpu];
+  free(fds);
+  free(len);
+  return rc;
+}
+
+int kl_tracedat_assemble(struct tracefs_instance *inst, const kl_dump_opts *o,
+                         const char *data_dir, uint64_t cpu_budget, int consume,
+                         uint64_t *bytes_written, kl_err *err) {
+  tdw w;
+  kl_chunks *ch = malloc(sizeof *ch);
+  int cpu, rc = -1;
+  if (bytes_written) *bytes_written = 0;
+  if (ch == NULL) return oom(err, o);
+  if (tdw_init(&w, inst, o, err) != 0 || tdw_header(&w, err) != 0) goto done;
+  if (kl_chunks_list(data_dir, w.ncpus, ch) != 0) {
+    kl_err_errno(err, KL_E_IO, "writing '%s' (session %s): data folder %s", o->path,
+                 o->session ? o->session : "?", data_dir);
+    goto done;
+  }
+  if (tdw_reserve(&w, err) != 0) goto done;
+  for (cpu = 0; cpu < w.ncpus; cpu++)
+    if (chunk_data(&w, cpu, data_dir, ch, cpu_budget, consume, err) != 0) goto done;
+  rc = tdw_finish(&w, bytes_written, err);
+done:
+  free(ch);
+  tdw_free(&w);
   return rc;
 }

@@ -61,6 +61,13 @@ static void set_true(lua_State *L, const char *k, int v) {
   lua_setfield(L, -2, k);
 }
 
+/* A boolean the platform may not know (< 0): absent then. */
+static void set_tristate(lua_State *L, const char *k, int v) {
+  if (v < 0) return;
+  lua_pushboolean(L, v);
+  lua_setfield(L, -2, k);
+}
+
 static void push_list(lua_State *L, const char *k, const char *comma) {
   klua_split(L, comma, strlen(comma), 0);
   lua_setfield(L, -2, k);
@@ -98,7 +105,6 @@ void klua_push_status(lua_State *L, const kl_status *st) {
   klua_set_str(L, "name", st->name);
   if (st->file[0]) klua_set_str(L, "file", st->file);
   klua_set_str(L, "mode", kl_mode_names[st->mode]);
-  set_true(L, "file_full", st->file_full > 0);  /* the file bound was reached */
   push_list(L, "flags", st->flags);
   if (st->tracepoints[0]) push_list(L, "tracepoints", st->tracepoints);
   if (st->clock[0]) klua_set_str(L, "clock", st->clock);
@@ -110,6 +116,9 @@ void klua_push_status(lua_State *L, const kl_status *st) {
     lua_pushboolean(L, st->owner_alive);
     lua_setfield(L, -2, "owner_alive");
   }
+  set_tristate(L, "file_full", st->file_full);          /* the file bound was reached */
+  set_tristate(L, "disk_full", st->disk_full);          /* the disk filled up */
+  set_tristate(L, "recorder_alive", st->recorder_alive); /* Linux file sessions */
   klua_set_int(L, "buffer_kb", st->buffer_kb);
   klua_set_int(L, "buffers", st->buffers);
   klua_set_int(L, "free_buffers", st->free_buffers);

@@ -374,17 +374,19 @@ end
 --   medium   disk I/O, faults, interrupts             ~0.1-0.4 MB/s
 --   heavy    context switches and wakeups             ~0.7 MB/s
 --   syscall  file I/O and memory system calls        ~4.5-12 MB/s
--- On Linux circular_mb is the whole ring (split over the CPUs); on Windows
--- buffer_kb x max_buffers is the most memory ETW may use before it drops.
+-- buffer_kb x max_buffers is the kernel memory of the ring on both
+-- platforms (4, 16, 32, 64 MB); buffer_kb is the ETW buffer and the ftrace
+-- sub-buffer.  circular_mb is how much of the newest data a circular file
+-- keeps on disk (Linux streams file sessions; docs/profiles.md).
 -- ------------------------------------------------------------------ --
 local SIZE = {
-  light   = { buffer_kb = 64,   min_buffers = 16, max_buffers = 64,  circular_mb = 16,
+  light   = { buffer_kb = 4,  min_buffers = 256, max_buffers = 1024, circular_mb = 16,
               flush_timer = 1 },
-  medium  = { buffer_kb = 256,  min_buffers = 32, max_buffers = 256, circular_mb = 64,
+  medium  = { buffer_kb = 16, min_buffers = 256, max_buffers = 1024, circular_mb = 64,
               flush_timer = 1 },
-  heavy   = { buffer_kb = 1024, min_buffers = 64, max_buffers = 256, circular_mb = 256,
+  heavy   = { buffer_kb = 64, min_buffers = 128, max_buffers = 512,  circular_mb = 256,
               flush_timer = 1 },
-  syscall = { buffer_kb = 1024, min_buffers = 64, max_buffers = 512, circular_mb = 512,
+  syscall = { buffer_kb = 64, min_buffers = 256, max_buffers = 1024, circular_mb = 512,
               flush_timer = 1 },
 }
 

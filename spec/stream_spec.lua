@@ -1,0 +1,292 @@
+-- Streaming file sessions on Linux: the recorder drains the rings to disk
+-- while the session runs, so a small ring holds a capture many times its
+-- size; stop and flush assemble trace.dat files that trace-cmd and
+-- libtracecmd read; faults (recorder killed, disk full, starter killed,
+-- instance gone) each end in a defined state.
+local kl = require "kernellogger"
+
+if kl.platform ~= "linux" then
+  describe("streaming #linux", function()
+    pending("Linux only")
+  end)
+  return
+end
+
+local H = require "helpers"
+
+local SYS_ENTER = "raw_syscalls:sys_enter"
+local MARK = "sock:inet_sock_set_state" -- any flag: trace_marker lines are always recorded
+local GETPPID = 110 -- x86_64
+
+-- spec/support/getppid_n.c, built by CMake next to the module this run loads.
+local function getppid_bin()
+  for entry in package.cpath:gmatch("[^;]+") do
+    local dir = entry:match("^(.*)%?%.so$")
+    if dir then
+      local bin = (dir:sub(1, 1) == "/" and "" or H.ROOT .. "/") .. dir .. "spec/getppid_n"
+      local f = io.open(bin, "r")
+      if f then f:close() return bin end
+    end
+  end
+  error("spec/getppid_n not built (cmake --build build)")
+end
+
+--- Run getppid_n n times on `cpu`; returns its pid.
+local function getppid_n(n, cpu)
+  local p = assert(io.popen(("%s %d %s"):format(H.q(getppid_bin()), n, cpu or "")))
+  local pid = tonumber(p:read("l"))
+  p:read("a")
+  assert(p:close())
+  return pid
+end
+
+--- Exact count of the helper's getppid sys_enter events in trace-cmd report.
+local function report_count(file, pid)
+  local r = H.run("bash -c " .. H.q(("set -o pipefail; trace-cmd report -i %s | "
+    .. "grep -c -E '^ *getppid_n-%d +\\[[0-9]+\\] +[0-9.]+: sys_enter: +NR %d '"):format(
+      H.q(file), pid, GETPPID)))
+  assert(r.ok or r.out:match("^0"), "trace-cmd report failed: " .. r.err)
+  assert(not r.err:match("%S"), "trace-cmd report warned: " .. r.err)
+  return tonumber(r.out:match("%d+"))
+end
+
+local function data_dirs(dir)
+  local r = {}
+  local p = assert(io.popen("ls -A " .. H.q(dir)))
+  for line in p:lines() do
+    if line:match("^%.kl%-") then r[#r + 1] = line end
+  end
+  p:close()
+  return r
+end
+
+-- The recorder calls itself "kl:" and the last 12 bytes of the name.
+-- (An exited one may stay a zombie until init reaps it: not running.)
+local function recorder_running(name)
+  local out = H.run("env -u LD_PRELOAD ps -eo stat=,comm=").out -- (ps hangs with ASan preloaded)
+  for stat, comm in out:gmatch("(%S+) +([^\n]+)") do
+    if comm == "kl:" .. name:sub(-12) and not stat:match("^Z") then return true end
+  end
+  return false
+end
+
+-- Its pid, from its status file in the folder the session's state names.
+local function recorder_pid(name)
+  local state = assert(H.read("/run/kernellogger/" .. name .. ".state"))
+  local data = assert(state:match("\ndata_dir=([^\n]+)"))
+  return string.unpack("<i4", assert(H.read(data .. "/status")), 5)
+end
+
+local function kill_recorder(name)
+  assert(os.execute("kill -KILL " .. recorder_pid(name)))
+end
+
+--- Nothing of the session is left: instance, state, recorder, data.
+local function nothing_left(name, dir)
+  assert.is_false(H.instance_exists(name))
+  assert.is_nil(io.open("/run/kernellogger/" .. name .. ".state", "r"))
+  assert.same({}, data_dirs(dir))
+  assert.is_false(recorder_running(name))
+end
+
+describe("streaming #linux", function()
+  local name, dir
+
+  before_each(function()
+    name = H.name("str")
+    dir = H.tmpdir()
+  end)
+
+  after_each(function()
+    H.cleanup(name)
+    H.rmtree(dir)
+  end)
+
+  teardown(function()
+    H.finish()
+  end)
+
+  it("keeps exactly N events of a capture 20 times its 8 MB ring, and loses none", function()
+    local file = dir .. "/seq.dat"
+    local s = assert(kl.start{name = name, flags = {SYS_ENTER}, file = file, max_mb = 4096})
+    local q = assert(s:query())
+    assert.is_true(q.recorder_alive)
+    assert.is_true(math.abs(q.ring_kb - 8192) < 64, "ring_kb " .. q.ring_kb)
+    local n = 3000000
+    local pid = getppid_n(n, 1)
+    local rec = recorder_pid(name)
+    local st = assert(s:stop())
+    assert.equal(0, st.events_lost)
+    assert.equal(0, st.dropped)
+    assert.is_true(H.size(file) >= 20 * q.ring_kb * 1024,
+                   ("file %d bytes, ring %d KB"):format(H.size(file), q.ring_kb))
+    assert.equal(n, report_count(file, pid))
+    -- the recorder excluded itself (set_event_notrace_pid): none of its system calls
+    local mine = H.run(("trace-cmd report -i %s | grep -c -E -- '-%d +\\[' || true")
+      :format(H.q(file), rec))
+    assert.equal(0, tonumber(mine.out:match("%d+")))
+    local r = H.libtracecmd(file)
+    assert.is_true(r.events >= n)
+    nothing_left(name, dir)
+  end)
+
+  it("does the same when started by `kernellogger start` and stopped by `kernellogger stop`", function()
+    local a, b = dir .. "/a", dir .. "/b"
+    assert(os.execute("mkdir " .. H.q(a) .. " " .. H.q(b)))
+    -- a relative path is made absolute at start: stop runs in another folder
+    local r3 = H.run(("cd %s && %s"):format(H.q(a),
+      H.cli_cmd(("start -n %s -f %s -o cap.dat --max-mb 4096"):format(name, SYS_ENTER))))
+    assert.equal(0, r3.code, r3.err)
+    local n = 3000000
+    local pid = getppid_n(n, 1)
+    r3 = H.run(("cd %s && %s"):format(H.q(b), H.cli_cmd("stop " .. name)))
+    assert.equal(0, r3.code, r3.err .. r3.out)
+    local file = a .. "/cap.dat"
+    assert.is_nil(io.open(b .. "/cap.dat", "r"))
+    assert.is_true(H.size(file) >= 20 * 8192 * 1024)
+    assert.equal(n, report_count(file, pid))
+    assert.is_true(H.libtracecmd(file).events >= n)
+    nothing_left(name, a)
+  end)
+
+  it("flush writes a valid snapshot while recording goes on", function()
+    local file = dir .. "/snap.dat"
+    local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 64})
+    H.markers(name, 1, 1000, 50)
+    assert(s:flush())
+    local _, r1 = H.check_file(file)
+    assert.equal(1000, r1.markers)
+    assert.equal(1000, r1.last_seq)
+    H.markers(name, 1001, 1000, 50)
+    local st = assert(s:stop())
+    local _, r2 = H.check_file(file)
+    assert.equal(2000, r2.markers)
+    assert.equal(0, st.events_lost)
+    nothing_left(name, dir)
+  end)
+
+  it("takes what waited flush_timer seconds without a flush", function()
+    local file = dir .. "/timer.dat"
+    local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 64,
+                              flush_timer = 1})
+    H.markers(name, 1, 3, 10) -- far less than a page
+    local t0 = kl._core._monotime()
+    local took
+    repeat
+      kl._core._sleep(0.1)
+      took = s:query().buffers_written > 0
+    until took or kl._core._monotime() - t0 > 3
+    assert.is_true(took, "3 markers still in the ring after 3 s")
+    assert(s:stop())
+    local _, r = H.check_file(file)
+    assert.equal(3, r.markers)
+  end)
+
+  it("circular_mb bounds the file on disk and keeps the newest data", function()
+    local file = dir .. "/circ.dat"
+    local mb = 2
+    local s = assert(kl.start{name = name, flags = {MARK}, file = file, circular_mb = mb})
+    local per = mb * 1024 * 1024 // 600
+    local total = 8 * per
+    for i = 0, 7 do H.markers(name, i * per + 1, per, 500) end
+    assert(s:stop())
+    local _, r = H.check_file(file)
+    assert.equal(total, r.last_seq)
+    assert.is_true(r.markers < total and r.markers > 0)
+    assert.is_true(H.size(file) <= mb * 1024 * 1024 + 256 * 1024, "size " .. H.size(file))
+    nothing_left(name, dir)
+  end)
+
+  it("max_mb bounds the file: then file_full, later events lost, a valid file", function()
+    local file = dir .. "/full.dat"
+    local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 3})
+    H.markers(name, 1, 20000, 500) -- about 10 MB
+    assert.is_true(H.wait_for(function() return s:query().file_full end, 5))
+    local q = s:query()
+    assert.is_true(q.events_lost > 0)
+    local st = assert(s:stop())
+    assert.is_true(st.file_full)
+    assert.is_true(H.size(file) <= 3 * 1024 * 1024, "size " .. H.size(file))
+    local _, r = H.check_file(file)
+    assert.is_true(r.markers > 1000)
+    assert.equal(20000, r.markers + st.events_lost) -- every event kept or counted
+    nothing_left(name, dir)
+  end)
+
+  describe("faults", function()
+    it("recorder SIGKILLed: query says so, stop writes disk + ring", function()
+      local file = dir .. "/kill.dat"
+      local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 64})
+      H.markers(name, 1, 500, 50)
+      assert(s:flush()) -- the first 500 are on disk now
+      kill_recorder(name)
+      assert.is_true(H.wait_for(function() return s:query().recorder_alive == false end, 5))
+      H.markers(name, 501, 500, 50) -- these stay in the ring
+      local st = assert(s:stop())
+      assert.is_false(st.recorder_alive)
+      local _, r = H.check_file(file)
+      assert.equal(1000, r.markers)
+      assert.equal(1000, r.last_seq)
+      nothing_left(name, dir)
+    end)
+
+    it("disk full mid-capture: recording stops, disk_full, a valid file of what fitted", function()
+      local mnt = dir .. "/small"
+      assert(os.execute("mkdir " .. H.q(mnt) .. " && mount -t tmpfs -o size=6m tmpfs "
+        .. H.q(mnt)))
+      local file = mnt .. "/df.dat"
+      local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 1024})
+      H.markers(name, 1, 30000, 500) -- about 15 MB
+      assert.is_true(H.wait_for(function() return s:query().disk_full end, 5))
+      local q = s:query()
+      assert.is_true(q.events_lost > 0)
+      local st = assert(s:stop())
+      assert.is_true(st.disk_full)
+      local _, r = H.check_file(file)
+      assert.is_true(r.markers > 1000)
+      assert.equal(30000, r.markers + st.events_lost)
+      nothing_left(name, mnt)
+      assert(os.execute("umount " .. H.q(mnt)))
+    end)
+
+    it("starter killed: recording goes on, another process stops it", function()
+      local file = dir .. "/orphan.dat"
+      local p = assert(io.popen(H.lua_cmd(([[
+        assert(kl.start{name = %q, flags = {%q}, file = %q, max_mb = 64})
+        print(require("kernellogger.core")._getpid()) io.stdout:flush()
+        while true do require("kernellogger.core")._sleep(1) end]]):format(name, MARK, file))))
+      local starter = tonumber(p:read("l"))
+      assert(os.execute("kill -KILL " .. starter))
+      p:close()
+      local q = assert(kl.query(name))
+      assert.is_false(q.owner_alive)
+      assert.is_true(q.recorder_alive)
+      H.markers(name, 1, 2000, 50)
+      assert(kl.stop(name))
+      local _, r = H.check_file(file)
+      assert.equal(2000, r.markers)
+      nothing_left(name, dir)
+    end)
+
+    it("instance removed: refused while the recorder holds it; gone, query says not_found", function()
+      local file = dir .. "/gone.dat"
+      assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 64})
+      local inst = H.TRACING .. "/instances/" .. name
+      -- the kernel refuses rmdir while any file of the instance is open
+      assert.is_false(os.execute("rmdir " .. H.q(inst) .. " 2>/dev/null") == true)
+      assert.is_true(kl.query(name).recorder_alive)
+      -- once its reader is gone, another tool can remove it behind our back
+      kill_recorder(name)
+      assert.is_true(H.wait_for(function()
+        return os.execute("rmdir " .. H.q(inst) .. " 2>/dev/null") == true
+      end, 5))
+      local ok, _, code = kl.query(name)
+      assert.is_nil(ok)
+      assert.equal("not_found", code)
+      ok, _, code = kl.stop(name)
+      assert.is_nil(ok)
+      assert.equal("not_found", code)
+      nothing_left(name, dir)
+    end)
+  end)
+end)
