@@ -102,10 +102,6 @@ describe("streaming #linux", function()
     H.rmtree(dir)
   end)
 
-  teardown(function()
-    H.finish()
-  end)
-
   it("keeps exactly N events of a capture 20 times its 8 MB ring, and loses none", function()
     local file = dir .. "/seq.dat"
     local s = assert(kl.start{name = name, flags = {SYS_ENTER}, file = file, max_mb = 4096})
@@ -251,7 +247,7 @@ describe("streaming #linux", function()
 
     it("starter killed: recording goes on, another process stops it", function()
       local file = dir .. "/orphan.dat"
-      local p = assert(io.popen(H.lua_cmd(([[
+      local p = assert(io.popen(H.kl_cmd(([[
         assert(kl.start{name = %q, flags = {%q}, file = %q, max_mb = 64})
         print(require("kernellogger.core")._getpid()) io.stdout:flush()
         while true do require("kernellogger.core")._sleep(1) end]]):format(name, MARK, file))))
