@@ -4,8 +4,9 @@
  * Three layers meet here:
  *   - the facts (flags.c): the one table of kernel event groups;
  *   - the binding (csrc/lua/, private header csrc/lua/binding.h): the
- *     only code that includes lua.h.  Rule: no file outside csrc/lua/
- *     includes lua.h or lauxlib.h, and nothing in csrc/lua/ calls the
+ *     only code that includes lua.h.  Rule: no other file of csrc/
+ *     includes lua.h or lauxlib.h (spec/hygiene_spec.lua checks it), and
+ *     nothing in csrc/lua/ calls the
  *     operating system except through kl_backend_impl and the small OS
  *     services below;
  *   - a backend (ftrace/ on Linux, etw/ on Windows): the only code that

@@ -28,13 +28,12 @@ describe("capture helpers", function()
 end)
 
 describe("#linux capture", function()
-  local F = H.fixture()
+  local F = H.fixture("cap")
   local dir
-  local function uname() return F.name("cap") end
   before_each(function() dir = F.dir end)
 
   it("records for `seconds`, stops, and returns the final stats and the file", function()
-    local name = uname()
+    local name = F.uname()
     local file = dir .. "/secs.dat"
     local t0 = core._monotime()
     local st, path, how = kl.capture { name = name, flags = { "cswitch" }, file = file,
@@ -53,7 +52,7 @@ describe("#linux capture", function()
   end)
 
   it("stops when stop_when says so, passing the live query and the elapsed time", function()
-    local name = uname()
+    local name = F.uname()
     local seen = 0
     local st = assert(kl.capture { name = name, flags = { "cswitch" }, file = dir .. "/sw.dat",
       interval = 0.05, seconds = 20,
@@ -68,7 +67,7 @@ describe("#linux capture", function()
   end)
 
   it("ends with not_found when someone else stops the session", function()
-    local name = uname()
+    local name = F.uname()
     local calls = 0
     local st, msg, code = kl.capture { name = name, flags = { "cswitch" }, file = dir .. "/gone.dat",
       seconds = 20, interval = 0.05,
@@ -85,7 +84,7 @@ describe("#linux capture", function()
   end)
 
   it("passes a start failure through", function()
-    local name = uname()
+    local name = F.uname()
     local h = assert(kl.start { name = name })
     local st, msg, code, holder = kl.capture { name = name, file = dir .. "/no.dat", seconds = 1 }
     assert.is_nil(st)
@@ -97,7 +96,7 @@ describe("#linux capture", function()
   end)
 
   it("Ctrl-C (SIGINT) stops cleanly and still writes a valid file", function()
-    local name = uname()
+    local name = F.uname()
     local file = dir .. "/int.dat"
     local pidfile = dir .. "/int.pid"
     local code = ([[
@@ -140,7 +139,7 @@ describe("#linux capture", function()
   end
 
   it("draws a progress line on stderr under a pseudo-terminal", function()
-    local name = uname()
+    local name = F.uname()
     local errfile = dir .. "/pty.err"
     -- script(1) gives the child a pseudo-terminal; the child's stderr goes to
     -- the terminal, which script copies to our pipe.
@@ -158,7 +157,7 @@ describe("#linux capture", function()
   end)
 
   it("prints nothing when stderr is not a terminal", function()
-    local name = uname()
+    local name = F.uname()
     local r = H.run(H.kl_cmd(progress_code(name, dir .. "/nopty.dat")))
     assert.are.equal(0, r.code, r.err)
     assert.matches("FINISHED", r.out, 1, true)

@@ -62,13 +62,12 @@ describe("cli usage", function()
 end)
 
 describe("#linux cli against the kernel", function()
-  local F = H.fixture()
+  local F = H.fixture("cli")
   local dir
-  local function uname() return F.name("cli") end
   before_each(function() dir = F.dir end)
 
   it("start, status, list, a second start, stop, a second stop", function()
-    local name = uname()
+    local name = F.uname()
     local out, err, rc = cli("start --name " .. name .. " --profile network")
     assert.are.equal(0, rc, err)
     assert.matches("started " .. name, out, 1, true)
@@ -102,7 +101,7 @@ describe("#linux cli against the kernel", function()
   end)
 
   it("status of a missing session fails with exit 1 and a hint", function()
-    local _, err, rc = cli("status " .. uname())
+    local _, err, rc = cli("status " .. F.uname())
     assert.are.equal(1, rc)
     assert.is_true(one_line(err), err)
   end)
@@ -123,7 +122,7 @@ describe("#linux cli against the kernel", function()
   end)
 
   it("capture --seconds writes the file and exits 0", function()
-    local name = uname()
+    local name = F.uname()
     local file = dir .. "/cli.dat"
     local out, err, rc = cli(("capture --name %s -f cswitch -o %s --seconds 1"):format(name, file))
     assert.are.equal(0, rc, err)
@@ -134,7 +133,7 @@ describe("#linux cli against the kernel", function()
 
   it("capture draws its progress line on a terminal, and not with --no-progress", function()
     local function under_pty(extra)
-      local name = uname()
+      local name = F.uname()
       local cmd = ("script -qefc %s /dev/null </dev/null")
         :format(H.q(H.cli_cmd(("capture --name %s -f cswitch -o %s --seconds 0.8 %s")
           :format(name, H.q(dir .. "/" .. name .. ".dat"), extra))))
@@ -152,7 +151,7 @@ describe("#linux cli against the kernel", function()
   end)
 
   it("start with --on-conflict private runs beside the holder", function()
-    local name = uname()
+    local name = F.uname()
     local _, err, rc = cli("start --name " .. name .. " -f cswitch")
     assert.are.equal(0, rc, err)
     local out
@@ -166,7 +165,7 @@ describe("#linux cli against the kernel", function()
   end)
 
   it("report dispatches to kernellogger.report", function()
-    local name = uname()
+    local name = F.uname()
     local file = dir .. "/rep.dat"
     local _, err, rc = cli(("capture --name %s -f cswitch -o %s --seconds 0.5"):format(name, file))
     assert.are.equal(0, rc, err)

@@ -33,11 +33,10 @@ end
 -- The same policies inside one process: these run on Linux against the kernel
 -- and under Wine against the ETW contract simulator.
 describe("conflict policies within one process", function()
-  local F = H.fixture()
-  local function uname() return F.name("cfl1") end
+  local F = H.fixture("cfl1")
 
   it("fail, takeover, attach, private, a function and wait's timeout", function()
-    local name = uname()
+    local name = F.uname()
     local s1 = assert(kl.start { name = name, flags = { "cswitch" } })
     assert.is_true(s1.owned)
 
@@ -95,17 +94,16 @@ describe("conflict policies within one process", function()
 end)
 
 describe("#linux conflict policies", function()
-  local F = H.fixture()
-  local function uname() return F.name("cfl") end
+  local F = H.fixture("cfl")
 
   it("rejects unknown policies, bad timeouts and bad backoff fields", function()
-    assert.has_error(function() kl.start { name = uname(), on_conflict = "maybe" } end)
-    assert.has_error(function() kl.start { name = uname(), on_conflict = 3 } end)
-    assert.has_error(function() kl.start { name = uname(), timeout = -1 } end)
-    assert.has_error(function() kl.start { name = uname(), backoff = { slow = 1 } } end)
-    assert.has_error(function() kl.start { name = uname(), backoff = { jitter = 2 } } end)
+    assert.has_error(function() kl.start { name = F.uname(), on_conflict = "maybe" } end)
+    assert.has_error(function() kl.start { name = F.uname(), on_conflict = 3 } end)
+    assert.has_error(function() kl.start { name = F.uname(), timeout = -1 } end)
+    assert.has_error(function() kl.start { name = F.uname(), backoff = { slow = 1 } } end)
+    assert.has_error(function() kl.start { name = F.uname(), backoff = { jitter = 2 } } end)
     -- the core's argument errors point at the caller, not into the Lua layer
-    local ok, e = pcall(function() return kl.start { name = uname(), flags = { "nosuch" } } end)
+    local ok, e = pcall(function() return kl.start { name = F.uname(), flags = { "nosuch" } } end)
     assert.is_false(ok)
     assert.matches("conflict_spec.lua:%d+: bad argument #1 to 'start' %(flags: unknown flag", e)
     assert.has_error(function() kl.start "name" end,
@@ -113,7 +111,7 @@ describe("#linux conflict policies", function()
   end)
 
   it("reports what happened even when there was no conflict", function()
-    local name = uname()
+    local name = F.uname()
     local s, how = assert(kl.start { name = name, flags = { "cswitch" }, on_conflict = "wait" })
     assert.are.same("wait", how.policy)
     assert.are.equal(1, how.attempts)
@@ -125,7 +123,7 @@ describe("#linux conflict policies", function()
   end)
 
   it("fail (the default): nil, message, 'already_exists', the holder's query table", function()
-    local name = uname()
+    local name = F.uname()
     local s = assert(kl.start { name = name, flags = { "cswitch" } })
     local r, msg, code, holder, how = kl.start { name = name, flags = { "cswitch" } }
     assert.is_nil(r)
@@ -140,7 +138,7 @@ describe("#linux conflict policies", function()
   end)
 
   it("wait: starts once the holder stops, after backoff", function()
-    local name = uname()
+    local name = F.uname()
     local r = rival(name, 0.8)
     local t0 = core._monotime()
     local s, how = kl.start { name = name, flags = { "cswitch" }, on_conflict = "wait",
@@ -157,7 +155,7 @@ describe("#linux conflict policies", function()
   end)
 
   it("wait: gives up at the timeout with already_exists and leaves the holder alone", function()
-    local name = uname()
+    local name = F.uname()
     local r = rival(name, 3)
     local t0 = core._monotime()
     local s, msg, code, holder, how = kl.start { name = name, on_conflict = "wait",
@@ -174,7 +172,7 @@ describe("#linux conflict policies", function()
   end)
 
   it("takeover: stops the holder, starts, returns the displaced session's final stats", function()
-    local name = uname()
+    local name = F.uname()
     local r = rival(name, 30)
     local s, how = kl.start { name = name, flags = { "dispatcher" }, on_conflict = "takeover" }
     assert.is_not_nil(s, how)
@@ -189,7 +187,7 @@ describe("#linux conflict policies", function()
   end)
 
   it("takeover_stale: takes over after kill -9 of the owner, but never a live owner", function()
-    local name = uname()
+    local name = F.uname()
     local r = rival(name, 60)
     -- a live owner is left alone
     local s, msg, code, holder = kl.start { name = name, on_conflict = "takeover_stale" }
@@ -212,7 +210,7 @@ describe("#linux conflict policies", function()
 
   it("attach: uses the running session when it records the needed flags, never stops it",
   function()
-    local name = uname()
+    local name = F.uname()
     local r = rival(name, 30, '"cswitch", "dispatcher"')
     do
       local a <close>, how = assert(kl.start { name = name, flags = { "context_switch" },
@@ -235,7 +233,7 @@ describe("#linux conflict policies", function()
   end)
 
   it("private: runs a separately named session beside the holder", function()
-    local name = uname()
+    local name = F.uname()
     local r = rival(name, 30)
     local s, how = assert(kl.start { name = name, flags = { "cswitch" }, on_conflict = "private" })
     F.track(s.name)
@@ -253,7 +251,7 @@ describe("#linux conflict policies", function()
 
   it("a function decides: called with (err, attempt, holder); its answers are recorded",
   function()
-    local name = uname()
+    local name = F.uname()
     local r = rival(name, 30)
     local calls = {}
     local s, how = kl.start { name = name, flags = { "cswitch" }, on_conflict =
@@ -286,7 +284,7 @@ describe("#linux conflict policies", function()
   end)
 
   it("passes other errors through at once", function()
-    local name = uname()
+    local name = F.uname()
     local s, msg, code, holder, how = kl.start { name = name, file = "/nonexistent/dir/x.dat",
                                                  on_conflict = "wait" }
     assert.is_nil(s)

@@ -76,6 +76,30 @@ describe("the repository #linux", function()
     assert.same({}, bad)
   end)
 
+  it("keeps lua.h in the binding: no file of csrc/ outside csrc/lua/ includes it (kl.h)", function()
+    local bad = {}
+    for _, f in ipairs(files{"csrc"}) do
+      if not f:match("^csrc/lua/") then
+        for line in (text_of(f) or ""):gmatch("[^\n]+") do
+          if line:match('^%s*#%s*include%s*[<"]lua') or line:match('^%s*#%s*include%s*[<"]lauxlib') then
+            bad[#bad + 1] = f .. ": " .. line
+          end
+        end
+      end
+    end
+    assert.same({}, bad)
+  end)
+
+  it("never asks scanf to allocate (lsan.supp relies on it)", function()
+    local bad = {}
+    for _, f in ipairs(files{"csrc"}) do
+      for line in (text_of(f) or ""):gmatch("[^\n]+") do
+        if line:find("scanf", 1, true) and line:find("%%m[%[sc]") then bad[#bad + 1] = f .. ": " .. line end
+      end
+    end
+    assert.same({}, bad)
+  end)
+
   it("names only paths that exist, in its documents and comments", function()
     local TOP = {"csrc", "lua", "spec", "bench", "examples", "scripts", "docs", "cmake",
                  "rockspec", "bin", ".ci", ".github", "fuzz"}

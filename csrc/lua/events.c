@@ -145,8 +145,8 @@ klua_iter *klua_push_events(lua_State *L, const char *const keys[], int times,
   it->f.nnames = nnames;
   it->f.cpu = it->f.pid = -1;
   if (has_opts) {
-    it->f.cpu = (int)opt_int2(L, "cpu", "cpu", -1, INT_MAX_);
-    it->f.pid = (int)opt_int2(L, "pid", "pid", -1, INT_MAX_);
+    it->f.cpu = (int)klua_opt_int(L, 2, "cpu", -1, 0, INT_MAX_, 2);
+    it->f.pid = (int)klua_opt_int(L, 2, "pid", -1, 0, INT_MAX_, 2);
   }
   if (has_opts && times) {
     it->f.t0 = (uint64_t)opt_int2(L, "from", "t0", 0, NS_MAX);

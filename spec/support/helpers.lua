@@ -163,16 +163,18 @@ end
 -- each test, and F.dir one for the whole describe.  A test that leaves an ftrace instance of one of its names
 -- behind fails (in its after_each): a test stops what it starts, or calls
 -- F.cleanup for what it leaves on purpose.
--- @usage describe("x", function() local F = H.fixture() ... F.name("x") ... end)
-function H.fixture()
+-- @param area the default area of F.name and F.uname (part of the name)
+-- @usage describe("x", function() local F = H.fixture("x") ... F.uname() ... end)
+function H.fixture(area)
   local busted = require "busted"
   local F = {names = {}, dirs = {}}
-  function F.name(area)
-    local n = H.name(area)
+  function F.name(a)
+    local n = H.name(a or area)
     F.names[#F.names + 1] = n
     return n
   end
-  F.uname = F.name
+  --- The spec's one uname(): F.name in the fixture's area.
+  function F.uname() return F.name() end
   --- A private folder removed after this test.
   function F.tmpdir()
     local d = H.tmpdir()
@@ -183,8 +185,10 @@ function H.fixture()
   function F.track(n) F.names[#F.names + 1] = n return n end
   --- Clean up now, on purpose (a test that leaves a session by design).
   function F.cleanup(...) H.cleanup(...) end
-  busted.setup(function() F.dir = H.tmpdir() end)
-  busted.teardown(function() H.rmtree(F.dir) end)
+  if not H.windows then  -- (the Windows specs keep their files under KL_TMPDIR)
+    busted.setup(function() F.dir = H.tmpdir() end)
+    busted.teardown(function() H.rmtree(F.dir) end)
+  end
   busted.after_each(function()
     local names, dirs, left = F.names, F.dirs, {}
     F.names, F.dirs = {}, {}
