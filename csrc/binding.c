@@ -632,6 +632,14 @@ static int l_start(lua_State *L) {
 }
 
 /* attach(name): a Session on a running session, not owned. */
+/* A backend's "open '<name>': ..." names the operation asked instead. */
+static void err_op(kl_err *err, const char *op) {
+  char tail[KL_MSG_MAX];
+  if (strncmp(err->msg, "open '", 6) != 0) return;
+  snprintf(tail, sizeof tail, "%s", err->msg + 4);
+  snprintf(err->msg, sizeof err->msg, "%s%s", op, tail);
+}
+
 static int l_attach(lua_State *L) {
   const char *name;
   kl_err err;
@@ -645,7 +653,10 @@ static int l_attach(lua_State *L) {
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
   s->h = B.open(name, &err);
-  if (s->h == NULL) return push_fail(L, &err);
+  if (s->h == NULL) {
+    err_op(&err, "attach");
+    return push_fail(L, &err);
+  }
   snprintf(s->name, sizeof s->name, "%s", name);
   if (B.query(s->h, st, &err) != 0) {
     B.release(s->h);
@@ -701,7 +712,15 @@ static int s_flush(lua_State *L) {
 static int do_stop(lua_State *L, lsession *s, const char *file, int overwrite) {
   kl_status *st = new_status(L);
   kl_err err;
-  if (B.stop(s->h, file, overwrite, st, &err) != 0) return push_fail(L, &err);
+  err.stopped = 0;
+  if (B.stop(s->h, file, overwrite, st, &err) != 0) {
+    if (err.stopped) {  /* stopped, but the file could not be written */
+      B.release(s->h);
+      s->h = NULL;
+      s->stopped = 1;
+    }
+    return push_fail(L, &err);
+  }
   B.release(s->h);
   s->h = NULL;
   s->stopped = 1;
@@ -796,10 +815,12 @@ static int s_index(lua_State *L) {
 /* Module functions that act on a session by name                      */
 /* ------------------------------------------------------------------ */
 
-static kl_session *open_by_name(lua_State *L, int arg, kl_err *err) {
+static kl_session *open_by_name(lua_State *L, int arg, const char *op, kl_err *err) {
   const char *name = luaL_optstring(L, arg, B.kernel_logger);
+  kl_session *h;
   if (kl_name_check(name, err) != 0) luaL_argerror(L, arg, err->msg);
-  return B.open(name, err);
+  if ((h = B.open(name, err)) == NULL) err_op(err, op);
+  return h;
 }
 
 static int l_query(lua_State *L) {
@@ -808,7 +829,7 @@ static int l_query(lua_State *L) {
   kl_session *h;
   lua_settop(L, 1);
   st = new_status(L);
-  h = open_by_name(L, 1, &err);
+  h = open_by_name(L, 1, "query", &err);
   int rc;
   if (h == NULL) return push_fail(L, &err);
   rc = B.query(h, st, &err);
@@ -826,7 +847,7 @@ static int l_stop(lua_State *L) {
   kl_session *h;
   lua_settop(L, 2);
   file = write_args(L, 2, &overwrite);
-  h = open_by_name(L, 1, &err);
+  h = open_by_name(L, 1, "stop", &err);
   st = new_status(L);
   if (h == NULL) return push_fail(L, &err);
   rc = B.stop(h, file, overwrite, st, &err);
@@ -844,7 +865,7 @@ static int l_flush(lua_State *L) {
   file = write_args(L, 2, &overwrite);
   kl_session *h;
   if (file && !*file) luaL_argerror(L, 2, "file: flush needs a file");
-  h = open_by_name(L, 1, &err);
+  h = open_by_name(L, 1, "flush", &err);
   if (h == NULL) return push_fail(L, &err);
   rc = B.flush(h, file, overwrite, &err);
   B.release(h);
