@@ -801,12 +801,13 @@ static int full_err(const kl_session *s, const char *op, kl_err *err) {
 static int switch_file(kl_session *s, const char *op, const char *file, kl_err *err) {
   kl_etw_props *b = NULL;
   ULONG rc;
-  int ret = -1, full;
+  int ret = -1, full, mine;
   if (checked_block(s, op, &b, &full, err) != 0) goto done;
   if (full) {
     full_err(s, op, err);
     goto done;
   }
+  mine = s->started || ours_has(s->name, b); /* before UPDATE rewrites b */
   props_for_update(s, b, s->realtime);
   if (kl_etw_to_wide(file, b->log_file, KL_ETW_NAME_WCHARS, op, s->name, "file", err) != 0)
     goto done;
@@ -818,7 +819,7 @@ static int switch_file(kl_session *s, const char *op, const char *file, kl_err *
   }
   snprintf(s->file, sizeof s->file, "%s", file);
   if (s->mode == KL_MODE_BUFFERING) s->mode = KL_MODE_SEQUENTIAL;
-  if (ours_find(s->name) >= 0 && (s->started || ours_has(s->name, b))) ours_set(s, 1);
+  if (mine) ours_set(s, 1);
   ret = 0;
 done:
   free(b);
@@ -889,7 +890,7 @@ static int etw_update(kl_session *s, const kl_config *cfg, unsigned what, kl_err
   kl_etw_props *b = NULL;
   uint32_t mask = 0;
   ULONG rc;
-  int ret = -1, realtime = s->realtime, full;
+  int ret = -1, realtime = s->realtime, full, mine;
   char cur[KL_PATH_MAX];
 
   if (update_checks(s, cfg, what, &mask, err) != 0) return -1;
@@ -898,6 +899,7 @@ static int etw_update(kl_session *s, const kl_config *cfg, unsigned what, kl_err
     full_err(s, "update", err);
     goto done;
   }
+  mine = s->started || ours_has(s->name, b); /* before UPDATE rewrites b */
   kl_etw_to_utf8(props_wstr(b, b->p.LogFileNameOffset), cur, sizeof cur);
   if (update_checks_queried(s, cfg, what, b, cur, err) != 0) goto done;
   if ((what & KL_UPD_FILE) && check_dest("update", s->name, cfg->file, cfg->overwrite, err) != 0)
@@ -924,7 +926,7 @@ static int etw_update(kl_session *s, const kl_config *cfg, unsigned what, kl_err
   s->realtime = realtime;
   if (what & KL_UPD_REALTIME) s->mode = realtime || s->file[0] == '\0' ? cfg->mode
                                         : KL_MODE_SEQUENTIAL;
-  if (s->started) ours_set(s, 1);
+  if (mine) ours_set(s, 1);
   ret = 0;
 done:
   free(b);

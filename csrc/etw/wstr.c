@@ -47,7 +47,7 @@ int kl_etw_to_wide(const char *s, WCHAR *out, size_t cap, const char *op, const 
   } else {
     snprintf(detail, sizeof detail, "%s is not valid UTF-8", what);
   }
-  kl_etw_err(err, e, op, printable(session, shown, sizeof shown), detail);
+  kl_etw_err(err, e, op, session ? printable(session, shown, sizeof shown) : NULL, detail);
   err->code = KL_E_INVALID;
   return -1;
 }
