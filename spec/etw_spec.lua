@@ -261,8 +261,10 @@ describe("ETW backend (simulator) #windows", function()
       sim.fail_next("start", sim.ERROR_INVALID_FLAGS)
       fails("not_supported", 1004, kl.start{realtime = true})
     end)
-    it("refuses a missing folder with bad_path", function()
-      fails("bad_path", 3, kl.start{name = uname(), file = tmp .. "\\no_such_dir\\x.etl", max_mb = 1})
+    it("refuses a missing folder with bad_path, naming the file", function()
+      local f = tmp .. "\\no_such_dir\\x.etl"
+      local msg = fails("bad_path", 3, kl.start{name = uname(), file = f, max_mb = 1})
+      assert.matches("file: ETW cannot create '" .. f .. "' (its folder does not exist)", msg, 1, true)
     end)
   end)
 

@@ -598,6 +598,14 @@ static void start_failed(const kl_config *cfg, const kl_session *s, const kl_etw
       else key = "start-nosize";
       break;
     case ERROR_INVALID_FLAGS: snprintf(extra, sizeof extra, "0x%08lx", (unsigned long)mask); break;
+    case ERROR_FILE_NOT_FOUND: case ERROR_PATH_NOT_FOUND: case ERROR_INVALID_NAME:
+    case ERROR_FILENAME_EXCED_RANGE: case ERROR_INVALID_HANDLE:
+      /* what ETW met creating the log file */
+      if (cfg->file != NULL && b->p.LogFileNameOffset != 0) {
+        key = "start-file";
+        snprintf(extra, sizeof extra, "%s", cfg->file);
+      }
+      break;
     case ERROR_BUSY: case ERROR_ACCESS_DENIED: break;
     default: {
       kl_etw_version v;
