@@ -63,6 +63,9 @@ typedef struct kl_err {
   kl_code code;
   long sys;              /* errno on Linux, Win32 error on Windows; 0 if none */
   char msg[KL_MSG_MAX];  /* complete human message: operation, session, OS error */
+  int stopped;           /* stop failed, but the session is over (it stopped and then
+                            its file could not be copied, or it was gone already);
+                            set by the backend, cleared by the caller before stop */
 } kl_err;
 
 KL_INTERNAL const char *kl_code_name(kl_code c);

@@ -261,8 +261,10 @@ describe("ETW backend (simulator) #windows", function()
       sim.fail_next("start", sim.ERROR_INVALID_FLAGS)
       fails("not_supported", 1004, kl.start{realtime = true})
     end)
-    it("refuses a missing folder with bad_path", function()
-      fails("bad_path", 3, kl.start{name = uname(), file = tmp .. "\\no_such_dir\\x.etl", max_mb = 1})
+    it("refuses a missing folder with bad_path, naming the file", function()
+      local f = tmp .. "\\no_such_dir\\x.etl"
+      local msg = fails("bad_path", 3, kl.start{name = uname(), file = f, max_mb = 1})
+      assert.matches("file: ETW cannot create '" .. f .. "' (its folder does not exist)", msg, 1, true)
     end)
   end)
 
@@ -661,6 +663,240 @@ describe("ETW backend (simulator) #windows", function()
       assert(s:update{realtime = true}) -- update queries afterwards: 1 buffer passes
       sim.tick(s.name, 2)
       assert.equal(3, #collect(s, {timeout = 0.3}), "a new consumer gets the playback")
+      assert(s:stop())
+    end)
+  end)
+
+  describe("a handle controls only its own session", function()
+    local STOP = sim.EVENT_TRACE_CONTROL_STOP
+    local NEWCOMER = "now belongs to another tool"
+    -- ours is stopped by someone else, then another tool starts the same name.  The NT
+    -- Kernel Logger answers any handle; a private session's handle finds nothing.
+    local cases = {
+      {"NT Kernel Logger, newcomer with a file", {realtime = true, flags = {"process"}},
+       function(n) return {name = n, file = tmpfile("newcomer")} end},
+      {"NT Kernel Logger, newcomer with the same settings", {realtime = true},
+       function(n) return {name = n, mode = RT} end, true},
+      {"private session, newcomer in another case", {name = "klt_etw_priv", realtime = true},
+       function(n) return {name = n:upper(), mode = RT | SYSLOG} end, false, "is not running"},
+      {"private session with a file", {name = "klt_etw_privf", file = "*", circular_mb = 2},
+       function(n) return {name = n, file = tmpfile("newcomer"), mode = SEQ | SYSLOG} end,
+       false, "is not running"},
+    }
+    for _, c in ipairs(cases) do
+      it(c[1] .. ": update, flush, stop, <close> and query leave it alone", function()
+        local opts = {}
+        for k, v in pairs(c[2]) do opts[k] = v == "*" and tmpfile() or v end
+        local s = assert(kl.start(opts))
+        local n = s.name
+        if c[4] then assert(s:query()) end -- the logger thread is known from here on
+        assert.equal(0, (sim.raw_control(n, STOP)))
+        assert.equal(0, sim.start_foreign(c[3](n)))
+        local x = sim.session(n)
+        local before = {x.updates, x.flushes, x.file, x.enable_flags}
+        for _, r in ipairs{{s:query()}, {s:update{flags = {"tcpip"}}}, {s:flush()},
+                           {s:flush(tmpfile("stolen"))}, {s:update{realtime = false, file = tmpfile()}},
+                           {s:stop()}} do
+          assert.matches(c[5] or NEWCOMER, fails("not_found", nil, table.unpack(r, 1, 3)), 1, true)
+        end
+        x = assert(sim.session(n), "the newcomer still runs")
+        assert.same(before, {x.updates, x.flushes, x.file, x.enable_flags})
+        assert.is_true(s.stopped, "this handle's session is over")
+        assert.is_true(assert(kl.query(n)).foreign)
+        assert(kl.stop(n))
+      end)
+    end
+    it("<close> of a stale handle does not stop the newcomer", function()
+      do
+        local s <close> = assert(kl.start{realtime = true})
+        assert.equal(0, (sim.raw_control(KERNEL, STOP)))
+        assert.equal(0, sim.start_foreign{name = KERNEL, file = tmpfile("newcomer")})
+        assert.is_false(s.stopped)
+      end
+      assert.is_table(sim.session(KERNEL))
+      assert.is_true(assert(kl.query()).foreign)
+      assert(kl.stop())
+    end)
+    it("a full sequential NT session: stop says file_full and leaves the newcomer", function()
+      local f = tmpfile()
+      local s = assert(kl.start{file = f, max_mb = 1, flags = {"process"}})
+      sim.tick(KERNEL, 44000)
+      assert.is_nil(sim.session(KERNEL), "ETW ended it")
+      assert.equal(0, sim.start_foreign{name = KERNEL, file = tmpfile("newcomer")})
+      assert.is_true(assert(s:query()).file_full)
+      local st = assert(s:stop())
+      assert.is_true(st.file_full)
+      assert.equal(f, st.file)
+      assert.is_table(sim.session(KERNEL), "the newcomer still runs")
+      assert(kl.stop())
+    end)
+    it("query, sessions and stop by name call a session this process started ours", function()
+      local s = assert(kl.start{name = uname(), realtime = true})
+      assert.is_false(s:query().foreign)
+      assert.is_false(assert(kl.query(s.name)).foreign)
+      local a = assert(kl.attach(s.name))
+      assert.is_false(a:query().foreign)
+      assert.is_false(assert(kl.stop(s.name)).foreign)
+    end)
+    it("another handle of this process moving the file on does not make it foreign", function()
+      local s = assert(kl.start{name = uname(), file = tmpfile(), circular_mb = 2})
+      local a = assert(kl.attach(s.name))
+      assert(a:flush(tmpfile("moved")))
+      assert.is_false(assert(s:query()).foreign)
+      assert(s:stop())
+    end)
+  end)
+
+  describe("messages name the field, the operation and the session", function()
+    local long = tmp .. "\\" .. string.rep("p", 2851 - #tmp - 5) .. ".etl"
+    local rows = {
+      {"a name that is not UTF-8", {name = "klt_bad_\xff\xfe", realtime = true},
+       "^start 'klt_bad_\\xFF\\xFE': name is not valid UTF%-8 %(Win32 error 1113: "},
+      {"a file that is not UTF-8", {name = "klt_f", file = tmp .. "\\a\xff.etl", max_mb = 1},
+       "^start 'klt_f': file is not valid UTF%-8 %(Win32 error 1113: "},
+      {"a file path of 2851 characters", {name = "klt_f", file = long, max_mb = 1},
+       "^start 'klt_f': file is too long: 2851 UTF%-16 characters, the limit is 1023 " ..
+       "%(Win32 error 122: "},
+    }
+    for _, r in ipairs(rows) do
+      it(r[1], function()
+        assert.matches(r[3], fails("invalid", nil, kl.start(r[2])))
+        assert.same({}, sim.sessions())
+      end)
+    end
+    it("flush, stop and open name themselves", function()
+      local s = assert(kl.start{name = "klt_m", realtime = true})
+      assert.matches("^flush 'klt_m': file is not valid UTF%-8",
+                     fails("invalid", nil, s:flush(tmp .. "\\\xff.etl")))
+      assert.matches("^stop 'klt_m': file is too long: 2851 ", fails("invalid", nil, s:stop(long)))
+      assert.matches("^open: path is not valid UTF%-8", fails("invalid", nil, kl.open(tmp .. "\\\xff.etl")))
+      assert(s:stop())
+    end)
+    it("a missing name: the operation asked, not 'open'", function()
+      for op, r in pairs{query = {kl.query("nosuch")}, flush = {kl.flush("nosuch")},
+                         stop = {kl.stop("nosuch")}, attach = {kl.attach("nosuch")}} do
+        assert.matches("^" .. op .. " 'nosuch': the session is not running",
+                       fails("not_found", 4201, table.unpack(r, 1, 3)))
+      end
+    end)
+    it("injected StartTrace errors say something true, with no '?'", function()
+      for _, r in ipairs{
+        {sim.ERROR_BAD_PATHNAME or 161, "bad_path", "names no file"},
+        {sim.ERROR_ALREADY_EXISTS or 183, "already_exists", "another trace holds it"},
+        {sim.ERROR_DISK_FULL or 112, "disk_full", "not enough disk space %("},
+      } do
+        sim.fail_next("start", r[1])
+        local msg = fails(r[2], r[1], kl._core.start{name = uname(), realtime = true})
+        assert.matches(r[3], msg)
+        assert.is_nil(msg:find("?", 1, true), msg)
+        assert.is_nil(msg:find(" 0 MB", 1, true), msg)
+      end
+    end)
+    it("an existing file at start suggests overwrite = true", function()
+      local f = tmpfile()
+      assert(io.open(f, "wb")):close()
+      local msg = fails("already_exists", nil, kl._core.start{name = uname(), file = f, max_mb = 1})
+      assert.matches("pass overwrite = true", msg, 1, true)
+      assert.is_nil(msg:find("on_conflict", 1, true))
+    end)
+  end)
+
+  describe("a failed QUERY fails (ERROR_MORE_DATA too)", function()
+    it("query, kl.query, attach and update return nil, message, code", function()
+      local s = assert(kl.start{name = uname(), file = tmpfile(), circular_mb = 2,
+                                flags = {"process"}})
+      local calls = {
+        function() return s:query() end,
+        function() return kl.query(s.name) end,
+        function() return kl.attach(s.name) end,
+        function() return s:update{flags = {"tcpip"}} end,
+      }
+      for _, call in ipairs(calls) do
+        sim.fail_next("query", sim.ERROR_MORE_DATA)
+        assert.matches("ERROR_MORE_DATA", fails("invalid", 234, call()), 1, true)
+      end
+      assert.equal(0, sim.session(s.name).updates)
+      assert.equal(1, sim.session(s.name).enable_flags)
+      assert(s:stop())
+    end)
+  end)
+
+  describe("destinations are checked before the session changes", function()
+    local function dir()
+      local d = tmpfile("dir"):gsub("%.etl$", "")
+      assert(require("lfs").mkdir(d))
+      return d
+    end
+    local rows = {
+      {"a missing folder", function() return tmp .. "\\no_such_dir\\x.etl" end, false,
+       "bad_path", "cannot write"},
+      {"a directory", dir, false, "bad_path", "is a directory"},
+      {"a directory, overwrite = true", dir, true, "bad_path", "is a directory"},
+      {"an existing file", function()
+        local f = tmpfile()
+        assert(io.open(f, "wb")):close()
+        return f
+      end, false, "already_exists", "overwrite = true"},
+    }
+    for _, r in ipairs(rows) do
+      it("stop and flush to " .. r[1] .. " leave the session running", function()
+        local s = assert(kl.start{name = uname(), file = tmpfile(), circular_mb = 2})
+        local dest = r[2]()
+        for _, res in ipairs{{s:stop{file = dest, overwrite = r[3]}},
+                             {s:flush{file = dest, overwrite = r[3]}}} do
+          assert.matches(r[5], fails(r[4], nil, table.unpack(res, 1, 3)), 1, true)
+        end
+        assert.is_false(s.stopped)
+        assert.equal(0, sim.session(s.name).updates)
+        assert(s:stop())
+      end)
+      it("start with " .. r[1] .. " as its file fails with " .. r[4], function()
+        if r[1] == "a missing folder" then return end -- ETW's own answer: see "errors"
+        local msg = fails(r[4], nil, kl._core.start{name = uname(), file = r[2](), max_mb = 1,
+                                                    overwrite = r[3]})
+        assert.matches(r[5], msg, 1, true)
+        assert.same({}, sim.sessions())
+      end)
+    end
+    it("a copy that fails after the stop says the session stopped and where its data is", function()
+      local f = tmpfile()
+      local s = assert(kl.start{name = uname(), file = f, circular_mb = 2})
+      assert(os.remove(f)) -- the copy's source is gone
+      local msg = fails("not_found", nil, s:stop(tmpfile("copy")))
+      assert.matches("the session is stopped and its data is in '" .. f, msg, 1, true)
+      assert.is_true(s.stopped)
+      assert.matches("(stopped)", tostring(s), 1, true)
+      assert.is_nil(sim.session(s.name))
+    end)
+  end)
+
+  describe("update refuses, before ETW, what ETW would refuse", function()
+    local rows = {
+      {"realtime = false without a file", {realtime = true}, {realtime = false},
+       "realtime = false.*nowhere to log"},
+      {"realtime = true on a buffering session", {}, {realtime = true},
+       "realtime = true.*buffering"},
+      {"max_buffers below min_buffers", {realtime = true, min_buffers = 8}, {max_buffers = 1},
+       "max_buffers = 1 is below the session's min_buffers %(8%)"},
+    }
+    for _, r in ipairs(rows) do
+      it(r[1], function()
+        local opts = {name = uname()}
+        for k, v in pairs(r[2]) do opts[k] = v end
+        local s = assert(kl.start(opts))
+        local mode = sim.session(s.name).mode
+        assert.matches(r[4], fails("invalid", nil, s:update(r[3])))
+        assert.equal(0, sim.session(s.name).updates)
+        assert.equal(mode, sim.session(s.name).mode)
+        assert(s:stop())
+      end)
+    end
+    it("realtime = false with a new file in the same update is fine", function()
+      local s = assert(kl.start{name = uname(), realtime = true})
+      local f = tmpfile()
+      assert(s:update{realtime = false, file = f})
+      assert.equal(0, sim.session(s.name).mode & RT)
+      assert.equal(f, s:query().file)
       assert(s:stop())
     end)
   end)

@@ -97,6 +97,18 @@ typedef struct kl_etw_props {
 
 typedef struct kl_etw_live kl_etw_live; /* live.c */
 
+/* What tells one session from another that took its name after it ended
+ * (docs/windows.md, "Which session a handle controls").  0 / unset fields
+ * are not compared. */
+typedef struct kl_etw_ident {
+  ULONG64 handle;          /* Wnode.HistoricalContext: StartTrace's handle */
+  GUID guid;               /* Wnode.Guid, compared when check_guid */
+  int check_guid;          /* a private session: its GUID is its own */
+  ULONG clock;             /* Wnode.ClientContext */
+  ULONG thread;            /* LoggerThreadId, once a QUERY has shown it */
+  ULONG written;           /* BuffersWritten seen last: it never goes back */
+} kl_etw_ident;
+
 struct kl_session {
   char name[KL_NAME_MAX + 1];
   WCHAR wname[KL_ETW_NAME_WCHARS];
@@ -105,9 +117,11 @@ struct kl_session {
   int kernel;              /* the NT Kernel Logger (names compare case-insensitively) */
   int started;             /* started by this process */
   int realtime;            /* EVENT_TRACE_REAL_TIME_MODE is on */
+  int stopped;             /* stopped by this handle (a failed copy may follow) */
   kl_mode mode;
   unsigned max_mb;         /* sequential: MaximumFileSize, to tell "file full" */
   unsigned buffer_kb;      /* BufferSize asked for (0: ETW's default) */
+  kl_etw_ident id;         /* tells this session from a newcomer of its name */
   char file[KL_PATH_MAX];  /* the file ETW writes, "" if none */
   char target[KL_PATH_MAX];/* buffering: where flush/stop write by default */
   kl_etw_live *live;       /* the real-time consumer, NULL until events() */
@@ -144,9 +158,10 @@ KL_INTERNAL extern const GUID kl_etw_system_trace_guid;
 
 /* ---- strings (wstr.c) ---- */
 /* UTF-8 -> UTF-16 into out[cap] (NUL included); -1 + err (invalid) when it
- * does not fit or is not UTF-8.  what names the value in messages. */
-KL_INTERNAL int kl_etw_to_wide(const char *s, WCHAR *out, size_t cap,
-                               const char *what, kl_err *err);
+ * does not fit or is not UTF-8: "<op> '<session>': <what> is not valid UTF-8
+ * (Win32 error N: text)".  what names the field (name, file, path). */
+KL_INTERNAL int kl_etw_to_wide(const char *s, WCHAR *out, size_t cap, const char *op,
+                               const char *session, const char *what, kl_err *err);
 /* UTF-16 -> UTF-8 into out[cap], always NUL-terminated (truncates). */
 KL_INTERNAL void kl_etw_to_utf8(const WCHAR *w, char *out, size_t cap);
 

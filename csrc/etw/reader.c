@@ -288,7 +288,7 @@ kl_trace *kl_etw_trace_open(const char *path, kl_err *err) {
   DWORD attrs;
   char detail[64];
 
-  if (kl_etw_to_wide(path, wpath, KL_ETW_NAME_WCHARS, "file name", err) != 0) goto error;
+  if (kl_etw_to_wide(path, wpath, KL_ETW_NAME_WCHARS, "open", NULL, "path", err) != 0) goto error;
   /* A directory is no capture (as on Linux); anything missing is left to
    * OpenTraceW, whose error says which part of the path is absent. */
   attrs = GetFileAttributesW(wpath);

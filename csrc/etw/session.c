@@ -85,28 +85,34 @@ int kl_etw_same_name(const char *a, const char *b) {
   return CompareStringOrdinal(wa, -1, wb, -1, TRUE) == CSTR_EQUAL;
 }
 
-/* Sessions this process started, so list() can tell ours from foreign ones. */
-static char ours[KL_ETW_MAX_LOGGERS][KL_NAME_MAX + 1];
+/* Sessions this process started, with what tells each from a newcomer of
+ * its name, so that query() and list() tell ours from foreign ones. */
+static struct {
+  char name[KL_NAME_MAX + 1];
+  kl_etw_ident id;
+  char file[KL_PATH_MAX];
+} ours[KL_ETW_MAX_LOGGERS];
 
-static void ours_set(const char *name, int on) {
-  size_t i;
-  for (i = 0; i < KL_ETW_MAX_LOGGERS; i++) {
-    if (on && ours[i][0] == '\0') {
-      snprintf(ours[i], sizeof ours[i], "%s", name);
-      return;
-    }
-    if (!on && kl_etw_same_name(ours[i], name)) {
-      ours[i][0] = '\0';
-      return;
-    }
-  }
+static int ours_find(const char *name) {
+  int i;
+  for (i = 0; i < KL_ETW_MAX_LOGGERS; i++)
+    if (ours[i].name[0] != '\0' && kl_etw_same_name(ours[i].name, name)) return i;
+  return -1;
 }
 
-static int ours_has(const char *name) {
-  size_t i;
-  for (i = 0; i < KL_ETW_MAX_LOGGERS; i++)
-    if (ours[i][0] != '\0' && kl_etw_same_name(ours[i], name)) return 1;
-  return 0;
+/* Record (or refresh) a session this process started; off: forget it. */
+static void ours_set(const kl_session *s, int on) {
+  int i = ours_find(s->name);
+  if (!on) {
+    if (i >= 0) ours[i].name[0] = '\0';
+    return;
+  }
+  if (i < 0)
+    for (i = 0; i < KL_ETW_MAX_LOGGERS && ours[i].name[0] != '\0'; i++) {}
+  if (i >= KL_ETW_MAX_LOGGERS) return;
+  snprintf(ours[i].name, sizeof ours[i].name, "%s", s->name);
+  ours[i].id = s->id;
+  snprintf(ours[i].file, sizeof ours[i].file, "%s", s->file);
 }
 
 /* ------------------------------------------------------------------ */
@@ -146,6 +152,49 @@ static const WCHAR *props_wstr(const kl_etw_props *b, ULONG off) {
 static void props_terminate(kl_etw_props *b) {
   b->logger_name[KL_ETW_NAME_WCHARS - 1] = 0;
   b->log_file[KL_ETW_NAME_WCHARS - 1] = 0;
+}
+
+/* The last component of a path ("" for none). */
+static const char *base_name(const char *path) {
+  const char *b = path, *p;
+  for (p = path; *p != '\0'; p++)
+    if (*p == '\\' || *p == '/' || *p == ':') b = p + 1;
+  return b;
+}
+
+/* 1 if the queried block b shows the session that id and file describe, not
+ * another that took its name after it ended.  ETW may write a file's path
+ * out in full, so files compare by their last component. */
+static int ident_match(const kl_etw_ident *id, const char *file, const kl_etw_props *b) {
+  const EVENT_TRACE_PROPERTIES *p = &b->p;
+  const WCHAR *w = props_wstr(b, p->LogFileNameOffset);
+  char qfile[KL_PATH_MAX];
+  ULONG thread = (ULONG)(ULONG_PTR)p->LoggerThreadId;
+  kl_etw_to_utf8(w, qfile, sizeof qfile);
+  if (id->handle != 0 && p->Wnode.HistoricalContext != 0 &&
+      id->handle != p->Wnode.HistoricalContext)
+    return 0;
+  if (id->check_guid && !IsEqualGUID(&id->guid, &p->Wnode.Guid)) return 0;
+  if (id->clock != 0 && p->Wnode.ClientContext != 0 && id->clock != p->Wnode.ClientContext)
+    return 0;
+  if (id->thread != 0 && thread != 0 && id->thread != thread) return 0;
+  if (p->BuffersWritten < id->written) return 0;
+  if ((file[0] == '\0') != (qfile[0] == '\0')) return 0;
+  return file[0] == '\0' || _stricmp(base_name(file), base_name(qfile)) == 0;
+}
+
+/* What a verified QUERY adds to the identity: the logger thread, the count. */
+static void ident_seen(kl_etw_ident *id, const kl_etw_props *b) {
+  ULONG thread = (ULONG)(ULONG_PTR)b->p.LoggerThreadId;
+  if (id->thread == 0) id->thread = thread;
+  if (id->handle == 0) id->handle = b->p.Wnode.HistoricalContext;
+  if (id->clock == 0) id->clock = b->p.Wnode.ClientContext;
+  id->written = b->p.BuffersWritten;
+}
+
+static int ours_has(const char *name, const kl_etw_props *b) {
+  int i = ours_find(name);
+  return i >= 0 && ident_match(&ours[i].id, ours[i].file, b);
 }
 
 static void flags_string(uint32_t mask, char *out, size_t cap) {
@@ -192,7 +241,7 @@ static void status_from_props(const kl_etw_props *b, kl_status *st) {
   st->mode = mode_from_bits(p->LogFileMode, st->file[0] != '\0');
   flags_string(p->EnableFlags, st->flags, sizeof st->flags);
   snprintf(st->clock, sizeof st->clock, "%s", clock_name(p->Wnode.ClientContext));
-  st->foreign = !ours_has(st->name);
+  st->foreign = !ours_has(st->name, b);
   st->buffer_kb = p->BufferSize;
   st->buffers = p->NumberOfBuffers;
   st->free_buffers = p->FreeBuffers;
@@ -303,29 +352,60 @@ static int list_names_cb(void *ud, const kl_status *st) {
   return 0;
 }
 
-/* exists: 1 if path names a file; *size its size in bytes. */
-static int file_stat(const char *path, kl_err *err, int *exists, uint64_t *size) {
+/* exists: 1 if path names a file; *size its size in bytes; *dir 1 for a
+ * folder (dir may be NULL). */
+static int file_stat(const char *op, const char *session, const char *path, kl_err *err,
+                     int *exists, uint64_t *size, int *dir) {
   WCHAR w[KL_ETW_NAME_WCHARS];
   WIN32_FILE_ATTRIBUTE_DATA a;
-  if (kl_etw_to_wide(path, w, KL_ETW_NAME_WCHARS, "file name", err) != 0) return -1;
+  if (kl_etw_to_wide(path, w, KL_ETW_NAME_WCHARS, op, session, "file", err) != 0) return -1;
   *exists = GetFileAttributesExW(w, GetFileExInfoStandard, &a) != 0;
   if (size != NULL)
     *size = *exists ? ((uint64_t)a.nFileSizeHigh << 32) | a.nFileSizeLow : 0;
+  if (dir != NULL) *dir = *exists && (a.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY) != 0;
   return 0;
 }
 
-static int file_exists(const char *path, kl_err *err, int *exists) {
-  return file_stat(path, err, exists, NULL);
-}
-
-/* Refuse an existing file unless overwrite: before anything changes. */
+/* Refuse a folder, and an existing file unless overwrite: before anything
+ * changes. */
 static int refuse_existing(const char *op, const char *session, const char *file, int overwrite,
                            kl_err *err) {
-  int exists = 0;
-  if (file_exists(file, err, &exists) != 0) return -1;
+  int exists = 0, dir = 0;
+  if (file_stat(op, session, file, err, &exists, NULL, &dir) != 0) return -1;
+  if (dir)
+    return kl_err_set(err, KL_E_BAD_PATH, ERROR_DIRECTORY,
+                      "%s '%s': file: '%s' is a directory, not a file", op, session, file);
   if (exists && !overwrite)
     return kl_err_set(err, KL_E_ALREADY_EXISTS, ERROR_FILE_EXISTS,
-                      "%s '%s': the file '%s' exists; pass overwrite = true", op, session, file);
+                      "%s '%s': file: '%s' exists; pass overwrite = true to replace it", op,
+                      session, file);
+  return 0;
+}
+
+/* The destination of flush(file)/stop(file), checked before the session
+ * changes: not a folder, not an existing file unless overwrite, and a file
+ * this process can create there (its folder exists and is writable).  The
+ * probe creates nothing that stays: a new file is deleted on close, an
+ * existing one is opened without truncating. */
+static int check_dest(const char *op, const char *session, const char *file, int overwrite,
+                      kl_err *err) {
+  WCHAR w[KL_ETW_NAME_WCHARS];
+  HANDLE h;
+  char detail[96];
+  int exists = 0;
+  if (refuse_existing(op, session, file, overwrite, err) != 0) return -1;
+  if (file_stat(op, session, file, err, &exists, NULL, NULL) != 0) return -1;
+  if (kl_etw_to_wide(file, w, KL_ETW_NAME_WCHARS, op, session, "file", err) != 0) return -1;
+  h = CreateFileW(w, GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                  exists ? OPEN_EXISTING : CREATE_NEW,
+                  FILE_ATTRIBUTE_TEMPORARY | (exists ? 0 : FILE_FLAG_DELETE_ON_CLOSE), NULL);
+  if (h == INVALID_HANDLE_VALUE) {
+    DWORD e = GetLastError();
+    snprintf(detail, sizeof detail, "file: cannot write '%.40s%s'; the session is unchanged",
+             file, strlen(file) > 40 ? "..." : "");
+    return kl_etw_err(err, e, op, session, detail);
+  }
+  CloseHandle(h);
   return 0;
 }
 
@@ -333,32 +413,35 @@ static int same_path(const char *a, const char *b) {
   return a && b && a[0] && _stricmp(a, b) == 0;
 }
 
-/* Copies only files ETW has closed (stop's target), never a file in use. */
+/* Copies only files ETW has closed (stop's target), never a file in use.
+ * It runs after the session stopped: a failure says so, and where the data is. */
 static int copy_file(const char *op, const char *session, const char *from, const char *to,
                      int overwrite, kl_err *err) {
   WCHAR wf[KL_ETW_NAME_WCHARS], wt[KL_ETW_NAME_WCHARS];
-  char detail[KL_PATH_MAX + 64];
-  if (kl_etw_to_wide(from, wf, KL_ETW_NAME_WCHARS, "file name", err) != 0) return -1;
-  if (kl_etw_to_wide(to, wt, KL_ETW_NAME_WCHARS, "file name", err) != 0) return -1;
+  char detail[KL_MSG_MAX / 2];
+  if (kl_etw_to_wide(from, wf, KL_ETW_NAME_WCHARS, op, session, "file", err) != 0) return -1;
+  if (kl_etw_to_wide(to, wt, KL_ETW_NAME_WCHARS, op, session, "file", err) != 0) return -1;
   if (!CopyFileW(wf, wt, overwrite ? FALSE : TRUE)) {
     DWORD e = GetLastError();
-    snprintf(detail, sizeof detail, "cannot copy the trace to '%s'", to);
+    snprintf(detail, sizeof detail,
+             "the session is stopped and its data is in '%.150s', but it cannot be copied to "
+             "'%.150s'", from, to);
     return kl_etw_err(err, e, op, session, detail);
   }
   return 0;
 }
 
-static kl_session *session_new(const char *name, kl_err *err) {
+static kl_session *session_new(const char *op, const char *name, kl_err *err) {
   kl_session *s;
   if (kl_name_check(name, err) != 0) return NULL;
   s = calloc(1, sizeof *s);
   if (s == NULL) {
-    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "session '%s': out of memory",
+    kl_err_set(err, KL_E_NO_RESOURCES, ERROR_NOT_ENOUGH_MEMORY, "%s '%s': out of memory", op,
                name);
     return NULL;
   }
   snprintf(s->name, sizeof s->name, "%s", name);
-  if (kl_etw_to_wide(name, s->wname, KL_ETW_NAME_WCHARS, "session name", err) != 0) {
+  if (kl_etw_to_wide(name, s->wname, KL_ETW_NAME_WCHARS, op, name, "name", err) != 0) {
     free(s);
     return NULL;
   }
@@ -453,8 +536,9 @@ static int start_checks(const kl_config *cfg, const kl_session *s, uint32_t *mas
   if (enable_mask(cfg, "start", mask, err) != 0) return -1;
   if (clock_context(cfg->clock, s->name, ctx, err) != 0) return -1;
   if (start_mode(cfg, s, mode, err) != 0) return -1;
-  if (cfg->file != NULL && cfg->mode != KL_MODE_BUFFERING &&
-      refuse_existing("start", s->name, cfg->file, cfg->overwrite, err) != 0)
+  if (cfg->file != NULL && refuse_existing("start", s->name, cfg->file,
+                                           cfg->overwrite || cfg->mode == KL_MODE_BUFFERING,
+                                           err) != 0)
     return -1;
   return 0;
 }
@@ -464,7 +548,8 @@ static int start_block(const kl_config *cfg, kl_session *s, kl_etw_props *b, uin
                        ULONG ctx, ULONG mode, kl_err *err) {
   props_init(b);
   if (cfg->file != NULL && cfg->mode != KL_MODE_BUFFERING) {
-    if (kl_etw_to_wide(cfg->file, b->log_file, KL_ETW_NAME_WCHARS, "file name", err) != 0)
+    if (kl_etw_to_wide(cfg->file, b->log_file, KL_ETW_NAME_WCHARS, "start", s->name, "file",
+                       err) != 0)
       return -1;
     snprintf(s->file, sizeof s->file, "%s", cfg->file);
   } else {
@@ -494,16 +579,33 @@ static void start_failed(const kl_config *cfg, const kl_session *s, const kl_etw
   const char *key = "start";
   extra[0] = '\0';
   switch (rc) {
-    case ERROR_ALREADY_EXISTS: holder_info(s->wname, extra, sizeof extra); break;
+    case ERROR_ALREADY_EXISTS:
+      holder_info(s->wname, extra, sizeof extra);
+      if (extra[0] == '\0')
+        snprintf(extra, sizeof extra, "another trace holds it (its settings cannot be read);");
+      break;
     case ERROR_NO_SYSTEM_RESOURCES:
       if (kl_backend_impl.list(list_names_cb, extra, NULL) != 0 || extra[0] == '\0')
         snprintf(extra, sizeof extra, "(unknown)");
       break;
-    case ERROR_BAD_PATHNAME: snprintf(extra, sizeof extra, "%s", cfg->file ? cfg->file : ""); break;
+    case ERROR_BAD_PATHNAME:
+      if (cfg->file != NULL) snprintf(extra, sizeof extra, "%s", cfg->file);
+      else key = "start-nofile";
+      break;
     case ERROR_DISK_FULL:
-      snprintf(extra, sizeof extra, "%u", (unsigned)b->p.MaximumFileSize);
+      if (b->p.MaximumFileSize != 0 && b->p.LogFileNameOffset != 0)
+        snprintf(extra, sizeof extra, "%u", (unsigned)b->p.MaximumFileSize);
+      else key = "start-nosize";
       break;
     case ERROR_INVALID_FLAGS: snprintf(extra, sizeof extra, "0x%08lx", (unsigned long)mask); break;
+    case ERROR_FILE_NOT_FOUND: case ERROR_PATH_NOT_FOUND: case ERROR_INVALID_NAME:
+    case ERROR_FILENAME_EXCED_RANGE: case ERROR_INVALID_HANDLE:
+      /* what ETW met creating the log file */
+      if (cfg->file != NULL && b->p.LogFileNameOffset != 0) {
+        key = "start-file";
+        snprintf(extra, sizeof extra, "%s", cfg->file);
+      }
+      break;
     case ERROR_BUSY: case ERROR_ACCESS_DENIED: break;
     default: {
       kl_etw_version v;
@@ -527,7 +629,7 @@ static kl_session *etw_start(const kl_config *cfg, kl_err *err) {
   uint32_t mask = 0;
   ULONG ctx = 1, rc, mode = 0;
 
-  if ((s = session_new(cfg->name, err)) == NULL) goto error;
+  if ((s = session_new("start", cfg->name, err)) == NULL) goto error;
   if (start_checks(cfg, s, &mask, &ctx, &mode, err) != 0) goto error;
   if ((b = malloc(sizeof *b)) == NULL) {
     oom(err, "start", s->name);
@@ -549,7 +651,13 @@ static kl_session *etw_start(const kl_config *cfg, kl_err *err) {
   s->realtime = cfg->mode == KL_MODE_REALTIME;
   s->max_mb = cfg->mode == KL_MODE_SEQUENTIAL ? cfg->max_mb : 0;
   s->buffer_kb = cfg->buffer_kb;
-  ours_set(s->name, 1);
+  /* This session, not a later one of its name: the handle StartTrace gave,
+   * our own GUID (private sessions), the clock; the rest at the first QUERY. */
+  s->id.handle = s->handle;
+  s->id.guid = s->guid;
+  s->id.check_guid = !s->kernel;
+  s->id.clock = ctx;
+  ours_set(s, 1);
   free(b);
   return s;
 
@@ -564,7 +672,7 @@ static kl_session *etw_open(const char *name, kl_err *err) {
   kl_etw_props *b = NULL;
   kl_status *st = NULL;
   ULONG rc;
-  if ((s = session_new(name, err)) == NULL) goto error;
+  if ((s = session_new("open", name, err)) == NULL) goto error;
   b = malloc(sizeof *b);
   st = malloc(sizeof *st);
   if (b == NULL || st == NULL) {
@@ -572,8 +680,10 @@ static kl_session *etw_open(const char *name, kl_err *err) {
     goto error;
   }
   rc = query_props(0, s->wname, b);
-  if (rc != ERROR_SUCCESS && rc != ERROR_MORE_DATA) {
-    kl_etw_err(err, rc, "open", name, NULL);
+  if (rc != ERROR_SUCCESS) {
+    kl_etw_err(err, rc, "open", name,
+               rc == ERROR_MORE_DATA ? "QUERY answered ERROR_MORE_DATA: the session's "
+                                       "properties do not fit the block" : NULL);
     goto error;
   }
   status_from_props(b, st);
@@ -581,6 +691,10 @@ static kl_session *etw_open(const char *name, kl_err *err) {
   s->realtime = (b->p.LogFileMode & EVENT_TRACE_REAL_TIME_MODE) != 0;
   if (!s->kernel) s->guid = b->p.Wnode.Guid;
   snprintf(s->file, sizeof s->file, "%s", st->file);
+  /* The session found now, not a later one of its name. */
+  s->id.guid = b->p.Wnode.Guid;
+  s->id.check_guid = !s->kernel;
+  ident_seen(&s->id, b);
   free(b);
   free(st);
   return s;
@@ -600,7 +714,8 @@ static int ended_full(const kl_session *s) {
   uint64_t size = 0, limit, slack;
   kl_err ignored;
   if (!s->started || s->max_mb == 0 || s->file[0] == '\0') return 0;
-  if (file_stat(s->file, &ignored, &exists, &size) != 0 || !exists) return 0;
+  if (file_stat("query", s->name, s->file, &ignored, &exists, &size, NULL) != 0 || !exists)
+    return 0;
   limit = (uint64_t)s->max_mb << 20;
   slack = (uint64_t)(s->buffer_kb ? s->buffer_kb : 1024) << 10;
   if (slack > limit / 2) slack = limit / 2;
@@ -617,50 +732,93 @@ static void full_status(const kl_session *s, kl_status *st) {
   st->file_full = 1;
 }
 
-static int etw_query(kl_session *s, kl_status *st, kl_err *err) {
-  kl_etw_props *b = malloc(sizeof *b);
+/* Not a Win32 error (bit 29: application-defined): QUERY found a session of
+ * this name, but not the one this handle controls. */
+#define KL_ETW_NOT_OURS 0x20000001UL
+
+/* QUERY the session s controls and check that it is still that session
+ * (s->id), not another tool's that took the name after it ended.  Returns
+ * ERROR_SUCCESS, QUERY's error (ERROR_MORE_DATA included: the block is
+ * incomplete) or KL_ETW_NOT_OURS.  Every control call starts with it. */
+static ULONG query_checked(kl_session *s, kl_etw_props *b) {
+  ULONG rc = query_props(s->handle, s->wname, b);
+  if (rc != ERROR_SUCCESS) return rc;
+  if (!ident_match(&s->id, s->file, b)) {
+    /* Another handle of this process may have moved it to a new file. */
+    int i = ours_find(s->name);
+    if (!s->started || i < 0 || !ident_match(&s->id, ours[i].file, b)) return KL_ETW_NOT_OURS;
+    snprintf(s->file, sizeof s->file, "%s", ours[i].file);
+  }
+  ident_seen(&s->id, b);
+  if (s->started) ours_set(s, 1);
+  return ERROR_SUCCESS;
+}
+
+/* err for a failed query_checked in op. */
+static int checked_err(const kl_session *s, ULONG rc, const char *op, kl_err *err) {
+  if (rc == KL_ETW_NOT_OURS)
+    return kl_err_set(err, KL_E_NOT_FOUND, ERROR_WMI_INSTANCE_NOT_FOUND,
+                      "%s '%s': the session was stopped by someone else; '%s' now belongs to "
+                      "another tool, which is left alone", op, s->name, s->name);
+  return kl_etw_err(err, rc, op, s->name,
+                    rc == ERROR_MORE_DATA ? "QUERY answered ERROR_MORE_DATA: the session's "
+                                            "properties do not fit the block" : NULL);
+}
+
+/* A checked QUERY for op into a new block (*out, freed by the caller);
+ * 0, or -1 with err.  *full: s ended because its sequential file filled up. */
+static int checked_block(kl_session *s, const char *op, kl_etw_props **out, int *full,
+                         kl_err *err) {
   ULONG rc;
-  int ret = -1;
-  if (b == NULL) {
-    oom(err, "query", s->name);
-    goto done;
+  *full = 0;
+  if ((*out = malloc(sizeof **out)) == NULL) return oom(err, op, s->name);
+  rc = query_checked(s, *out);
+  if (rc == ERROR_SUCCESS) return 0;
+  if ((rc == ERROR_WMI_INSTANCE_NOT_FOUND || rc == KL_ETW_NOT_OURS) && ended_full(s)) {
+    *full = 1;
+    return 0;
   }
-  rc = query_props(s->handle, s->wname, b);
-  if (rc == ERROR_WMI_INSTANCE_NOT_FOUND && ended_full(s)) {
+  return checked_err(s, rc, op, err);
+}
+
+static int etw_query(kl_session *s, kl_status *st, kl_err *err) {
+  kl_etw_props *b = NULL;
+  int full, ret = -1;
+  if (checked_block(s, "query", &b, &full, err) != 0) goto done;
+  if (full) {
     full_status(s, st);
-    ret = 0;
-    goto done;
+  } else {
+    status_from_props(b, st);
+    if (st->name[0] == '\0') snprintf(st->name, sizeof st->name, "%s", s->name);
+    if (s->started) st->foreign = 0;
   }
-  /* ERROR_MORE_DATA: a name did not fit; the counters are there all the same. */
-  if (rc != ERROR_SUCCESS && rc != ERROR_MORE_DATA) {
-    kl_etw_err(err, rc, "query", s->name, NULL);
-    goto done;
-  }
-  status_from_props(b, st);
-  if (st->name[0] == '\0') snprintf(st->name, sizeof st->name, "%s", s->name);
-  if (s->started) st->foreign = 0;
   ret = 0;
 done:
   free(b);
   return ret;
 }
 
+/* A session that ended when its file filled up cannot be changed. */
+static int full_err(const kl_session *s, const char *op, kl_err *err) {
+  return kl_etw_err(err, ERROR_WMI_INSTANCE_NOT_FOUND, op, s->name,
+                    "ETW ended the session when its sequential file reached max_mb; the data "
+                    "is in that file");
+}
+
 /* Switch the session's log file with UPDATE (keeps everything else). */
 static int switch_file(kl_session *s, const char *op, const char *file, kl_err *err) {
-  kl_etw_props *b = malloc(sizeof *b);
+  kl_etw_props *b = NULL;
   ULONG rc;
-  int ret = -1;
-  if (b == NULL) {
-    oom(err, op, s->name);
+  int ret = -1, full, mine;
+  if (checked_block(s, op, &b, &full, err) != 0) goto done;
+  if (full) {
+    full_err(s, op, err);
     goto done;
   }
-  rc = query_props(s->handle, s->wname, b);
-  if (rc != ERROR_SUCCESS) {
-    kl_etw_err(err, rc, op, s->name, NULL);
-    goto done;
-  }
+  mine = s->started || ours_has(s->name, b); /* before UPDATE rewrites b */
   props_for_update(s, b, s->realtime);
-  if (kl_etw_to_wide(file, b->log_file, KL_ETW_NAME_WCHARS, "file name", err) != 0) goto done;
+  if (kl_etw_to_wide(file, b->log_file, KL_ETW_NAME_WCHARS, op, s->name, "file", err) != 0)
+    goto done;
   b->p.LogFileNameOffset = (ULONG)offsetof(kl_etw_props, log_file);
   rc = kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_UPDATE);
   if (rc != ERROR_SUCCESS) {
@@ -669,6 +827,7 @@ static int switch_file(kl_session *s, const char *op, const char *file, kl_err *
   }
   snprintf(s->file, sizeof s->file, "%s", file);
   if (s->mode == KL_MODE_BUFFERING) s->mode = KL_MODE_SEQUENTIAL;
+  if (mine) ours_set(s, 1);
   ret = 0;
 done:
   free(b);
@@ -690,6 +849,9 @@ static const struct {
 static int update_checks(const kl_session *s, const kl_config *cfg, unsigned what,
                          uint32_t *mask, kl_err *err) {
   size_t i;
+  int rt_on = (what & KL_UPD_REALTIME) && cfg->mode == KL_MODE_REALTIME;
+  int rt_off = (what & KL_UPD_REALTIME) && cfg->mode != KL_MODE_REALTIME;
+  int gets_file = s->file[0] != '\0' || (what & KL_UPD_FILE);
   for (i = 0; i < sizeof fixed_fields / sizeof fixed_fields[0]; i++)
     if (what & fixed_fields[i].bit)
       return kl_err_set(err, KL_E_INVALID, 0,
@@ -701,6 +863,34 @@ static int update_checks(const kl_session *s, const kl_config *cfg, unsigned wha
     return kl_err_set(err, KL_E_INVALID, 0,
                       "update '%s': a running session can switch to another file, not drop it",
                       s->name);
+  /* LogFileMode: real time off with no file and no buffering leaves ETW no
+   * destination; BUFFERING_MODE cannot be combined with real time. */
+  if (rt_off && !gets_file && s->mode != KL_MODE_BUFFERING)
+    return kl_err_set(err, KL_E_INVALID, 0,
+                      "update '%s': realtime = false on a session without a file: the session "
+                      "would have nowhere to log (give file = ... in the same update, or stop "
+                      "it)", s->name);
+  if (rt_on && s->mode == KL_MODE_BUFFERING && !gets_file)
+    return kl_err_set(err, KL_E_INVALID, 0,
+                      "update '%s': realtime = true: ETW cannot add real time to a buffering "
+                      "session (EVENT_TRACE_BUFFERING_MODE); start it with realtime = true",
+                      s->name);
+  return 0;
+}
+
+/* What update checks against the queried session before ETW is called. */
+static int update_checks_queried(const kl_session *s, const kl_config *cfg, unsigned what,
+                                 const kl_etw_props *b, const char *cur, kl_err *err) {
+  if ((what & KL_UPD_MAX_BUFFERS) && cfg->max_buffers != 0 &&
+      cfg->max_buffers < b->p.MinimumBuffers)
+    return kl_err_set(err, KL_E_INVALID, 0,
+                      "update '%s': max_buffers = %u is below the session's min_buffers (%lu), "
+                      "which cannot change", s->name, (unsigned)cfg->max_buffers,
+                      (unsigned long)b->p.MinimumBuffers);
+  if ((what & KL_UPD_FILE) && same_path(cur, cfg->file))
+    return kl_err_set(err, KL_E_INVALID, 0,
+                      "update '%s': file: the session already writes '%s'; ETW switches only "
+                      "to a new file", s->name, cfg->file);
   return 0;
 }
 
@@ -708,27 +898,25 @@ static int etw_update(kl_session *s, const kl_config *cfg, unsigned what, kl_err
   kl_etw_props *b = NULL;
   uint32_t mask = 0;
   ULONG rc;
-  int ret = -1, realtime = s->realtime;
+  int ret = -1, realtime = s->realtime, full, mine;
   char cur[KL_PATH_MAX];
 
   if (update_checks(s, cfg, what, &mask, err) != 0) return -1;
-  if ((b = malloc(sizeof *b)) == NULL) return oom(err, "update", s->name);
-  rc = query_props(s->handle, s->wname, b);
-  if (rc != ERROR_SUCCESS) {
-    kl_etw_err(err, rc, "update", s->name, NULL);
+  if (checked_block(s, "update", &b, &full, err) != 0) goto done;
+  if (full) {
+    full_err(s, "update", err);
     goto done;
   }
+  mine = s->started || ours_has(s->name, b); /* before UPDATE rewrites b */
   kl_etw_to_utf8(props_wstr(b, b->p.LogFileNameOffset), cur, sizeof cur);
+  if (update_checks_queried(s, cfg, what, b, cur, err) != 0) goto done;
+  if ((what & KL_UPD_FILE) && check_dest("update", s->name, cfg->file, cfg->overwrite, err) != 0)
+    goto done;
   if (what & KL_UPD_REALTIME) realtime = cfg->mode == KL_MODE_REALTIME;
   props_for_update(s, b, realtime);
   if (what & KL_UPD_FILE) {
-    if (same_path(cur, cfg->file)) {
-      kl_err_set(err, KL_E_INVALID, 0,
-                 "update '%s': the session already writes '%s'; ETW switches only to a new "
-                 "file", s->name, cfg->file);
-      goto done;
-    }
-    if (kl_etw_to_wide(cfg->file, b->log_file, KL_ETW_NAME_WCHARS, "file name", err) != 0)
+    if (kl_etw_to_wide(cfg->file, b->log_file, KL_ETW_NAME_WCHARS, "update", s->name, "file",
+                       err) != 0)
       goto done;
     b->p.LogFileNameOffset = (ULONG)offsetof(kl_etw_props, log_file);
   }
@@ -737,13 +925,16 @@ static int etw_update(kl_session *s, const kl_config *cfg, unsigned what, kl_err
   if (what & KL_UPD_FLUSH_TIMER) b->p.FlushTimer = cfg->flush_timer;
   rc = kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_UPDATE);
   if (rc != ERROR_SUCCESS) {
-    kl_etw_err(err, rc, "update", s->name, NULL);
+    kl_etw_err(err, rc, "update", s->name,
+               (what & KL_UPD_FILE) ? "ETW refused the update (file named: a new file)" : NULL);
     goto done;
   }
   if (what & KL_UPD_FILE) snprintf(s->file, sizeof s->file, "%s", cfg->file);
   if (!realtime) kl_etw_live_close(s); /* nothing more will come */
   s->realtime = realtime;
-  if (what & KL_UPD_REALTIME) s->mode = cfg->mode;
+  if (what & KL_UPD_REALTIME) s->mode = realtime || s->file[0] == '\0' ? cfg->mode
+                                        : KL_MODE_SEQUENTIAL;
+  if (mine) ours_set(s, 1);
   ret = 0;
 done:
   free(b);
@@ -757,14 +948,18 @@ done:
 static int etw_flush(kl_session *s, const char *file, int overwrite, kl_err *err) {
   kl_etw_props *b = NULL;
   ULONG rc;
-  int ret = -1;
+  int ret = -1, full;
   if (file == NULL && s->file[0] == '\0' && s->target[0] != '\0') file = s->target;
   if (file != NULL && same_path(file, s->file)) file = NULL;
   if (file != NULL) {
-    if (refuse_existing("flush", s->name, file, overwrite, err) != 0) return -1;
+    if (check_dest("flush", s->name, file, overwrite, err) != 0) return -1;
     if (switch_file(s, "flush", file, err) != 0) return -1;
   }
-  if ((b = malloc(sizeof *b)) == NULL) return oom(err, "flush", s->name);
+  if (checked_block(s, "flush", &b, &full, err) != 0) goto done;
+  if (full) {
+    full_err(s, "flush", err);
+    goto done;
+  }
   props_for(b, s->wname);
   rc = kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_FLUSH);
   if (rc != ERROR_SUCCESS) {
@@ -782,56 +977,82 @@ done:
 static int stop_ended(kl_session *s, const char *file, int overwrite, kl_status *st,
                       kl_err *err) {
   kl_status tmp;
-  ours_set(s->name, 0);
+  ours_set(s, 0);
   s->handle = 0;
   full_status(s, st != NULL ? st : &tmp);
-  if (file != NULL && !same_path(file, s->file))
-    return copy_file("stop", s->name, s->file, file, overwrite, err);
+  if (file != NULL && !same_path(file, s->file) &&
+      copy_file("stop", s->name, s->file, file, overwrite, err) != 0) {
+    err->stopped = 1;
+    return -1;
+  }
   return 0;
+}
+
+/* Phase 1 of stop: the file argument, the destination checked, a buffering
+ * session given its file, and the checked QUERY.  1: ended full (done). */
+static int stop_prepare(kl_session *s, const char **file, int overwrite, kl_status *st,
+                        int *foreign, kl_err *err) {
+  kl_etw_props *b = NULL;
+  int full, ret = -1;
+  if (*file != NULL && (*file)[0] == '\0') {
+    *file = NULL; /* "": write no file (ETW's own file, if any, stays as it is) */
+  } else if (*file == NULL && s->file[0] == '\0' && s->target[0] != '\0') {
+    *file = s->target;
+  }
+  /* Refuse before stopping: a failed file write leaves the session running. */
+  if (*file != NULL && !same_path(*file, s->file) &&
+      check_dest("stop", s->name, *file, overwrite, err) != 0)
+    return -1;
+  if (checked_block(s, "stop", &b, &full, err) != 0) {
+    /* Gone, or the name is another tool's now: this handle's session is over. */
+    if (err->code == KL_E_NOT_FOUND) err->stopped = 1;
+    goto done;
+  }
+  if (full) {
+    ret = stop_ended(s, *file, overwrite, st, err) == 0 ? 1 : -1;
+    goto done;
+  }
+  *foreign = !s->started && !ours_has(s->name, b);
+  if (*file != NULL && s->file[0] == '\0' && switch_file(s, "stop", *file, err) != 0) goto done;
+  ret = 0;
+done:
+  free(b);
+  return ret;
 }
 
 static int etw_stop(kl_session *s, const char *file, int overwrite, kl_status *st,
                     kl_err *err) {
   kl_etw_props *b = NULL;
   ULONG rc;
-  int ret = -1;
-  if (file != NULL && file[0] == '\0') {
-    file = NULL; /* "": write no file (ETW's own file, if any, stays as it is) */
-  } else if (file == NULL && s->file[0] == '\0' && s->target[0] != '\0') {
-    file = s->target;
-  }
-  /* Refuse before stopping: a failed file write leaves the session running. */
-  if (file != NULL && !same_path(file, s->file) &&
-      refuse_existing("stop", s->name, file, overwrite, err) != 0)
-    return -1;
-  if (file != NULL && s->file[0] == '\0' && switch_file(s, "stop", file, err) != 0) return -1;
+  int ret = -1, foreign = 1, prep;
+  if ((prep = stop_prepare(s, &file, overwrite, st, &foreign, err)) != 0)
+    return prep > 0 ? 0 : -1;
   kl_etw_live_close(s); /* the readers end first */
   if ((b = malloc(sizeof *b)) == NULL) return oom(err, "stop", s->name);
   props_for(b, s->wname);
   rc = kl_etw.ControlTraceW(s->handle, s->wname, &b->p, EVENT_TRACE_CONTROL_STOP);
   props_terminate(b);
-  if (rc == ERROR_WMI_INSTANCE_NOT_FOUND && ended_full(s)) {
-    ret = stop_ended(s, file, overwrite, st, err);
-    goto done;
-  }
   /* ERROR_MORE_DATA: the block was too small for the names, but the
    * session is stopped all the same. */
   if (rc != ERROR_SUCCESS && rc != ERROR_MORE_DATA) {
     kl_etw_err(err, rc, "stop", s->name, NULL);
     goto done;
   }
-  ours_set(s->name, 0);
+  ours_set(s, 0);
   if (st != NULL) {
     status_from_props(b, st);
     if (st->name[0] == '\0') snprintf(st->name, sizeof st->name, "%s", s->name);
     if (st->file[0] == '\0') snprintf(st->file, sizeof st->file, "%s", s->file);
-    st->foreign = !s->started;
+    st->foreign = foreign;
   }
   s->handle = 0;
+  s->stopped = 1;
   /* ETW has closed the file now: a copy of it is complete. */
   if (file != NULL && s->file[0] != '\0' && !same_path(file, s->file) &&
-      copy_file("stop", s->name, s->file, file, overwrite, err) != 0)
+      copy_file("stop", s->name, s->file, file, overwrite, err) != 0) {
+    err->stopped = 1;
     goto done;
+  }
   ret = 0;
 done:
   free(b);

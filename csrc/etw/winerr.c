@@ -73,8 +73,17 @@ static const struct {
    "running: %s;"},
   {ERROR_BAD_PATHNAME, "start",
    "the file '%s' is not usable (bad path, or another session writes it)"},
+  {ERROR_FILE_NOT_FOUND, "start-file", "file: ETW cannot create '%s'"},
+  {ERROR_PATH_NOT_FOUND, "start-file", "file: ETW cannot create '%s' (its folder does not exist)"},
+  {ERROR_INVALID_NAME, "start-file", "file: ETW cannot create '%s' (not a valid file name)"},
+  {ERROR_FILENAME_EXCED_RANGE, "start-file", "file: ETW cannot create '%s' (name too long)"},
+  {ERROR_INVALID_HANDLE, "start-file", "file: ETW cannot create '%s' (not a file it can write)"},
+  {ERROR_BAD_PATHNAME, "start-nofile",
+   "ETW refused the log file settings (this session names no file)"},
   {ERROR_DISK_FULL, "start",
    "not enough disk space for a %s MB file (ETW also keeps ~200 MB free)"},
+  {ERROR_DISK_FULL, "start-nosize",
+   "not enough disk space (ETW keeps about 200 MB free on the volume it logs to)"},
   {ERROR_INVALID_FLAGS, "start", "this Windows refuses one of the flags (%s)"},
   {ERROR_BUSY, "start", "kernel tracing is busy (security software may hold it)"},
   {ERROR_INVALID_PARAMETER, "start-clock", CLOCK_NOTE},
@@ -131,9 +140,9 @@ static int fill(kl_err *err, DWORD e, const char *op, const char *session,
                 const char *detail) {
   char text[256];
   kl_etw_strerror(e, text, sizeof text);
-  return kl_err_set(err, kl_etw_code(e), (long)e, "%s '%s': %s%s(Win32 error %lu: %s)", op,
-                    session ? session : "", detail ? detail : "", detail ? " " : "",
-                    (unsigned long)e, text);
+  return kl_err_set(err, kl_etw_code(e), (long)e, "%s%s%s%s: %s%s(Win32 error %lu: %s)", op,
+                    session ? " '" : "", session ? session : "", session ? "'" : "",
+                    detail ? detail : "", detail ? " " : "", (unsigned long)e, text);
 }
 
 int kl_etw_err(kl_err *err, DWORD e, const char *op, const char *session, const char *detail) {

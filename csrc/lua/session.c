@@ -86,6 +86,18 @@ static const char *name_arg(lua_State *L, int arg) {
   return klua_check_str(L, arg, KLUA_NAME, "name", arg);
 }
 
+/* B.open for the operation `op`: a backend's "open '<name>': ..." message
+ * names the operation asked instead. */
+static kl_session *open_named(const char *name, const char *op, kl_err *err) {
+  char tail[KL_MSG_MAX];
+  kl_session *h = B.open(name, err);
+  if (h == NULL && strncmp(err->msg, "open '", 6) == 0) {
+    snprintf(tail, sizeof tail, "%s", err->msg + 4);
+    snprintf(err->msg, sizeof err->msg, "%s%s", op, tail);
+  }
+  return h;
+}
+
 /* attach(name): a Session on a running session, not owned. */
 int klua_attach(lua_State *L) {
   const char *name;
@@ -98,7 +110,7 @@ int klua_attach(lua_State *L) {
   s = new_session(L);
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
-  s->h = B.open(name, &err);
+  s->h = open_named(name, "attach", &err);
   if (s->h == NULL) return klua_fail(L, &err);
   snprintf(s->name, sizeof s->name, "%s", name);
   if (B.query(s->h, st, &err) != 0) {
@@ -141,7 +153,15 @@ static int s_flush(lua_State *L) {
 static int do_stop(lua_State *L, lsession *s, const char *file, int overwrite) {
   kl_status *st = klua_new_status(L);
   kl_err err;
-  if (B.stop(s->h, file, overwrite, st, &err) != 0) return klua_fail(L, &err);
+  err.stopped = 0;
+  if (B.stop(s->h, file, overwrite, st, &err) != 0) {
+    if (err.stopped) {  /* stopped, but its file could not be written */
+      B.release(s->h);
+      s->h = NULL;
+      s->stopped = 1;
+    }
+    return klua_fail(L, &err);
+  }
   B.release(s->h);
   s->h = NULL;
   s->stopped = 1;
@@ -287,7 +307,7 @@ int klua_query(lua_State *L) {
   int rc;
   lua_settop(L, 1);
   st = klua_new_status(L);
-  h = B.open(name_arg(L, 1), &err);
+  h = open_named(name_arg(L, 1), "query", &err);
   if (h == NULL) return klua_fail(L, &err);
   rc = B.query(h, st, &err);
   B.release(h);
@@ -306,8 +326,9 @@ int klua_stop(lua_State *L) {
   name = name_arg(L, 1);
   file = klua_write_args(L, 2, &overwrite);
   st = klua_new_status(L);
-  h = B.open(name, &err);
+  h = open_named(name, "stop", &err);
   if (h == NULL) return klua_fail(L, &err);
+  err.stopped = 0;
   rc = B.stop(h, file, overwrite, st, &err);
   B.release(h);
   if (rc != 0) return klua_fail(L, &err);
@@ -323,7 +344,7 @@ int klua_flush(lua_State *L) {
   lua_settop(L, 2);
   name = name_arg(L, 1);
   file = flush_args(L, 2, &overwrite);
-  h = B.open(name, &err);
+  h = open_named(name, "flush", &err);
   if (h == NULL) return klua_fail(L, &err);
   rc = B.flush(h, file, overwrite, &err);
   B.release(h);

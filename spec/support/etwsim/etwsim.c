@@ -53,6 +53,7 @@ void etwsim_reset(void) {
   sim.build = 19045;
   sim.disk_free_mb = 100000;
   sim.next_handle = 0x100;
+  sim.next_thread = 0x1000;
   sim.ncpus = 4;
   sim.rt_queue_max = SIM_RT_QUEUE;
   sim.playback_max = SIM_PLAYBACK;
@@ -406,7 +407,7 @@ static void logger_init(sim_logger *l, LPCWSTR name, const EVENT_TRACE_PROPERTIE
   l->flush_timer = p->FlushTimer;
   l->enable_flags = system ? p->EnableFlags : 0;
   l->free_buffers = l->min_buffers;
-  l->thread_id = 0x1000 + (ULONG)(l - sim.loggers);
+  l->thread_id = sim.next_thread++;
 }
 
 ULONG WINAPI etwsim_StartTraceW(PTRACEHANDLE h, LPCWSTR name, PEVENT_TRACE_PROPERTIES p) {

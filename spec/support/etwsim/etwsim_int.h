@@ -58,6 +58,7 @@ typedef struct sim_state {
   ULONG playback_max;                 /* records a playback file holds */
   WCHAR command_line[SIM_CMDLINE_WCHARS]; /* CommandLine of simulated Process/Start */
   TRACEHANDLE next_handle;
+  ULONG next_thread;                  /* each session logs on a thread of its own */
   sim_logger loggers[SIM_MAX_LOGGERS];
   struct { char op[16]; ULONG code; } fails[SIM_MAX_FAILS];
 } sim_state;
