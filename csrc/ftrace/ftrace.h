@@ -5,6 +5,7 @@
  *   tracedat.c  the trace.dat v6 writer
  *   files.c     safe file creation: temp + fsync + rename, no symlinks
  *   reader.c    reading trace.dat through libtracecmd
+ *   pages.c     trace.dat v6 records, page by page, checked before use
  *   decode.c    records -> kl_event (shared by reader.c and live.c)
  *   live.c      real-time sessions: the per-CPU trace_pipe_raw, read live
  */
@@ -71,6 +72,39 @@ KL_INTERNAL int kl_ftrace_trace_info(kl_trace *t, kl_trace_info *info, kl_err *e
 KL_INTERNAL int kl_ftrace_trace_next(kl_trace *t, const kl_filter *f, int rewind,
                                      kl_event *ev, kl_err *err);
 KL_INTERNAL void kl_ftrace_trace_close(kl_trace *t);
+
+/* ---- checked page reading (pages.c) ---- */
+typedef struct kl_pages_geom {
+  int fd;                          /* open on the file, read with pread */
+  const char *path;                /* for messages */
+  int page_size, long_size, big;   /* from the file header */
+  int ncpus;
+  const uint64_t *cpu_off, *cpu_size;  /* each CPU's data in the file */
+} kl_pages_geom;
+
+typedef struct kl_pcpu {
+  uint64_t off;                    /* file offset of the next page */
+  uint64_t page_off;               /* file offset of the loaded page */
+  unsigned char *buf[2];           /* two pages: the loaded one, the one before */
+  int which;                       /* buf[which] is the loaded page */
+  uint32_t size, pos;              /* its commit; the next record's index */
+  uint64_t ts, last_page_ts;
+  long long missed;                /* lost before the page (-1: unknown count) */
+} kl_pcpu;
+
+typedef struct kl_pages {
+  kl_pages_geom g;
+  unsigned hdr;                    /* bytes of a page header */
+  kl_pcpu *cpu;
+} kl_pages;
+
+KL_INTERNAL int kl_pages_init(kl_pages *p, const kl_pages_geom *g, kl_err *err);
+KL_INTERNAL void kl_pages_free(kl_pages *p);
+/* Back to CPU c's first page. */
+KL_INTERNAL void kl_pages_rewind(kl_pages *p, int c);
+/* The next record of CPU c (data valid until the call after next for
+ * that CPU).  1: r filled; 0: end; -1: error naming the file offset. */
+KL_INTERNAL int kl_pages_next(kl_pages *p, int c, struct tep_record *r, kl_err *err);
 
 /* ---- decoding records (decode.c) ---- */
 typedef struct kl_decoder kl_decoder;

@@ -61,6 +61,9 @@ typedef struct kl_dropper {
 } kl_dropper;
 
 static void drop_init(kl_dropper *d, const char *path, int version, int page_size);
+static int own_init(kl_trace *t, kl_err *err);
+static int own_next(kl_trace *t, const kl_filter *f, int rewind, kl_event *ev, kl_err *err);
+static int own_scan(kl_trace *t, kl_err *err);
 
 struct kl_trace {
   char path[KL_PATH_MAX];
@@ -82,6 +85,19 @@ struct kl_trace {
 
   kl_dropper drop;
   uintptr_t cur_drop, pending_drop;  /* page to release once that record is freed */
+
+  /* v6 files without time corrections are read by pages.c: libtracecmd
+   * only parses the headers (formats, command lines) */
+  int own;
+  int fd;                       /* own: the file, read with pread */
+  int ts_opts;                  /* options that change timestamps (libtracecmd applies them) */
+  uint32_t v6_ncpus;
+  uint64_t *cpu_off, *cpu_size; /* v6: each CPU's data */
+  kl_pages pages;
+  struct tep_record *hrec;      /* own: the head record of each CPU */
+  unsigned char *has;           /* own: hrec[c] is valid */
+  struct tep_record taken;      /* own: the record handed out (or pending) */
+  int pend;                     /* own: taken is to be returned after a lost marker */
 
   /* info(), computed once by a scan */
   int info_done;
@@ -179,6 +195,7 @@ static int v6_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
   NEED(read_full(fd, b, 4) == 0, "CPU count");
   ncpus = rd32(b, big);
   NEED(ncpus <= KL_MAX_CPUS, "CPU count");
+  t->v6_ncpus = ncpus;
   NEED(read_full(fd, name, 10) == 0, "options");
   if (memcmp(name, "options  ", 10) == 0) {
     for (;;) {
@@ -188,6 +205,8 @@ static int v6_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
       if (id == 0) break;
       NEED(read_full(fd, b, 4) == 0 && skip_bytes(fd, rd32(b, big), fsize) == 0, "options");
       if (id == 4) have_clock = 1;  /* TRACECLOCK */
+      /* DATE, OFFSET, TIME_SHIFT, TSC2NSEC: libtracecmd corrects timestamps */
+      if (id == 1 || id == 7 || id == 12 || id == 14) t->ts_opts = 1;
     }
     NEED(read_full(fd, name, 10) == 0, "data kind");
   }
@@ -197,6 +216,12 @@ static int v6_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
     return -1;
   }
   NEED(memcmp(name, "flyrecord", 10) == 0, "data kind");
+  t->cpu_off = calloc((size_t)ncpus + 1, sizeof *t->cpu_off);
+  t->cpu_size = calloc((size_t)ncpus + 1, sizeof *t->cpu_size);
+  if (!t->cpu_off || !t->cpu_size) {
+    kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "open trace %s: out of memory", t->path);
+    return -1;
+  }
   for (i = 0; i < ncpus; i++) {
     uint64_t off, size;
     NEED(read_full(fd, b, 16) == 0, "CPU table");
@@ -209,6 +234,8 @@ static int v6_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
                  (unsigned long long)off, (unsigned long long)size, (long long)fsize);
       return -1;
     }
+    t->cpu_off[i] = off;
+    t->cpu_size[i] = size;
   }
   if (have_clock && read_full(fd, b, 8) == 0) {
     sz = rd64(b, big);
@@ -351,7 +378,7 @@ static int check_header(kl_trace *t, const char *path, kl_err *err) {
   t->clock[0] = '\0';
   if (t->version == 6 && v6_walk(t, fd, st.st_size, err) < 0) goto error;
   if (t->version == 7) v7_clock(t, fd, st.st_size);
-  close(fd);
+  t->fd = fd;  /* kept: pages.c reads this very file, whatever the path becomes */
   return 0;
 
 error:
@@ -363,10 +390,12 @@ error:
 
 /* libtracecmd 3.1.6 and libtraceevent 1.7 crash on some corrupt headers
  * (a flipped byte in an event format, an error path of tracecmd_open that
- * frees what it never allocated).  Open the file once in a child process
- * first: if that child dies, the file is reported corrupt and this process
- * never runs the code that would crash it.  The child also reads the first
- * page of every CPU, and an alarm bounds it in time. */
+ * frees what it never allocated) and on corrupt pages.  Open the file once
+ * in a child process first: if that child dies, the file is reported
+ * corrupt and this process never runs the code that would crash it.  When
+ * pages.c reads the records (t->own), the child parses the headers only;
+ * otherwise libtracecmd reads the records too, so the child reads every
+ * record of every CPU.  An alarm bounds it in time. */
 static int probe_open(kl_trace *t, kl_err *err) {
   pid_t pid, w;
   int status = 0, c, fds[2];
@@ -388,13 +417,16 @@ static int probe_open(kl_trace *t, kl_err *err) {
     struct tep_handle *tep;
     char v = 'F';
     close(fds[0]);
-    alarm(60);
-    h = tracecmd_open(t->path, KL_TC_FLAGS);
+    alarm(t->own ? 60 : 600);
+    h = t->own ? tracecmd_open_head(t->path, KL_TC_FLAGS) : tracecmd_open(t->path, KL_TC_FLAGS);
     tep = h ? tracecmd_get_tep(h) : NULL;
     if (tep) {
-      for (c = 0; c < tep_get_cpus(tep) && c < KL_MAX_CPUS; c++) {
+      for (c = 0; !t->own && c < tep_get_cpus(tep) && c < KL_MAX_CPUS; c++) {
         struct tep_record *r = tracecmd_read_cpu_first(h, c);
-        if (r) tracecmd_free_record(r);
+        while (r) {
+          tracecmd_free_record(r);
+          r = tracecmd_read_data(h, c);
+        }
       }
       v = 'K';
     }
@@ -448,6 +480,12 @@ void kl_ftrace_trace_close(kl_trace *t) {
   kl_decoder_free(t->dec);
   free(t->head);
   free(t->done);
+  kl_pages_free(&t->pages);
+  free(t->hrec);
+  free(t->has);
+  free(t->cpu_off);
+  free(t->cpu_size);
+  if (t->fd >= 0) close(t->fd);
   if (t->counts) {
     for (i = 0; i < t->ncounts; i++) {
       free((char *)t->counts[i].system);
@@ -471,11 +509,13 @@ kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
     goto error;
   }
   snprintf(t->path, sizeof t->path, "%s", path);
+  t->fd = -1;
   if (check_header(t, path, err) < 0) goto error;
 
   tracecmd_set_loglevel(TEP_LOG_NONE);
+  t->own = t->version == 6 && !t->ts_opts;
   if (probe_open(t, err) < 0) goto error;
-  t->h = tracecmd_open(path, KL_TC_FLAGS);
+  t->h = t->own ? tracecmd_open_head(path, KL_TC_FLAGS) : tracecmd_open(path, KL_TC_FLAGS);
   if (!t->h) {
     kl_err_set(err, KL_E_INVALID, 0,
                "open trace %s: libtracecmd cannot read it (truncated or corrupt trace.dat v%d)",
@@ -483,7 +523,7 @@ kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
     goto error;
   }
   t->tep = tracecmd_get_tep(t->h);
-  t->ncpus = t->tep ? tep_get_cpus(t->tep) : 0;
+  t->ncpus = t->own ? (int)t->v6_ncpus : t->tep ? tep_get_cpus(t->tep) : 0;
   if (!t->tep || t->ncpus < 0 || t->ncpus > KL_MAX_CPUS) {
     kl_err_set(err, KL_E_INVALID, 0, "open trace %s: corrupt header (%d CPUs)", path, t->ncpus);
     goto error;
@@ -496,6 +536,7 @@ kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
     goto error;
   }
   drop_init(&t->drop, path, t->version, t->page_size);
+  if (t->own && own_init(t, err) < 0) goto error;
   {
     char what[KL_PATH_MAX + 16];
     snprintf(what, sizeof what, "read trace %s", path);
@@ -717,6 +758,7 @@ int kl_ftrace_trace_next(kl_trace *t, const kl_filter *f, int rewind, kl_event *
   uintptr_t drop = 0;
 
   if (!t || !ev) return kl_err_set(err, KL_E_INVALID, 0, "read trace: no trace");
+  if (t->own) return own_next(t, f, rewind, ev, err);
   if (rewind || !t->started) {
     start_heads(t, f);
     kl_decoder_new_filter(t->dec);
@@ -775,6 +817,37 @@ static int count_cmp(const void *a, const void *b) {
   return c ? c : strcmp(x->name, y->name);
 }
 
+/* The info() figures from per-id counts. */
+static int store_counts(kl_trace *t, struct tep_handle *tep, const int64_t *byid, int maxid,
+                        uint64_t first, uint64_t last, kl_err *err) {
+  int nev = tep_get_events_count(tep), c;
+  struct tep_event **events = tep_list_events(tep, TEP_EVENT_SORT_ID);
+  size_t i, n = 0;
+
+  for (c = 0; events && c < nev; c++) {
+    if (events[c]->id >= 0 && events[c]->id <= maxid && byid[events[c]->id] > 0) n++;
+  }
+  t->counts = calloc(n ? n : 1, sizeof *t->counts);
+  if (!t->counts) goto oom;
+  for (c = 0, i = 0; events && c < nev && i < n; c++) {
+    struct tep_event *e = events[c];
+    if (e->id < 0 || e->id > maxid || byid[e->id] == 0) continue;
+    t->counts[i].system = strdup(e->system ? e->system : "");
+    t->counts[i].name = strdup(e->name ? e->name : "");
+    t->counts[i].count = byid[e->id];
+    t->ncounts = ++i;
+    if (!t->counts[i - 1].system || !t->counts[i - 1].name) goto oom;
+  }
+  qsort(t->counts, t->ncounts, sizeof *t->counts, count_cmp);
+  t->first_ts = first == UINT64_MAX ? 0 : first;
+  t->last_ts = last;
+  t->info_done = 1;
+  return 0;
+
+oom:
+  return kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "read trace %s: out of memory", t->path);
+}
+
 /* One pass over every record (no decoding) with a second handle, so an
  * iteration in progress is not disturbed. */
 static int scan_info(kl_trace *t, kl_err *err) {
@@ -782,7 +855,6 @@ static int scan_info(kl_trace *t, kl_err *err) {
   struct tep_handle *tep;
   int64_t *byid = NULL;    /* counts per event id */
   int maxid = 0, c, ncpu;
-  size_t i, n = 0;
   struct tep_event **events;
   int nev;
   uint64_t first = UINT64_MAX, last = 0;
@@ -847,24 +919,7 @@ static int scan_info(kl_trace *t, kl_err *err) {
       r = tracecmd_read_data(h, c);
     }
   }
-  for (c = 0; events && c < nev; c++) {
-    if (byid[events[c]->id] > 0) n++;
-  }
-  t->counts = calloc(n ? n : 1, sizeof *t->counts);
-  if (!t->counts) goto oom;
-  for (c = 0, i = 0; events && c < nev && i < n; c++) {
-    struct tep_event *e = events[c];
-    if (byid[e->id] == 0) continue;
-    t->counts[i].system = strdup(e->system ? e->system : "");
-    t->counts[i].name = strdup(e->name ? e->name : "");
-    t->counts[i].count = byid[e->id];
-    t->ncounts = ++i;
-    if (!t->counts[i - 1].system || !t->counts[i - 1].name) goto oom;
-  }
-  qsort(t->counts, t->ncounts, sizeof *t->counts, count_cmp);
-  t->first_ts = first == UINT64_MAX ? 0 : first;
-  t->last_ts = last;
-  t->info_done = 1;
+  if (store_counts(t, tep, byid, maxid, first, last, err) < 0) goto error;
   free(byid);
   tracecmd_close(h);
   return 0;
@@ -879,7 +934,7 @@ error:
 
 int kl_ftrace_trace_info(kl_trace *t, kl_trace_info *info, kl_err *err) {
   if (!t || !info) return kl_err_set(err, KL_E_INVALID, 0, "trace info: no trace");
-  if (!t->info_done && scan_info(t, err) < 0) return -1;
+  if (!t->info_done && (t->own ? own_scan(t, err) : scan_info(t, err)) < 0) return -1;
   memset(info, 0, sizeof *info);
   snprintf(info->format, sizeof info->format, "trace.dat");
   info->version = t->version;
@@ -893,4 +948,117 @@ int kl_ftrace_trace_info(kl_trace *t, kl_trace_info *info, kl_err *err) {
   info->nevent_types = t->ncounts;
   info->event_types = t->counts;
   return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* v6 records through pages.c                                          */
+/* ------------------------------------------------------------------ */
+
+static int own_init(kl_trace *t, kl_err *err) {
+  kl_pages_geom g;
+  g.fd = t->fd;
+  g.path = t->path;
+  g.page_size = t->page_size;
+  g.long_size = t->long_size;
+  g.big = t->big_endian;
+  g.ncpus = t->ncpus;
+  g.cpu_off = t->cpu_off;
+  g.cpu_size = t->cpu_size;
+  t->hrec = calloc((size_t)t->ncpus + 1, sizeof *t->hrec);
+  t->has = calloc((size_t)t->ncpus + 1, 1);
+  if (!t->hrec || !t->has)
+    return kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "open trace %s: out of memory", t->path);
+  return kl_pages_init(&t->pages, &g, err);
+}
+
+/* Every wanted CPU back at its first record. */
+static int own_start(kl_trace *t, const kl_filter *f, kl_err *err) {
+  int c, got;
+  t->pend = 0;
+  t->started = 0;
+  for (c = 0; c < t->ncpus; c++) {
+    t->has[c] = 0;
+    kl_pages_rewind(&t->pages, c);
+    if (!cpu_wanted(f, c)) continue;
+    got = kl_pages_next(&t->pages, c, &t->hrec[c], err);
+    if (got < 0) return -1;
+    t->has[c] = (unsigned char)got;
+  }
+  t->started = 1;
+  kl_decoder_new_filter(t->dec);
+  return 0;
+}
+
+/* The head with the smallest timestamp into t->taken, its CPU advanced.
+ * 1: taken; 0: end; -1: error. */
+static int own_take(kl_trace *t, kl_err *err) {
+  int c, best = -1, got;
+  for (c = 0; c < t->ncpus; c++) {
+    if (t->has[c] && (best < 0 || t->hrec[c].ts < t->hrec[best].ts)) best = c;
+  }
+  if (best < 0) return 0;
+  t->taken = t->hrec[best];
+  got = kl_pages_next(&t->pages, best, &t->hrec[best], err);
+  t->has[best] = got > 0;
+  return got < 0 ? -1 : 1;
+}
+
+static int own_next(kl_trace *t, const kl_filter *f, int rewind, kl_event *ev, kl_err *err) {
+  if ((rewind || !t->started) && own_start(t, f, err) < 0) return -1;
+  for (;;) {
+    struct tep_record *r = &t->taken;
+    int got;
+    if (t->pend) {
+      t->pend = 0;
+    } else {
+      got = own_take(t, err);
+      if (got <= 0) return got;
+      if (f && f->t1 && r->ts > f->t1) {
+        memset(t->has, 0, (size_t)t->ncpus);  /* ordered by time: nothing after matches */
+        return 0;
+      }
+      if (r->missed_events != 0 && cpu_wanted(f, r->cpu) && kl_filter_wants_lost(f) &&
+          (!f || f->pid < 0) && (!f || r->ts >= f->t0)) {
+        t->pend = 1;
+        fill_lost(r, ev);
+        return 1;
+      }
+    }
+    got = kl_decoder_event(t->dec, f, r, ev, err);
+    if (got != 0) return got;
+  }
+}
+
+/* info(): every record once, with its own cursors (an iteration in
+ * progress is not disturbed). */
+static int own_scan(kl_trace *t, kl_err *err) {
+  kl_pages ps;
+  struct tep_record r;
+  int64_t *byid = NULL;
+  int maxid = 0, c, nev = tep_get_events_count(t->tep), got = 0;
+  struct tep_event **events = tep_list_events(t->tep, TEP_EVENT_SORT_ID);
+  uint64_t first = UINT64_MAX, last = 0;
+
+  for (c = 0; events && c < nev; c++) {
+    if (events[c]->id > maxid) maxid = events[c]->id;
+  }
+  byid = calloc((size_t)maxid + 1, sizeof *byid);
+  if (!byid)
+    return kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "read trace %s: out of memory", t->path);
+  if (kl_pages_init(&ps, &t->pages.g, err) < 0) {
+    free(byid);
+    return -1;
+  }
+  for (c = 0; c < t->ncpus && got >= 0; c++) {
+    while ((got = kl_pages_next(&ps, c, &r, err)) > 0) {
+      int id = r.size >= 2 ? tep_data_type(t->tep, &r) : -1;
+      if (id >= 0 && id <= maxid) byid[id]++;
+      if (r.ts < first) first = r.ts;
+      if (r.ts > last) last = r.ts;
+    }
+  }
+  kl_pages_free(&ps);
+  if (got >= 0) got = store_counts(t, t->tep, byid, maxid, first, last, err);
+  free(byid);
+  return got < 0 ? -1 : 0;
 }
