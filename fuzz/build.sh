@@ -3,7 +3,8 @@
 # and UndefinedBehaviorSanitizer:
 #   sh fuzz/build.sh [OUTDIR]      (from the project root; default build-fuzz)
 # Then run one, e.g.:
-#   build-fuzz/fuzz_pages -runs=1000000 build-fuzz/corpus/fuzz_pages fuzz/corpus/fuzz_pages
+#   LSAN_OPTIONS=suppressions=fuzz/lsan.supp build-fuzz/fuzz_pages -runs=1000000 \
+#     -artifact_prefix=build-fuzz/ build-fuzz/corpus/fuzz_pages fuzz/corpus/fuzz_pages
 # (the first corpus folder receives what the fuzzer finds; fuzz/corpus/ holds the seeds).
 set -eu
 out=${1:-build-fuzz}
