@@ -32,6 +32,16 @@ local PAGE_DAMAGE = {
   {what = "32 random bit flips", off = 16, flips = 32, expect = "either"},
 }
 
+-- Damage to the headers that libtraceevent would read past its buffers on:
+-- the byte at `shift` after the first match of `pattern` becomes `byte`; the
+-- open must refuse the copy ("invalid").
+local HEADER_DAMAGE = {
+  {what = "a NUL inside a printk format line", pattern = "\n0x%x+ : \"", shift = 4,
+   byte = "\0"},
+  {what = "a printk format line without a colon", pattern = "\n0x%x+ : \"", shift = 20,
+   byte = " "},
+}
+
 -- Truncation points, as functions of the file size and the data pages.
 local TRUNCATIONS = {
   function(size) return {0, 1, 9, 10, 17, 100, 4095, 4096, size // 3, size // 2} end,
@@ -174,6 +184,18 @@ describe("hardened trace.dat reader #linux", function()
     end
     assert.is_true(errors >= 5 * #pages, "errors " .. errors)
   end)
+
+  for _, row in ipairs(HEADER_DAMAGE) do
+    it("refuses at open: " .. row.what, function()
+      local at = assert(data:find(row.pattern))
+      local pos = at + row.shift
+      local path = dir .. "/h.dat"
+      write(path, data:sub(1, pos - 1) .. row.byte .. data:sub(pos + 1))
+      local res = run_child({path})
+      assert.equal("open-refused", res[1].kind, res[1].detail)
+      assert.truthy(res[1].detail:match("^invalid "), res[1].detail)
+    end)
+  end
 
   it("refuses every truncated copy at open", function()
     local files, cuts, seen = {}, {}, {}

@@ -154,6 +154,39 @@ static int read_cstr(int fd, char *buf, size_t cap) {
   return -1;
 }
 
+/* The printk formats section: lines "ADDRESS : FORMAT".  libtraceevent 1.7
+ * reads past its buffer on a line with no text after the first ':' or one
+ * cut by a NUL byte, so such a section is refused here.  Leaves the file
+ * position after the section; 0 or -1. */
+static int printk_ok(int fd, uint32_t size, off_t fsize) {
+  char buf[4096];
+  uint32_t done = 0;
+  size_t col = 0;          /* bytes of the current line so far */
+  int colon = -1;          /* column of its first ':', -1 none yet */
+
+  off_t pos = lseek(fd, 0, SEEK_CUR);
+
+  if (pos < 0 || (uint64_t)size > (uint64_t)(fsize - pos)) return -1;
+  while (done < size) {
+    size_t n = size - done < sizeof buf ? size - done : sizeof buf, i;
+    if (read_full(fd, buf, n) < 0) return -1;
+    for (i = 0; i < n; i++) {
+      char c = buf[i];
+      if (c == '\0') return -1;
+      if (c == '\n') {
+        if (col > 0 && (colon <= 0 || (size_t)colon + 1 >= col)) return -1;
+        col = 0;
+        colon = -1;
+        continue;
+      }
+      if (c == ':' && colon < 0) colon = (int)(col < 1000000 ? col : 1000000);
+      col++;
+    }
+    done += (uint32_t)n;
+  }
+  return col > 0 && (colon <= 0 || (size_t)colon + 1 >= col) ? -1 : 0;
+}
+
 /* v6 only: walk every header section to the flyrecord table, checking
  * that each size stays inside the file and that every CPU's data does too
  * (libtracecmd 3.1.6 crashes on some truncated files instead of failing).
@@ -187,10 +220,8 @@ static int v6_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
       NEED(read_full(fd, b, 8) == 0 && skip_bytes(fd, rd64(b, big), fsize) == 0, "event formats");
     }
   }
-  for (i = 0; i < 2; i++) {
-    NEED(read_full(fd, b, 4) == 0 && skip_bytes(fd, rd32(b, big), fsize) == 0,
-         i ? "printk formats" : "kallsyms");
-  }
+  NEED(read_full(fd, b, 4) == 0 && skip_bytes(fd, rd32(b, big), fsize) == 0, "kallsyms");
+  NEED(read_full(fd, b, 4) == 0 && printk_ok(fd, rd32(b, big), fsize) == 0, "printk formats");
   NEED(read_full(fd, b, 8) == 0 && skip_bytes(fd, rd64(b, big), fsize) == 0, "command lines");
   NEED(read_full(fd, b, 4) == 0, "CPU count");
   ncpus = rd32(b, big);
