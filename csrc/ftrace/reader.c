@@ -91,7 +91,8 @@ struct kl_trace {
   int own;
   int fd;                       /* own: the file, read with pread */
   int ts_opts;                  /* options that change timestamps (libtracecmd applies them) */
-  uint32_t v6_ncpus;
+  uint32_t v6_ncpus;            /* CPUs of the CPU table (v7: highest id + 1) */
+  int v7_plain, v7_table;       /* v7: uncompressed; its CPU table was read */
   uint64_t *cpu_off, *cpu_size; /* v6: each CPU's data */
   kl_pages pages;
   struct tep_record *hrec;      /* own: the head record of each CPU */
@@ -102,6 +103,8 @@ struct kl_trace {
   /* info(), computed once by a scan */
   int info_done;
   uint64_t first_ts, last_ts;
+
+  struct stat opened;           /* the file as the probe validated it */
   kl_event_count *counts;
   size_t ncounts;
 };
@@ -291,18 +294,56 @@ bad:
   return -1;
 }
 
-/* v7 only: the clock, from the top-level BUFFER option (or TRACECLOCK) of
- * the uncompressed options sections.  Best effort: anything unexpected,
- * or a compressed options section, leaves clock "". */
-static void v7_clock(kl_trace *t, int fd, off_t fsize) {
+/* v7: the top-level BUFFER option: offset, name "", clock, page size, CPU
+ * count, then per CPU its id, data offset and size.  Fills the clock and,
+ * when every CPU's data lies inside the file, the CPU table. */
+static void v7_buffer(kl_trace *t, const unsigned char *d, uint32_t n, off_t fsize) {
+  const unsigned char *c, *e = d + n, *p;
+  uint32_t i, ncpu, maxid = 0;
+  int big = t->big_endian;
+
+  if (n < 10 || d[8] != '\0') return;              /* a sub-buffer, not the top level */
+  c = memchr(d + 9, '\0', n - 9);
+  if (!c) return;
+  snprintf(t->clock, sizeof t->clock, "%.31s", (const char *)d + 9);
+  p = c + 1;
+  if (e - p < 8) return;
+  ncpu = rd32(p + 4, big);
+  p += 8;
+  if (ncpu > KL_MAX_CPUS || (uint64_t)(e - p) < (uint64_t)ncpu * 20) return;
+  for (i = 0; i < ncpu; i++) {
+    uint32_t id = rd32(p + i * 20, big);
+    uint64_t off = rd64(p + i * 20 + 4, big), size = rd64(p + i * 20 + 12, big);
+    if (id >= KL_MAX_CPUS || off > (uint64_t)fsize || size > (uint64_t)fsize - off) return;
+    if (id + 1 > maxid) maxid = id + 1;
+  }
+  t->cpu_off = calloc((size_t)maxid + 1, sizeof *t->cpu_off);
+  t->cpu_size = calloc((size_t)maxid + 1, sizeof *t->cpu_size);
+  if (!t->cpu_off || !t->cpu_size) return;
+  for (i = 0; i < ncpu; i++) {
+    uint32_t id = rd32(p + i * 20, big);
+    t->cpu_off[id] = rd64(p + i * 20 + 4, big);
+    t->cpu_size[id] = rd64(p + i * 20 + 12, big);
+  }
+  t->v6_ncpus = maxid;
+  t->v7_table = 1;
+}
+
+/* v7 only: walk the uncompressed options sections for the clock (BUFFER or
+ * TRACECLOCK), the CPU table of an uncompressed file, and the options that
+ * change timestamps.  Best effort: anything unexpected leaves the clock ""
+ * and no CPU table (libtracecmd then reads the records). */
+static void v7_options(kl_trace *t, int fd, off_t fsize, uint64_t *printk) {
   unsigned char b[16];
   char name[64];
+  unsigned char data[16384];
   uint64_t off;
   int big = t->big_endian, sections;
 
   /* compression name and version follow the common header */
-  if (read_cstr(fd, name, sizeof name) < 0 || read_cstr(fd, name, sizeof name) < 0) return;
-  if (read_full(fd, b, 8) < 0) return;
+  if (read_cstr(fd, name, sizeof name) < 0) return;
+  t->v7_plain = strcmp(name, "none") == 0;
+  if (read_cstr(fd, name, sizeof name) < 0 || read_full(fd, b, 8) < 0) return;
   off = rd64(b, big);
   for (sections = 0; off && sections < 64; sections++) {
     uint64_t size, end, pos;
@@ -326,16 +367,19 @@ static void v7_clock(kl_trace *t, int fd, off_t fsize) {
         off = rd64(b, big);
         break;
       }
-      if ((id == 3 || id == 4) && osz < 4096) {  /* BUFFER, TRACECLOCK */
-        char data[4096], *c, *e;
+      /* DATE, OFFSET, TIME_SHIFT, TSC2NSEC: libtracecmd corrects timestamps */
+      if (id == 1 || id == 7 || id == 12 || id == 14) t->ts_opts = 1;
+      if (id == 20 && osz == 8) {  /* PRINTK: where its section is */
+        if (read_full(fd, b, 8) < 0) return;
+        *printk = rd64(b, big);
+      } else if ((id == 3 || id == 4) && osz < sizeof data) {  /* BUFFER, TRACECLOCK */
+        char *c, *e;
         if (read_full(fd, data, osz) < 0) return;
         data[osz] = '\0';
-        if (id == 3 && osz > 9 && data[8] == '\0') {   /* offset, "" (top level), clock */
-          snprintf(t->clock, sizeof t->clock, "%.31s", data + 9);
-          return;
-        }
-        if (id == 4 && (c = strchr(data, '[')) && (e = strchr(c, ']')) &&
-            (size_t)(e - c - 1) < sizeof t->clock) {
+        if (id == 3) {
+          v7_buffer(t, data, osz, fsize);
+        } else if ((c = strchr((char *)data, '[')) && (e = strchr(c, ']')) &&
+                   (size_t)(e - c - 1) < sizeof t->clock && !t->clock[0]) {
           memcpy(t->clock, c + 1, (size_t)(e - c - 1));
           t->clock[e - c - 1] = '\0';
         }
@@ -345,6 +389,22 @@ static void v7_clock(kl_trace *t, int fd, off_t fsize) {
       pos += osz;
     }
   }
+}
+
+/* v7: the options, then the printk section (as in v6_walk) when it is
+ * not compressed.  -1 with err when that section is refused. */
+static int v7_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
+  unsigned char b[16];
+  uint64_t printk = 0;
+  v7_options(t, fd, fsize, &printk);
+  if (!printk || printk > (uint64_t)fsize || lseek(fd, (off_t)printk, SEEK_SET) < 0 ||
+      read_full(fd, b, 16) < 0)
+    return 0;
+  if ((t->big_endian ? (b[2] << 8 | b[3]) : (b[3] << 8 | b[2])) & 1) return 0;  /* compressed */
+  if (read_full(fd, b, 4) == 0 && printk_ok(fd, rd32(b, t->big_endian), fsize) == 0) return 0;
+  return kl_err_set(err, KL_E_INVALID, 0,
+                    "open trace %s: truncated or corrupt trace.dat (printk formats section)",
+                    t->path);
 }
 
 /* Check the header of path; fills version, endianness, sizes. */
@@ -408,8 +468,9 @@ static int check_header(kl_trace *t, const char *path, kl_err *err) {
   }
   t->clock[0] = '\0';
   if (t->version == 6 && v6_walk(t, fd, st.st_size, err) < 0) goto error;
-  if (t->version == 7) v7_clock(t, fd, st.st_size);
+  if (t->version == 7 && v7_walk(t, fd, st.st_size, err) < 0) goto error;
   t->fd = fd;  /* kept: pages.c reads this very file, whatever the path becomes */
+  t->opened = st;
   return 0;
 
 error:
@@ -544,7 +605,7 @@ kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
   if (check_header(t, path, err) < 0) goto error;
 
   tracecmd_set_loglevel(TEP_LOG_NONE);
-  t->own = t->version == 6 && !t->ts_opts;
+  t->own = !t->ts_opts && (t->version == 6 || (t->v7_plain && t->v7_table));
   if (probe_open(t, err) < 0) goto error;
   t->h = t->own ? tracecmd_open_head(path, KL_TC_FLAGS) : tracecmd_open(path, KL_TC_FLAGS);
   if (!t->h) {
@@ -663,6 +724,16 @@ static struct tep_record *reread(struct tracecmd_input *h, struct tep_record *r,
 
 /* Replace the handle by a fresh one at the same position (see
  * KL_RECYCLE_BYTES).  On any failure the trace keeps its old handle. */
+/* libtracecmd opens the path again (recycle, scan_info): only while it is
+ * still the file the probe validated (same inode, size and time), never a
+ * file changed or replaced since, which libtracecmd would read unchecked. */
+static int same_file(const kl_trace *t) {
+  struct stat st;
+  return stat(t->path, &st) == 0 && st.st_dev == t->opened.st_dev &&
+         st.st_ino == t->opened.st_ino && st.st_size == t->opened.st_size &&
+         st.st_mtime == t->opened.st_mtime;
+}
+
 static void recycle(kl_trace *t) {
   struct tracecmd_input *nh;
   struct tep_record **heads = NULL;
@@ -671,6 +742,7 @@ static void recycle(kl_trace *t) {
 
   t->consumed = 0;
   if (t->cur) return;  /* its data still points into the old handle */
+  if (!same_file(t)) return;
   nh = tracecmd_open(t->path, KL_TC_FLAGS);
   if (!nh) return;
   heads = calloc((size_t)t->ncpus + 1, sizeof *heads);
@@ -892,6 +964,11 @@ static int scan_info(kl_trace *t, kl_err *err) {
   kl_dropper scandrop;
 
   drop_init(&scandrop, t->path, t->version, t->page_size);
+  if (!same_file(t)) {
+    kl_err_set(err, KL_E_INVALID, 0, "read trace %s: the file changed since it was opened",
+               t->path);
+    goto error;
+  }
   h = tracecmd_open(t->path, KL_TC_FLAGS);
   if (!h) {
     kl_err_set(err, KL_E_INVALID, 0, "read trace %s: cannot reopen it (changed or corrupt?)",
@@ -928,7 +1005,7 @@ static int scan_info(kl_trace *t, kl_err *err) {
       }
       if (consumed >= KL_RECYCLE_BYTES) {
         /* bound memory as the iteration does: a fresh handle, same place */
-        struct tracecmd_input *nh = tracecmd_open(t->path, KL_TC_FLAGS);
+        struct tracecmd_input *nh = same_file(t) ? tracecmd_open(t->path, KL_TC_FLAGS) : NULL;
         int ok = 1;
         consumed = 0;
         if (nh) {
