@@ -45,7 +45,6 @@ local function check_number(v, field, lo, hi, level)
   end
   return v
 end
-M.check_number = check_number
 
 local function check_backoff(b)
   local r = {}
