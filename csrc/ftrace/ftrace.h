@@ -114,6 +114,8 @@ KL_INTERNAL kl_decoder *kl_decoder_new(struct tep_handle *tep, int long_size, in
                                        const char *what, kl_err *err);
 /* Another tep for the same data (plans are dropped, names matched again). */
 KL_INTERNAL void kl_decoder_set_tep(kl_decoder *d, struct tep_handle *tep);
+/* Bytes a record needs before libtraceevent may read its type and pid. */
+KL_INTERNAL size_t kl_decoder_common_end(const kl_decoder *d);
 /* A new iteration: its filter's names are matched again. */
 KL_INTERNAL void kl_decoder_new_filter(kl_decoder *d);
 /* Does the filter let lost_events markers through? */

@@ -988,7 +988,8 @@ static int scan_info(kl_trace *t, kl_err *err) {
     struct tep_record *r = tracecmd_read_cpu_first(h, c);
     uint64_t consumed = 0;
     while (r) {
-      int id = r->size >= 2 ? tep_data_type(tep, r) : -1;
+      int id = r->size >= 0 && (size_t)r->size >= kl_decoder_common_end(t->dec)
+                   ? tep_data_type(tep, r) : -1;
       if (id >= 0 && id <= maxid) byid[id]++;
       if (r->ts < first) first = r->ts;
       if (r->ts > last) last = r->ts;
@@ -1159,7 +1160,8 @@ static int own_scan(kl_trace *t, kl_err *err) {
   }
   for (c = 0; c < t->ncpus && got >= 0; c++) {
     while ((got = kl_pages_next(&ps, c, &r, err)) > 0) {
-      int id = r.size >= 2 ? tep_data_type(t->tep, &r) : -1;
+      int id = r.size >= 0 && (size_t)r.size >= kl_decoder_common_end(t->dec)
+                   ? tep_data_type(t->tep, &r) : -1;
       if (id >= 0 && id <= maxid) byid[id]++;
       if (r.ts < first) first = r.ts;
       if (r.ts > last) last = r.ts;
