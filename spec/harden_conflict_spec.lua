@@ -31,6 +31,26 @@ local BAD_NUMBERS = {
   { opts = { backoff = { jitter = 0 / 0 } }, field = "backoff.jitter" },
 }
 
+-- kl.capture's own numbers.
+local BAD_CAPTURE_NUMBERS = {
+  { opts = { seconds = 0 / 0 }, field = "seconds" },
+  { opts = { seconds = math.huge }, field = "seconds" },
+  { opts = { seconds = -2 }, field = "seconds" },
+  { opts = { interval = 0 }, field = "interval" },
+  { opts = { interval = 0 / 0 }, field = "interval" },
+  { opts = { interval = -math.huge }, field = "interval" },
+}
+
+-- The command line's numeric options: exit 2, naming the option.
+local BAD_CLI_NUMBERS = {
+  { args = "capture --seconds 1e999", option = "--seconds" },
+  { args = "capture --seconds -1", option = "--seconds" },
+  { args = "capture --timeout=-0.5", option = "--timeout" },
+  { args = "start --circular-mb -4", option = "--circular-mb" },
+  { args = "start --buffer-kb 1e400", option = "--buffer-kb" },
+  { args = "capture --flush-timer nan", option = "--flush-timer" },
+}
+
 -- What an on_conflict function may not answer.
 local BAD_ANSWERS = { 0 / 0, math.huge, -1, "nap", true }
 
@@ -100,6 +120,30 @@ describe("#linux hardened conflict policies", function()
       assert.is_false(ok, "accepted")
       assert.truthy(tostring(e):find("'" .. row.field .. "'", 1, true), e)
       assert.is_false(H.instance_exists(opts.name))
+    end)
+  end
+
+  for _, row in ipairs(BAD_CAPTURE_NUMBERS) do
+    local k, v = next(row.opts)
+    it(("kl.capture refuses %s = %s, naming the field"):format(k, tostring(v)), function()
+      local name = uname()
+      local ok, e = pcall(kl.capture, { name = name, flags = { "cswitch" }, [k] = v,
+                                        file = dir .. "/never.dat" })
+      assert.is_false(ok, "accepted")
+      assert.truthy(tostring(e):find("'" .. row.field .. "'", 1, true), e)
+      assert.is_false(H.instance_exists(name))
+    end)
+  end
+
+  for _, row in ipairs(BAD_CLI_NUMBERS) do
+    it("kernellogger " .. row.args .. " is a usage error naming the option", function()
+      local name = uname()
+      local p = assert(io.popen(("lua5.4 bin/kernellogger %s -n %s 2>&1"):format(row.args, name)))
+      local out = p:read("a")
+      local _, _, rc = p:close()
+      assert.equal(2, rc, out)
+      assert.truthy(out:find(row.option, 1, true), out)
+      assert.is_false(H.instance_exists(name))
     end)
   end
 
