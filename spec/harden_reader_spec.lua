@@ -40,6 +40,8 @@ local HEADER_DAMAGE = {
    byte = "\0"},
   {what = "a printk format line without a colon", pattern = "\n0x%x+ : \"", shift = 20,
    byte = " "},
+  {what = "a printk format of one character", pattern = "\n0x%x+ : \"", shift = 24,
+   byte = "\n"},
 }
 
 -- Truncation points, as functions of the file size and the data pages.

@@ -158,15 +158,26 @@ static int read_cstr(int fd, char *buf, size_t cap) {
 }
 
 /* The printk formats section: lines "ADDRESS : FORMAT".  libtraceevent 1.7
- * reads past its buffer on a line with no text after the first ':' or one
- * cut by a NUL byte, so such a section is refused here.  Leaves the file
- * position after the section; 0 or -1. */
+ * takes the format as what follows the first ':' minus one character (the
+ * space), drops one leading quote, then looks 3 characters back from the
+ * end of what is left; and it reads past its buffer when a NUL cuts a
+ * line.  A line that leaves fewer than 3 characters, or a NUL, is refused.
+ * Leaves the file position after the section; 0 or -1. */
+typedef struct printk_line {
+  size_t col;              /* bytes of the line so far */
+  int colon;               /* a ':' was seen, not in column 0 */
+  size_t after;            /* bytes after the first ':' */
+  int quote;               /* the second of those is a '"' */
+} printk_line;
+
+static int printk_line_ok(const printk_line *l) {
+  return l->col == 0 || (l->colon && l->after >= 1 + (size_t)l->quote + 3);
+}
+
 static int printk_ok(int fd, uint32_t size, off_t fsize) {
   char buf[4096];
   uint32_t done = 0;
-  size_t col = 0;          /* bytes of the current line so far */
-  int colon = -1;          /* column of its first ':', -1 none yet */
-
+  printk_line l = {0, 0, 0, 0};
   off_t pos = lseek(fd, 0, SEEK_CUR);
 
   if (pos < 0 || (uint64_t)size > (uint64_t)(fsize - pos)) return -1;
@@ -177,17 +188,21 @@ static int printk_ok(int fd, uint32_t size, off_t fsize) {
       char c = buf[i];
       if (c == '\0') return -1;
       if (c == '\n') {
-        if (col > 0 && (colon <= 0 || (size_t)colon + 1 >= col)) return -1;
-        col = 0;
-        colon = -1;
+        if (!printk_line_ok(&l)) return -1;
+        memset(&l, 0, sizeof l);
         continue;
       }
-      if (c == ':' && colon < 0) colon = (int)(col < 1000000 ? col : 1000000);
-      col++;
+      if (l.colon) {
+        if (++l.after == 2) l.quote = c == '"';
+      } else if (c == ':') {
+        if (l.col == 0) return -1;
+        l.colon = 1;
+      }
+      l.col++;
     }
     done += (uint32_t)n;
   }
-  return col > 0 && (colon <= 0 || (size_t)colon + 1 >= col) ? -1 : 0;
+  return printk_line_ok(&l) ? 0 : -1;
 }
 
 /* v6 only: walk every header section to the flyrecord table, checking
