@@ -205,6 +205,34 @@ static int printk_ok(int fd, uint32_t size, off_t fsize) {
   return printk_line_ok(&l) ? 0 : -1;
 }
 
+/* v6: the flyrecord CPU table (offset and size of each CPU's data), each
+ * range checked against the file size. */
+static int v6_cpu_table(kl_trace *t, int fd, uint32_t ncpus, off_t fsize, kl_err *err) {
+  unsigned char b[16];
+  uint32_t i;
+  t->cpu_off = calloc((size_t)ncpus + 1, sizeof *t->cpu_off);
+  t->cpu_size = calloc((size_t)ncpus + 1, sizeof *t->cpu_size);
+  if (!t->cpu_off || !t->cpu_size)
+    return kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "open trace %s: out of memory", t->path);
+  for (i = 0; i < ncpus; i++) {
+    uint64_t off, size;
+    if (read_full(fd, b, 16) < 0)
+      return kl_err_set(err, KL_E_INVALID, 0,
+                        "open trace %s: truncated or corrupt trace.dat (CPU table section)",
+                        t->path);
+    off = rd64(b, t->big_endian);
+    size = rd64(b + 8, t->big_endian);
+    if (off > (uint64_t)fsize || size > (uint64_t)fsize - off)
+      return kl_err_set(err, KL_E_INVALID, 0,
+                        "open trace %s: truncated: CPU %u data (offset %llu, %llu bytes) "
+                        "runs past the end of the file (%lld bytes)", t->path, i,
+                        (unsigned long long)off, (unsigned long long)size, (long long)fsize);
+    t->cpu_off[i] = off;
+    t->cpu_size[i] = size;
+  }
+  return 0;
+}
+
 /* v6 only: walk every header section to the flyrecord table, checking
  * that each size stays inside the file and that every CPU's data does too
  * (libtracecmd 3.1.6 crashes on some truncated files instead of failing).
@@ -265,27 +293,7 @@ static int v6_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
     return -1;
   }
   NEED(memcmp(name, "flyrecord", 10) == 0, "data kind");
-  t->cpu_off = calloc((size_t)ncpus + 1, sizeof *t->cpu_off);
-  t->cpu_size = calloc((size_t)ncpus + 1, sizeof *t->cpu_size);
-  if (!t->cpu_off || !t->cpu_size) {
-    kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "open trace %s: out of memory", t->path);
-    return -1;
-  }
-  for (i = 0; i < ncpus; i++) {
-    uint64_t off, size;
-    NEED(read_full(fd, b, 16) == 0, "CPU table");
-    off = rd64(b, big);
-    size = rd64(b + 8, big);
-    if (off > (uint64_t)fsize || size > (uint64_t)fsize - off) {
-      kl_err_set(err, KL_E_INVALID, 0,
-                 "open trace %s: truncated: CPU %u data (offset %llu, %llu bytes) "
-                 "runs past the end of the file (%lld bytes)", t->path, i,
-                 (unsigned long long)off, (unsigned long long)size, (long long)fsize);
-      return -1;
-    }
-    t->cpu_off[i] = off;
-    t->cpu_size[i] = size;
-  }
+  if (v6_cpu_table(t, fd, ncpus, fsize, err) < 0) return -1;
   if (have_clock && read_full(fd, b, 8) == 0) {
     sz = rd64(b, big);
     if (sz > 0 && sz < 4096) {
