@@ -61,6 +61,7 @@ struct kl_decoder {
   struct tep_handle *tep;
   int long_size;
   int swap;                     /* the data's endianness differs from ours */
+  size_t common_end;            /* bytes a record needs for libtraceevent's type and pid */
 
   /* decoding plans, open addressing on the event id */
   evplan *plans;
@@ -455,6 +456,25 @@ oom:
 /* The shared entry points                                             */
 /* ------------------------------------------------------------------ */
 
+/* The end of the common_type and common_pid fields over every format:
+ * libtraceevent reads them from any record without checking its size, so
+ * a shorter record (or a format that places them far away) is skipped. */
+static size_t common_end_of(struct tep_handle *tep) {
+  struct tep_event **events = tep ? tep_list_events(tep, TEP_EVENT_SORT_ID) : NULL;
+  int i, n = tep ? tep_get_events_count(tep) : 0;
+  size_t end = 8;  /* the kernel's common header: type, flags, preempt count, pid */
+  static const char *const names[] = {"common_type", "common_pid"};
+  for (i = 0; events && i < n; i++) {
+    size_t k;
+    for (k = 0; k < 2; k++) {
+      struct tep_format_field *f = tep_find_common_field(events[i], names[k]);
+      if (f && f->offset >= 0 && f->size >= 0 && (size_t)f->offset + (size_t)f->size > end)
+        end = (size_t)f->offset + (size_t)f->size;
+    }
+  }
+  return end;
+}
+
 kl_decoder *kl_decoder_new(struct tep_handle *tep, int long_size, int swap, const char *what,
                            kl_err *err) {
   kl_decoder *d = calloc(1, sizeof *d);
@@ -464,6 +484,7 @@ kl_decoder *kl_decoder_new(struct tep_handle *tep, int long_size, int swap, cons
   }
   snprintf(d->what, sizeof d->what, "%s", what);
   d->tep = tep;
+  d->common_end = common_end_of(tep);
   d->long_size = long_size;
   d->swap = swap;
   d->filter_gen = 1;
@@ -473,7 +494,12 @@ kl_decoder *kl_decoder_new(struct tep_handle *tep, int long_size, int swap, cons
 void kl_decoder_set_tep(kl_decoder *d, struct tep_handle *tep) {
   free_plans(d);
   d->tep = tep;
+  d->common_end = common_end_of(tep);
   d->filter_gen++;
+}
+
+size_t kl_decoder_common_end(const kl_decoder *d) {
+  return d->common_end;
 }
 
 void kl_decoder_new_filter(kl_decoder *d) {
@@ -496,7 +522,7 @@ int kl_decoder_event(kl_decoder *t, const kl_filter *f, const struct tep_record 
     t->filter_gen++;
   }
   if (f && r->ts < f->t0) return 0;
-  if (r->size < 2) return 0;
+  if (r->size < 0 || (size_t)r->size < t->common_end) return 0;
   id = tep_data_type(t->tep, (struct tep_record *)r);
   if (err) err->code = KL_OK;
   p = get_plan(t, id, err);

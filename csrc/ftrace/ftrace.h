@@ -5,6 +5,7 @@
  *   tracedat.c  the trace.dat v6 writer
  *   files.c     safe file creation: temp + fsync + rename, no symlinks
  *   reader.c    reading trace.dat through libtracecmd
+ *   pages.c     trace.dat v6 records, page by page, checked before use
  *   decode.c    records -> kl_event (shared by reader.c and live.c)
  *   live.c      real-time sessions: the per-CPU trace_pipe_raw, read live
  *   recorder.c  file sessions: the detached worker that streams the rings
@@ -140,6 +141,39 @@ KL_INTERNAL int kl_ftrace_trace_next(kl_trace *t, const kl_filter *f, int rewind
                                      kl_event *ev, kl_err *err);
 KL_INTERNAL void kl_ftrace_trace_close(kl_trace *t);
 
+/* ---- checked page reading (pages.c) ---- */
+typedef struct kl_pages_geom {
+  int fd;                          /* open on the file, read with pread */
+  const char *path;                /* for messages */
+  int page_size, long_size, big;   /* from the file header */
+  int ncpus;
+  const uint64_t *cpu_off, *cpu_size;  /* each CPU's data in the file */
+} kl_pages_geom;
+
+typedef struct kl_pcpu {
+  uint64_t off;                    /* file offset of the next page */
+  uint64_t page_off;               /* file offset of the loaded page */
+  unsigned char *buf[2];           /* two pages: the loaded one, the one before */
+  int which;                       /* buf[which] is the loaded page */
+  uint32_t size, pos;              /* its commit; the next record's index */
+  uint64_t ts, last_page_ts;
+  long long missed;                /* lost before the page (-1: unknown count) */
+} kl_pcpu;
+
+typedef struct kl_pages {
+  kl_pages_geom g;
+  unsigned hdr;                    /* bytes of a page header */
+  kl_pcpu *cpu;
+} kl_pages;
+
+KL_INTERNAL int kl_pages_init(kl_pages *p, const kl_pages_geom *g, kl_err *err);
+KL_INTERNAL void kl_pages_free(kl_pages *p);
+/* Back to CPU c's first page. */
+KL_INTERNAL void kl_pages_rewind(kl_pages *p, int c);
+/* The next record of CPU c (data valid until the call after next for
+ * that CPU).  1: r filled; 0: end; -1: error naming the file offset. */
+KL_INTERNAL int kl_pages_next(kl_pages *p, int c, struct tep_record *r, kl_err *err);
+
 /* ---- decoding records (decode.c) ---- */
 typedef struct kl_decoder kl_decoder;
 /* what names the source in messages ("read trace PATH", "events NAME");
@@ -148,6 +182,8 @@ KL_INTERNAL kl_decoder *kl_decoder_new(struct tep_handle *tep, int long_size, in
                                        const char *what, kl_err *err);
 /* Another tep for the same data (plans are dropped, names matched again). */
 KL_INTERNAL void kl_decoder_set_tep(kl_decoder *d, struct tep_handle *tep);
+/* Bytes a record needs before libtraceevent may read its type and pid. */
+KL_INTERNAL size_t kl_decoder_common_end(const kl_decoder *d);
 /* A new iteration: its filter's names are matched again. */
 KL_INTERNAL void kl_decoder_new_filter(kl_decoder *d);
 /* Does the filter let lost_events markers through? */

@@ -61,6 +61,9 @@ typedef struct kl_dropper {
 } kl_dropper;
 
 static void drop_init(kl_dropper *d, const char *path, int version, int page_size);
+static int own_init(kl_trace *t, kl_err *err);
+static int own_next(kl_trace *t, const kl_filter *f, int rewind, kl_event *ev, kl_err *err);
+static int own_scan(kl_trace *t, kl_err *err);
 
 struct kl_trace {
   char path[KL_PATH_MAX];
@@ -83,9 +86,25 @@ struct kl_trace {
   kl_dropper drop;
   uintptr_t cur_drop, pending_drop;  /* page to release once that record is freed */
 
+  /* v6 files without time corrections are read by pages.c: libtracecmd
+   * only parses the headers (formats, command lines) */
+  int own;
+  int fd;                       /* own: the file, read with pread */
+  int ts_opts;                  /* options that change timestamps (libtracecmd applies them) */
+  uint32_t v6_ncpus;            /* CPUs of the CPU table (v7: highest id + 1) */
+  int v7_plain, v7_table;       /* v7: uncompressed; its CPU table was read */
+  uint64_t *cpu_off, *cpu_size; /* v6: each CPU's data */
+  kl_pages pages;
+  struct tep_record *hrec;      /* own: the head record of each CPU */
+  unsigned char *has;           /* own: hrec[c] is valid */
+  struct tep_record taken;      /* own: the record handed out (or pending) */
+  int pend;                     /* own: taken is to be returned after a lost marker */
+
   /* info(), computed once by a scan */
   int info_done;
   uint64_t first_ts, last_ts;
+
+  struct stat opened;           /* the file as the probe validated it */
   kl_event_count *counts;
   size_t ncounts;
 };
@@ -138,6 +157,82 @@ static int read_cstr(int fd, char *buf, size_t cap) {
   return -1;
 }
 
+/* The printk formats section: lines "ADDRESS : FORMAT".  libtraceevent 1.7
+ * takes the format as what follows the first ':' minus one character (the
+ * space), drops one leading quote, then looks 3 characters back from the
+ * end of what is left; and it reads past its buffer when a NUL cuts a
+ * line.  A line that leaves fewer than 3 characters, or a NUL, is refused.
+ * Leaves the file position after the section; 0 or -1. */
+typedef struct printk_line {
+  size_t col;              /* bytes of the line so far */
+  int colon;               /* a ':' was seen, not in column 0 */
+  size_t after;            /* bytes after the first ':' */
+  int quote;               /* the second of those is a '"' */
+} printk_line;
+
+static int printk_line_ok(const printk_line *l) {
+  return l->col == 0 || (l->colon && l->after >= 1 + (size_t)l->quote + 3);
+}
+
+static int printk_ok(int fd, uint32_t size, off_t fsize) {
+  char buf[4096];
+  uint32_t done = 0;
+  printk_line l = {0, 0, 0, 0};
+  off_t pos = lseek(fd, 0, SEEK_CUR);
+
+  if (pos < 0 || (uint64_t)size > (uint64_t)(fsize - pos)) return -1;
+  while (done < size) {
+    size_t n = size - done < sizeof buf ? size - done : sizeof buf, i;
+    if (read_full(fd, buf, n) < 0) return -1;
+    for (i = 0; i < n; i++) {
+      char c = buf[i];
+      if (c == '\0') return -1;
+      if (c == '\n') {
+        if (!printk_line_ok(&l)) return -1;
+        memset(&l, 0, sizeof l);
+        continue;
+      }
+      if (l.colon) {
+        if (++l.after == 2) l.quote = c == '"';
+      } else if (c == ':') {
+        if (l.col == 0) return -1;
+        l.colon = 1;
+      }
+      l.col++;
+    }
+    done += (uint32_t)n;
+  }
+  return printk_line_ok(&l) ? 0 : -1;
+}
+
+/* v6: the flyrecord CPU table (offset and size of each CPU's data), each
+ * range checked against the file size. */
+static int v6_cpu_table(kl_trace *t, int fd, uint32_t ncpus, off_t fsize, kl_err *err) {
+  unsigned char b[16];
+  uint32_t i;
+  t->cpu_off = calloc((size_t)ncpus + 1, sizeof *t->cpu_off);
+  t->cpu_size = calloc((size_t)ncpus + 1, sizeof *t->cpu_size);
+  if (!t->cpu_off || !t->cpu_size)
+    return kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "open trace %s: out of memory", t->path);
+  for (i = 0; i < ncpus; i++) {
+    uint64_t off, size;
+    if (read_full(fd, b, 16) < 0)
+      return kl_err_set(err, KL_E_INVALID, 0,
+                        "open trace %s: truncated or corrupt trace.dat (CPU table section)",
+                        t->path);
+    off = rd64(b, t->big_endian);
+    size = rd64(b + 8, t->big_endian);
+    if (off > (uint64_t)fsize || size > (uint64_t)fsize - off)
+      return kl_err_set(err, KL_E_INVALID, 0,
+                        "open trace %s: truncated: CPU %u data (offset %llu, %llu bytes) "
+                        "runs past the end of the file (%lld bytes)", t->path, i,
+                        (unsigned long long)off, (unsigned long long)size, (long long)fsize);
+    t->cpu_off[i] = off;
+    t->cpu_size[i] = size;
+  }
+  return 0;
+}
+
 /* v6 only: walk every header section to the flyrecord table, checking
  * that each size stays inside the file and that every CPU's data does too
  * (libtracecmd 3.1.6 crashes on some truncated files instead of failing).
@@ -171,14 +266,13 @@ static int v6_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
       NEED(read_full(fd, b, 8) == 0 && skip_bytes(fd, rd64(b, big), fsize) == 0, "event formats");
     }
   }
-  for (i = 0; i < 2; i++) {
-    NEED(read_full(fd, b, 4) == 0 && skip_bytes(fd, rd32(b, big), fsize) == 0,
-         i ? "printk formats" : "kallsyms");
-  }
+  NEED(read_full(fd, b, 4) == 0 && skip_bytes(fd, rd32(b, big), fsize) == 0, "kallsyms");
+  NEED(read_full(fd, b, 4) == 0 && printk_ok(fd, rd32(b, big), fsize) == 0, "printk formats");
   NEED(read_full(fd, b, 8) == 0 && skip_bytes(fd, rd64(b, big), fsize) == 0, "command lines");
   NEED(read_full(fd, b, 4) == 0, "CPU count");
   ncpus = rd32(b, big);
   NEED(ncpus <= KL_MAX_CPUS, "CPU count");
+  t->v6_ncpus = ncpus;
   NEED(read_full(fd, name, 10) == 0, "options");
   if (memcmp(name, "options  ", 10) == 0) {
     for (;;) {
@@ -188,6 +282,8 @@ static int v6_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
       if (id == 0) break;
       NEED(read_full(fd, b, 4) == 0 && skip_bytes(fd, rd32(b, big), fsize) == 0, "options");
       if (id == 4) have_clock = 1;  /* TRACECLOCK */
+      /* DATE, OFFSET, TIME_SHIFT, TSC2NSEC: libtracecmd corrects timestamps */
+      if (id == 1 || id == 7 || id == 12 || id == 14) t->ts_opts = 1;
     }
     NEED(read_full(fd, name, 10) == 0, "data kind");
   }
@@ -197,19 +293,7 @@ static int v6_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
     return -1;
   }
   NEED(memcmp(name, "flyrecord", 10) == 0, "data kind");
-  for (i = 0; i < ncpus; i++) {
-    uint64_t off, size;
-    NEED(read_full(fd, b, 16) == 0, "CPU table");
-    off = rd64(b, big);
-    size = rd64(b + 8, big);
-    if (off > (uint64_t)fsize || size > (uint64_t)fsize - off) {
-      kl_err_set(err, KL_E_INVALID, 0,
-                 "open trace %s: truncated: CPU %u data (offset %llu, %llu bytes) "
-                 "runs past the end of the file (%lld bytes)", t->path, i,
-                 (unsigned long long)off, (unsigned long long)size, (long long)fsize);
-      return -1;
-    }
-  }
+  if (v6_cpu_table(t, fd, ncpus, fsize, err) < 0) return -1;
   if (have_clock && read_full(fd, b, 8) == 0) {
     sz = rd64(b, big);
     if (sz > 0 && sz < 4096) {
@@ -233,18 +317,56 @@ bad:
   return -1;
 }
 
-/* v7 only: the clock, from the top-level BUFFER option (or TRACECLOCK) of
- * the uncompressed options sections.  Best effort: anything unexpected,
- * or a compressed options section, leaves clock "". */
-static void v7_clock(kl_trace *t, int fd, off_t fsize) {
+/* v7: the top-level BUFFER option: offset, name "", clock, page size, CPU
+ * count, then per CPU its id, data offset and size.  Fills the clock and,
+ * when every CPU's data lies inside the file, the CPU table. */
+static void v7_buffer(kl_trace *t, const unsigned char *d, uint32_t n, off_t fsize) {
+  const unsigned char *c, *e = d + n, *p;
+  uint32_t i, ncpu, maxid = 0;
+  int big = t->big_endian;
+
+  if (n < 10 || d[8] != '\0') return;              /* a sub-buffer, not the top level */
+  c = memchr(d + 9, '\0', n - 9);
+  if (!c) return;
+  snprintf(t->clock, sizeof t->clock, "%.31s", (const char *)d + 9);
+  p = c + 1;
+  if (e - p < 8) return;
+  ncpu = rd32(p + 4, big);
+  p += 8;
+  if (ncpu > KL_MAX_CPUS || (uint64_t)(e - p) < (uint64_t)ncpu * 20) return;
+  for (i = 0; i < ncpu; i++) {
+    uint32_t id = rd32(p + i * 20, big);
+    uint64_t off = rd64(p + i * 20 + 4, big), size = rd64(p + i * 20 + 12, big);
+    if (id >= KL_MAX_CPUS || off > (uint64_t)fsize || size > (uint64_t)fsize - off) return;
+    if (id + 1 > maxid) maxid = id + 1;
+  }
+  t->cpu_off = calloc((size_t)maxid + 1, sizeof *t->cpu_off);
+  t->cpu_size = calloc((size_t)maxid + 1, sizeof *t->cpu_size);
+  if (!t->cpu_off || !t->cpu_size) return;
+  for (i = 0; i < ncpu; i++) {
+    uint32_t id = rd32(p + i * 20, big);
+    t->cpu_off[id] = rd64(p + i * 20 + 4, big);
+    t->cpu_size[id] = rd64(p + i * 20 + 12, big);
+  }
+  t->v6_ncpus = maxid;
+  t->v7_table = 1;
+}
+
+/* v7 only: walk the uncompressed options sections for the clock (BUFFER or
+ * TRACECLOCK), the CPU table of an uncompressed file, and the options that
+ * change timestamps.  Best effort: anything unexpected leaves the clock ""
+ * and no CPU table (libtracecmd then reads the records). */
+static void v7_options(kl_trace *t, int fd, off_t fsize, uint64_t *printk) {
   unsigned char b[16];
   char name[64];
+  unsigned char data[16384];
   uint64_t off;
   int big = t->big_endian, sections;
 
   /* compression name and version follow the common header */
-  if (read_cstr(fd, name, sizeof name) < 0 || read_cstr(fd, name, sizeof name) < 0) return;
-  if (read_full(fd, b, 8) < 0) return;
+  if (read_cstr(fd, name, sizeof name) < 0) return;
+  t->v7_plain = strcmp(name, "none") == 0;
+  if (read_cstr(fd, name, sizeof name) < 0 || read_full(fd, b, 8) < 0) return;
   off = rd64(b, big);
   for (sections = 0; off && sections < 64; sections++) {
     uint64_t size, end, pos;
@@ -268,16 +390,19 @@ static void v7_clock(kl_trace *t, int fd, off_t fsize) {
         off = rd64(b, big);
         break;
       }
-      if ((id == 3 || id == 4) && osz < 4096) {  /* BUFFER, TRACECLOCK */
-        char data[4096], *c, *e;
+      /* DATE, OFFSET, TIME_SHIFT, TSC2NSEC: libtracecmd corrects timestamps */
+      if (id == 1 || id == 7 || id == 12 || id == 14) t->ts_opts = 1;
+      if (id == 20 && osz == 8) {  /* PRINTK: where its section is */
+        if (read_full(fd, b, 8) < 0) return;
+        *printk = rd64(b, big);
+      } else if ((id == 3 || id == 4) && osz < sizeof data) {  /* BUFFER, TRACECLOCK */
+        char *c, *e;
         if (read_full(fd, data, osz) < 0) return;
         data[osz] = '\0';
-        if (id == 3 && osz > 9 && data[8] == '\0') {   /* offset, "" (top level), clock */
-          snprintf(t->clock, sizeof t->clock, "%.31s", data + 9);
-          return;
-        }
-        if (id == 4 && (c = strchr(data, '[')) && (e = strchr(c, ']')) &&
-            (size_t)(e - c - 1) < sizeof t->clock) {
+        if (id == 3) {
+          v7_buffer(t, data, osz, fsize);
+        } else if ((c = strchr((char *)data, '[')) && (e = strchr(c, ']')) &&
+                   (size_t)(e - c - 1) < sizeof t->clock && !t->clock[0]) {
           memcpy(t->clock, c + 1, (size_t)(e - c - 1));
           t->clock[e - c - 1] = '\0';
         }
@@ -287,6 +412,22 @@ static void v7_clock(kl_trace *t, int fd, off_t fsize) {
       pos += osz;
     }
   }
+}
+
+/* v7: the options, then the printk section (as in v6_walk) when it is
+ * not compressed.  -1 with err when that section is refused. */
+static int v7_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
+  unsigned char b[16];
+  uint64_t printk = 0;
+  v7_options(t, fd, fsize, &printk);
+  if (!printk || printk > (uint64_t)fsize || lseek(fd, (off_t)printk, SEEK_SET) < 0 ||
+      read_full(fd, b, 16) < 0)
+    return 0;
+  if ((t->big_endian ? (b[2] << 8 | b[3]) : (b[3] << 8 | b[2])) & 1) return 0;  /* compressed */
+  if (read_full(fd, b, 4) == 0 && printk_ok(fd, rd32(b, t->big_endian), fsize) == 0) return 0;
+  return kl_err_set(err, KL_E_INVALID, 0,
+                    "open trace %s: truncated or corrupt trace.dat (printk formats section)",
+                    t->path);
 }
 
 /* Check the header of path; fills version, endianness, sizes. */
@@ -350,8 +491,9 @@ static int check_header(kl_trace *t, const char *path, kl_err *err) {
   }
   t->clock[0] = '\0';
   if (t->version == 6 && v6_walk(t, fd, st.st_size, err) < 0) goto error;
-  if (t->version == 7) v7_clock(t, fd, st.st_size);
-  close(fd);
+  if (t->version == 7 && v7_walk(t, fd, st.st_size, err) < 0) goto error;
+  t->fd = fd;  /* kept: pages.c reads this very file, whatever the path becomes */
+  t->opened = st;
   return 0;
 
 error:
@@ -363,10 +505,12 @@ error:
 
 /* libtracecmd 3.1.6 and libtraceevent 1.7 crash on some corrupt headers
  * (a flipped byte in an event format, an error path of tracecmd_open that
- * frees what it never allocated).  Open the file once in a child process
- * first: if that child dies, the file is reported corrupt and this process
- * never runs the code that would crash it.  The child also reads the first
- * page of every CPU, and an alarm bounds it in time. */
+ * frees what it never allocated) and on corrupt pages.  Open the file once
+ * in a child process first: if that child dies, the file is reported
+ * corrupt and this process never runs the code that would crash it.  When
+ * pages.c reads the records (t->own), the child parses the headers only;
+ * otherwise libtracecmd reads the records too, so the child reads every
+ * record of every CPU.  An alarm bounds it in time. */
 static int probe_open(kl_trace *t, kl_err *err) {
   pid_t pid, w;
   int status = 0, c, fds[2];
@@ -388,13 +532,16 @@ static int probe_open(kl_trace *t, kl_err *err) {
     struct tep_handle *tep;
     char v = 'F';
     close(fds[0]);
-    alarm(60);
-    h = tracecmd_open(t->path, KL_TC_FLAGS);
+    alarm(t->own ? 60 : 600);
+    h = t->own ? tracecmd_open_head(t->path, KL_TC_FLAGS) : tracecmd_open(t->path, KL_TC_FLAGS);
     tep = h ? tracecmd_get_tep(h) : NULL;
     if (tep) {
-      for (c = 0; c < tep_get_cpus(tep) && c < KL_MAX_CPUS; c++) {
+      for (c = 0; !t->own && c < tep_get_cpus(tep) && c < KL_MAX_CPUS; c++) {
         struct tep_record *r = tracecmd_read_cpu_first(h, c);
-        if (r) tracecmd_free_record(r);
+        while (r) {
+          tracecmd_free_record(r);
+          r = tracecmd_read_data(h, c);
+        }
       }
       v = 'K';
     }
@@ -448,6 +595,12 @@ void kl_ftrace_trace_close(kl_trace *t) {
   kl_decoder_free(t->dec);
   free(t->head);
   free(t->done);
+  kl_pages_free(&t->pages);
+  free(t->hrec);
+  free(t->has);
+  free(t->cpu_off);
+  free(t->cpu_size);
+  if (t->fd >= 0) close(t->fd);
   if (t->counts) {
     for (i = 0; i < t->ncounts; i++) {
       free((char *)t->counts[i].system);
@@ -471,11 +624,13 @@ kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
     goto error;
   }
   snprintf(t->path, sizeof t->path, "%s", path);
+  t->fd = -1;
   if (check_header(t, path, err) < 0) goto error;
 
   tracecmd_set_loglevel(TEP_LOG_NONE);
+  t->own = !t->ts_opts && (t->version == 6 || (t->v7_plain && t->v7_table));
   if (probe_open(t, err) < 0) goto error;
-  t->h = tracecmd_open(path, KL_TC_FLAGS);
+  t->h = t->own ? tracecmd_open_head(path, KL_TC_FLAGS) : tracecmd_open(path, KL_TC_FLAGS);
   if (!t->h) {
     kl_err_set(err, KL_E_INVALID, 0,
                "open trace %s: libtracecmd cannot read it (truncated or corrupt trace.dat v%d)",
@@ -483,7 +638,7 @@ kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
     goto error;
   }
   t->tep = tracecmd_get_tep(t->h);
-  t->ncpus = t->tep ? tep_get_cpus(t->tep) : 0;
+  t->ncpus = t->own ? (int)t->v6_ncpus : t->tep ? tep_get_cpus(t->tep) : 0;
   if (!t->tep || t->ncpus < 0 || t->ncpus > KL_MAX_CPUS) {
     kl_err_set(err, KL_E_INVALID, 0, "open trace %s: corrupt header (%d CPUs)", path, t->ncpus);
     goto error;
@@ -496,6 +651,7 @@ kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
     goto error;
   }
   drop_init(&t->drop, path, t->version, t->page_size);
+  if (t->own && own_init(t, err) < 0) goto error;
   {
     char what[KL_PATH_MAX + 16];
     snprintf(what, sizeof what, "read trace %s", path);
@@ -591,6 +747,16 @@ static struct tep_record *reread(struct tracecmd_input *h, struct tep_record *r,
 
 /* Replace the handle by a fresh one at the same position (see
  * KL_RECYCLE_BYTES).  On any failure the trace keeps its old handle. */
+/* libtracecmd opens the path again (recycle, scan_info): only while it is
+ * still the file the probe validated (same inode, size and time), never a
+ * file changed or replaced since, which libtracecmd would read unchecked. */
+static int same_file(const kl_trace *t) {
+  struct stat st;
+  return stat(t->path, &st) == 0 && st.st_dev == t->opened.st_dev &&
+         st.st_ino == t->opened.st_ino && st.st_size == t->opened.st_size &&
+         st.st_mtime == t->opened.st_mtime;
+}
+
 static void recycle(kl_trace *t) {
   struct tracecmd_input *nh;
   struct tep_record **heads = NULL;
@@ -599,6 +765,7 @@ static void recycle(kl_trace *t) {
 
   t->consumed = 0;
   if (t->cur) return;  /* its data still points into the old handle */
+  if (!same_file(t)) return;
   nh = tracecmd_open(t->path, KL_TC_FLAGS);
   if (!nh) return;
   heads = calloc((size_t)t->ncpus + 1, sizeof *heads);
@@ -717,6 +884,7 @@ int kl_ftrace_trace_next(kl_trace *t, const kl_filter *f, int rewind, kl_event *
   uintptr_t drop = 0;
 
   if (!t || !ev) return kl_err_set(err, KL_E_INVALID, 0, "read trace: no trace");
+  if (t->own) return own_next(t, f, rewind, ev, err);
   if (rewind || !t->started) {
     start_heads(t, f);
     kl_decoder_new_filter(t->dec);
@@ -775,6 +943,37 @@ static int count_cmp(const void *a, const void *b) {
   return c ? c : strcmp(x->name, y->name);
 }
 
+/* The info() figures from per-id counts. */
+static int store_counts(kl_trace *t, struct tep_handle *tep, const int64_t *byid, int maxid,
+                        uint64_t first, uint64_t last, kl_err *err) {
+  int nev = tep_get_events_count(tep), c;
+  struct tep_event **events = tep_list_events(tep, TEP_EVENT_SORT_ID);
+  size_t i, n = 0;
+
+  for (c = 0; events && c < nev; c++) {
+    if (events[c]->id >= 0 && events[c]->id <= maxid && byid[events[c]->id] > 0) n++;
+  }
+  t->counts = calloc(n ? n : 1, sizeof *t->counts);
+  if (!t->counts) goto oom;
+  for (c = 0, i = 0; events && c < nev && i < n; c++) {
+    struct tep_event *e = events[c];
+    if (e->id < 0 || e->id > maxid || byid[e->id] == 0) continue;
+    t->counts[i].system = strdup(e->system ? e->system : "");
+    t->counts[i].name = strdup(e->name ? e->name : "");
+    t->counts[i].count = byid[e->id];
+    t->ncounts = ++i;
+    if (!t->counts[i - 1].system || !t->counts[i - 1].name) goto oom;
+  }
+  qsort(t->counts, t->ncounts, sizeof *t->counts, count_cmp);
+  t->first_ts = first == UINT64_MAX ? 0 : first;
+  t->last_ts = last;
+  t->info_done = 1;
+  return 0;
+
+oom:
+  return kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "read trace %s: out of memory", t->path);
+}
+
 /* One pass over every record (no decoding) with a second handle, so an
  * iteration in progress is not disturbed. */
 static int scan_info(kl_trace *t, kl_err *err) {
@@ -782,13 +981,17 @@ static int scan_info(kl_trace *t, kl_err *err) {
   struct tep_handle *tep;
   int64_t *byid = NULL;    /* counts per event id */
   int maxid = 0, c, ncpu;
-  size_t i, n = 0;
   struct tep_event **events;
   int nev;
   uint64_t first = UINT64_MAX, last = 0;
   kl_dropper scandrop;
 
   drop_init(&scandrop, t->path, t->version, t->page_size);
+  if (!same_file(t)) {
+    kl_err_set(err, KL_E_INVALID, 0, "read trace %s: the file changed since it was opened",
+               t->path);
+    goto error;
+  }
   h = tracecmd_open(t->path, KL_TC_FLAGS);
   if (!h) {
     kl_err_set(err, KL_E_INVALID, 0, "read trace %s: cannot reopen it (changed or corrupt?)",
@@ -808,7 +1011,8 @@ static int scan_info(kl_trace *t, kl_err *err) {
     struct tep_record *r = tracecmd_read_cpu_first(h, c);
     uint64_t consumed = 0;
     while (r) {
-      int id = r->size >= 2 ? tep_data_type(tep, r) : -1;
+      int id = r->size >= 0 && (size_t)r->size >= kl_decoder_common_end(t->dec)
+                   ? tep_data_type(tep, r) : -1;
       if (id >= 0 && id <= maxid) byid[id]++;
       if (r->ts < first) first = r->ts;
       if (r->ts > last) last = r->ts;
@@ -825,7 +1029,7 @@ static int scan_info(kl_trace *t, kl_err *err) {
       }
       if (consumed >= KL_RECYCLE_BYTES) {
         /* bound memory as the iteration does: a fresh handle, same place */
-        struct tracecmd_input *nh = tracecmd_open(t->path, KL_TC_FLAGS);
+        struct tracecmd_input *nh = same_file(t) ? tracecmd_open(t->path, KL_TC_FLAGS) : NULL;
         int ok = 1;
         consumed = 0;
         if (nh) {
@@ -847,24 +1051,7 @@ static int scan_info(kl_trace *t, kl_err *err) {
       r = tracecmd_read_data(h, c);
     }
   }
-  for (c = 0; events && c < nev; c++) {
-    if (byid[events[c]->id] > 0) n++;
-  }
-  t->counts = calloc(n ? n : 1, sizeof *t->counts);
-  if (!t->counts) goto oom;
-  for (c = 0, i = 0; events && c < nev && i < n; c++) {
-    struct tep_event *e = events[c];
-    if (byid[e->id] == 0) continue;
-    t->counts[i].system = strdup(e->system ? e->system : "");
-    t->counts[i].name = strdup(e->name ? e->name : "");
-    t->counts[i].count = byid[e->id];
-    t->ncounts = ++i;
-    if (!t->counts[i - 1].system || !t->counts[i - 1].name) goto oom;
-  }
-  qsort(t->counts, t->ncounts, sizeof *t->counts, count_cmp);
-  t->first_ts = first == UINT64_MAX ? 0 : first;
-  t->last_ts = last;
-  t->info_done = 1;
+  if (store_counts(t, tep, byid, maxid, first, last, err) < 0) goto error;
   free(byid);
   tracecmd_close(h);
   return 0;
@@ -879,7 +1066,7 @@ error:
 
 int kl_ftrace_trace_info(kl_trace *t, kl_trace_info *info, kl_err *err) {
   if (!t || !info) return kl_err_set(err, KL_E_INVALID, 0, "trace info: no trace");
-  if (!t->info_done && scan_info(t, err) < 0) return -1;
+  if (!t->info_done && (t->own ? own_scan(t, err) : scan_info(t, err)) < 0) return -1;
   memset(info, 0, sizeof *info);
   snprintf(info->format, sizeof info->format, "trace.dat");
   info->version = t->version;
@@ -893,4 +1080,118 @@ int kl_ftrace_trace_info(kl_trace *t, kl_trace_info *info, kl_err *err) {
   info->nevent_types = t->ncounts;
   info->event_types = t->counts;
   return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* v6 records through pages.c                                          */
+/* ------------------------------------------------------------------ */
+
+static int own_init(kl_trace *t, kl_err *err) {
+  kl_pages_geom g;
+  g.fd = t->fd;
+  g.path = t->path;
+  g.page_size = t->page_size;
+  g.long_size = t->long_size;
+  g.big = t->big_endian;
+  g.ncpus = t->ncpus;
+  g.cpu_off = t->cpu_off;
+  g.cpu_size = t->cpu_size;
+  t->hrec = calloc((size_t)t->ncpus + 1, sizeof *t->hrec);
+  t->has = calloc((size_t)t->ncpus + 1, 1);
+  if (!t->hrec || !t->has)
+    return kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "open trace %s: out of memory", t->path);
+  return kl_pages_init(&t->pages, &g, err);
+}
+
+/* Every wanted CPU back at its first record. */
+static int own_start(kl_trace *t, const kl_filter *f, kl_err *err) {
+  int c, got;
+  t->pend = 0;
+  t->started = 0;
+  for (c = 0; c < t->ncpus; c++) {
+    t->has[c] = 0;
+    kl_pages_rewind(&t->pages, c);
+    if (!cpu_wanted(f, c)) continue;
+    got = kl_pages_next(&t->pages, c, &t->hrec[c], err);
+    if (got < 0) return -1;
+    t->has[c] = (unsigned char)got;
+  }
+  t->started = 1;
+  kl_decoder_new_filter(t->dec);
+  return 0;
+}
+
+/* The head with the smallest timestamp into t->taken, its CPU advanced.
+ * 1: taken; 0: end; -1: error. */
+static int own_take(kl_trace *t, kl_err *err) {
+  int c, best = -1, got;
+  for (c = 0; c < t->ncpus; c++) {
+    if (t->has[c] && (best < 0 || t->hrec[c].ts < t->hrec[best].ts)) best = c;
+  }
+  if (best < 0) return 0;
+  t->taken = t->hrec[best];
+  got = kl_pages_next(&t->pages, best, &t->hrec[best], err);
+  t->has[best] = got > 0;
+  return got < 0 ? -1 : 1;
+}
+
+static int own_next(kl_trace *t, const kl_filter *f, int rewind, kl_event *ev, kl_err *err) {
+  if ((rewind || !t->started) && own_start(t, f, err) < 0) return -1;
+  for (;;) {
+    struct tep_record *r = &t->taken;
+    int got;
+    if (t->pend) {
+      t->pend = 0;
+    } else {
+      got = own_take(t, err);
+      if (got <= 0) return got;
+      if (f && f->t1 && r->ts > f->t1) {
+        memset(t->has, 0, (size_t)t->ncpus);  /* ordered by time: nothing after matches */
+        return 0;
+      }
+      if (r->missed_events != 0 && cpu_wanted(f, r->cpu) && kl_filter_wants_lost(f) &&
+          (!f || f->pid < 0) && (!f || r->ts >= f->t0)) {
+        t->pend = 1;
+        fill_lost(r, ev);
+        return 1;
+      }
+    }
+    got = kl_decoder_event(t->dec, f, r, ev, err);
+    if (got != 0) return got;
+  }
+}
+
+/* info(): every record once, with its own cursors (an iteration in
+ * progress is not disturbed). */
+static int own_scan(kl_trace *t, kl_err *err) {
+  kl_pages ps;
+  struct tep_record r;
+  int64_t *byid = NULL;
+  int maxid = 0, c, nev = tep_get_events_count(t->tep), got = 0;
+  struct tep_event **events = tep_list_events(t->tep, TEP_EVENT_SORT_ID);
+  uint64_t first = UINT64_MAX, last = 0;
+
+  for (c = 0; events && c < nev; c++) {
+    if (events[c]->id > maxid) maxid = events[c]->id;
+  }
+  byid = calloc((size_t)maxid + 1, sizeof *byid);
+  if (!byid)
+    return kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "read trace %s: out of memory", t->path);
+  if (kl_pages_init(&ps, &t->pages.g, err) < 0) {
+    free(byid);
+    return -1;
+  }
+  for (c = 0; c < t->ncpus && got >= 0; c++) {
+    while ((got = kl_pages_next(&ps, c, &r, err)) > 0) {
+      int id = r.size >= 0 && (size_t)r.size >= kl_decoder_common_end(t->dec)
+                   ? tep_data_type(t->tep, &r) : -1;
+      if (id >= 0 && id <= maxid) byid[id]++;
+      if (r.ts < first) first = r.ts;
+      if (r.ts > last) last = r.ts;
+    }
+  }
+  kl_pages_free(&ps);
+  if (got >= 0) got = store_counts(t, t->tep, byid, maxid, first, last, err);
+  free(byid);
+  return got < 0 ? -1 : 0;
 }

@@ -972,10 +972,44 @@ out:
   return rc;
 }
 
+/* Undo what a failed update changed in the kernel, so that it agrees
+ * with the state file again: the tracepoints it tried (tps) back to the
+ * state's list, the ring back to ring_kb per CPU and the overwrite option.
+ * Every step is tried even when one fails; *err keeps the update's error,
+ * with a note when the undo failed too. */
+static void update_undo(kl_session *s, const char *old_tps, const char *tps, long long ring_kb,
+                        int overwrite, kl_err *err) {
+  char buf[8192], *tok, *save = NULL;
+  kl_err e2;
+  int bad = 0;
+  if (tps) {
+    snprintf(buf, sizeof buf, "%s", tps);
+    for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+      if (!list_has(old_tps, tok) && set_event(s->inst, tok, 0, &e2, s->name) != 0)
+        bad |= e2.code != KL_E_INVALID && e2.code != KL_E_NOT_SUPPORTED; /* never enabled */
+    snprintf(buf, sizeof buf, "%s", old_tps);
+    for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+      if (set_event(s->inst, tok, 1, &e2, s->name) != 0) bad = 1;
+  }
+  if (ring_kb > 0) {
+    if (tracefs_instance_set_buffer_size(s->inst, (size_t)ring_kb, -1) < 0) bad = 1;
+    if ((overwrite ? tracefs_option_enable(s->inst, TRACEFS_OPTION_OVERWRITE)
+                   : tracefs_option_disable(s->inst, TRACEFS_OPTION_OVERWRITE)) < 0)
+      bad = 1;
+  }
+  if (bad) {
+    size_t n = strlen(err->msg);
+    snprintf(err->msg + n, sizeof err->msg - n,
+             "; undoing the update failed too: the session may not match its query()");
+  }
+}
+
 static int ftrace_update(kl_session *s, const kl_config *cfg, unsigned what, kl_err *err) {
   kl_state state;
-  char flags[2048], tps[8192];
-  int lock, rc = -1;
+  char flags[2048], tps[8192], old_tps[8192], abs[KL_PATH_MAX];
+  int lock, rc = -1, overwrite = 0;
+  long long ring_kb = 0;                /* per CPU before a resize; 0: not resized */
+  const char *tried = NULL;             /* tracepoints being applied */
   const unsigned allowed = KL_UPD_FLAGS | KL_UPD_FILE | KL_UPD_CIRCULAR_MB;
 
   if (what & ~allowed)
@@ -991,48 +1025,48 @@ static int ftrace_update(kl_session *s, const kl_config *cfg, unsigned what, kl_
                s->name);
     goto out;
   }
+  snprintf(old_tps, sizeof old_tps, "%s", state.tracepoints);
+  /* Everything that can be checked is checked before the kernel changes:
+   * an update is all or nothing. */
+  if ((what & KL_UPD_CIRCULAR_MB) && state.mode != KL_MODE_CIRCULAR &&
+      state.mode != KL_MODE_BUFFERING) {
+    kl_err_set(err, KL_E_INVALID, 0,
+               "update %s: circular_mb applies to circular or buffering sessions only", s->name);
+    goto out;
+  }
+  if ((what & KL_UPD_FLAGS) && resolve(cfg, flags, sizeof flags, tps, sizeof tps, err) != 0)
+    goto out;
+  if ((what & KL_UPD_CIRCULAR_MB) && state.data_dir[0]) {
+    kl_err_set(err, KL_E_INVALID, 0,
+               "update %s: circular_mb bounds the file of a streaming session and is fixed "
+               "at start", s->name);
+    goto out;
+  }
+  /* the new file obeys the same rules as at start: an absolute path, no
+   * symlink, no folder, no existing file unless overwrite */
+  if ((what & KL_UPD_FILE) && cfg->file &&
+      (kl_abs_path(cfg->file, abs, sizeof abs, err) != 0 ||
+       kl_path_check(abs, cfg->overwrite, err) != 0)) {
+    char m[KL_MSG_MAX];
+    snprintf(m, sizeof m, "%s", err->msg);
+    kl_err_set(err, err->code, err->sys, "update %s: %s", s->name, m);
+    goto out;
+  }
+  if (what & KL_UPD_FLAGS) {
+    tried = tps;
+    if (apply_events(s->inst, state.tracepoints, tps, err, s->name) != 0) goto undo;
+    snprintf(state.flags, sizeof state.flags, "%s", flags);
+    snprintf(state.tracepoints, sizeof state.tracepoints, "%s", tps);
+  }
   if (what & KL_UPD_CIRCULAR_MB) {
-    if (state.data_dir[0]) {
-      kl_err_set(err, KL_E_INVALID, 0,
-                 "update %s: circular_mb bounds the file of a streaming session and is "
-                 "fixed at start",
-                 s->name);
-      goto out;
-    }
-    if (state.mode != KL_MODE_CIRCULAR && state.mode != KL_MODE_BUFFERING) {
-      kl_err_set(err, KL_E_INVALID, 0,
-                 "update %s: circular_mb applies to circular or buffering sessions only",
-                 s->name);
-      goto out;
-    }
-    if (resize(s->inst, cfg->circular_mb * 1024u, err, s->name) != 0) goto out;
+    if (tracefs_instance_file_read_number(s->inst, "buffer_size_kb", &ring_kb) < 0) ring_kb = 0;
+    overwrite = tracefs_option_is_enabled(s->inst, TRACEFS_OPTION_OVERWRITE);
+    if (resize(s->inst, cfg->circular_mb * 1024u, err, s->name) != 0) goto undo;
     state.circular_mb = cfg->circular_mb;
     state.mode = KL_MODE_CIRCULAR;
     tracefs_option_enable(s->inst, TRACEFS_OPTION_OVERWRITE);
   }
-  if (what & KL_UPD_FLAGS) {
-    if (resolve(cfg, flags, sizeof flags, tps, sizeof tps, err) != 0) goto out;
-    if (apply_events(s->inst, state.tracepoints, tps, err, s->name) != 0) {
-      /* put back what was there */
-      kl_err saved = *err;
-      apply_events(s->inst, tps, state.tracepoints, err, s->name);
-      *err = saved;
-      goto out;
-    }
-    snprintf(state.flags, sizeof state.flags, "%s", flags);
-    snprintf(state.tracepoints, sizeof state.tracepoints, "%s", tps);
-  }
   if (what & KL_UPD_FILE) {
-    /* the new file obeys the same rules as at start: no symlink, no
-     * folder, no existing file unless overwrite */
-    char abs[KL_PATH_MAX];
-    if (cfg->file && (kl_abs_path(cfg->file, abs, sizeof abs, err) != 0 ||
-                      kl_path_check(abs, cfg->overwrite, err) != 0)) {
-      char m[KL_MSG_MAX];
-      snprintf(m, sizeof m, "%s", err->msg);
-      kl_err_set(err, err->code, err->sys, "update %s: %s", s->name, m);
-      goto out;
-    }
     snprintf(state.file, sizeof state.file, "%s", cfg->file ? abs : "");
     state.overwrite = cfg->overwrite;
     if (cfg->file && state.mode == KL_MODE_BUFFERING) {
@@ -1045,6 +1079,9 @@ static int ftrace_update(kl_session *s, const kl_config *cfg, unsigned what, kl_
     }
   }
   rc = write_state(s->name, &state, err);
+  if (rc == 0) goto out;
+undo:
+  update_undo(s, old_tps, tried, ring_kb, overwrite, err);
 out:
   unlock_session(lock);
   return rc;

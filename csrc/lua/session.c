@@ -236,8 +236,13 @@ static int s_gc(lua_State *L) {
 static int s_close(lua_State *L) {
   lsession *s = klua_check_session(L, 1);
   if (s->h && s->owned) {
-    int n = do_stop(L, s, NULL, 0);
-    if (n == 3) lua_warning(L, lua_tostring(L, -2), 0);
+    int n = do_stop(L, s, NULL, 0), why = lua_gettop(L) - 1;
+    /* the file could not be written: stop all the same, without a file */
+    if (n == 3 && s->h && do_stop(L, s, "", 0) == 1)
+      lua_pushfstring(L, "%s; session %s is stopped without a file: its events are lost",
+                      lua_tostring(L, why), s->name);
+    else if (n == 3) lua_pushvalue(L, why);
+    if (n == 3) lua_warning(L, lua_tostring(L, -1), 0);
   }
   return 0;
 }

@@ -44,6 +44,45 @@ function M.progress_line(q, elapsed, seconds)
     num(q.events_lost) and ("%d"):format(q.events_lost) or "?", human_bytes(q.bytes))
 end
 
+-- A number, not NaN, finite, and >= lo.
+local function finite(v, lo)
+  return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge and v >= lo
+end
+
+-- A file in the temporary folder for events the requested file could not take.
+local function fallback_file(core, name)
+  local dir = os.getenv("TMPDIR")
+  if not dir or dir == "" then dir = core.platform == "windows" and os.getenv("TEMP") or "/tmp" end
+  local ext = (core.platform == "windows") and "etl" or "dat"
+  return ("%s/kernellogger-%s-%d-%s.%s"):format(dir, name, core._getpid(),
+                                                os.date("%Y%m%d-%H%M%S"), ext)
+end
+
+--- Stop an owned session whose final file write may fail: what this process
+-- started, it stops.  When the file cannot be written, the events go to a
+-- file in the temporary folder; when that fails too, the session is stopped
+-- without a file and the message says the events are lost.
+-- @return stats
+-- @return nil, message (saying where the events went), code
+function M.stop_owned(s, core)
+  local stats, msg, code = s:stop()
+  if stats or code == "not_found" or s.stopped then return stats, msg, code end
+  local name = s.name
+  local other = fallback_file(core, name)
+  local st2 = s:stop { file = other }
+  if st2 then
+    return nil, ("%s; session %s is stopped and its events were written to %s instead")
+      :format(msg, name, other), code
+  end
+  local st3, m3 = s:stop { file = false }
+  if st3 then
+    return nil, ("%s; session %s is stopped without a file: its events are lost")
+      :format(msg, name), code
+  end
+  return nil, ("%s; and session %s could not be stopped (%s): it is still running, "
+    .. "stop it with 'kernellogger stop %s'"):format(msg, name, m3, name), code
+end
+
 local function default_file(core)
   local ext = (core.platform == "windows") and "etl" or "dat"
   return ("kernellogger-%s.%s"):format(os.date("%Y%m%d-%H%M%S"), ext)
@@ -67,15 +106,17 @@ function M.capture(start, core, opts)
     error(("bad argument #1 to 'capture' (table expected, got %s)"):format(type(opts)), 3)
   end
   local seconds, stop_when = opts.seconds, opts.stop_when
-  if seconds ~= nil and (type(seconds) ~= "number" or seconds < 0) then
-    error("bad argument #1 to 'capture' (field 'seconds' must be a number >= 0)", 3)
+  if seconds ~= nil and not finite(seconds, 0) then
+    error(("bad argument #1 to 'capture' (field 'seconds' must be a finite number >= 0, got %s)")
+      :format(tostring(seconds)), 3)
   end
   if stop_when ~= nil and type(stop_when) ~= "function" then
     error("bad argument #1 to 'capture' (field 'stop_when' must be a function)", 3)
   end
   local interval = opts.interval or 0.5
-  if type(interval) ~= "number" or interval <= 0 then
-    error("bad argument #1 to 'capture' (field 'interval' must be a number > 0)", 3)
+  if not finite(interval, 0) or interval == 0 then
+    error(("bad argument #1 to 'capture' (field 'interval' must be a finite number > 0, got %s)")
+      :format(tostring(interval)), 3)
   end
   local out = opts.output or io.stderr
   local show = opts.progress ~= false and core._isatty(2)
@@ -91,7 +132,9 @@ function M.capture(start, core, opts)
     -- reached us: stop what this process just started, then re-raise.
     local name = sopts.name or core.KERNEL_LOGGER
     local q = core.query(name)
-    if q and q.owner_pid == core._getpid() then core.stop(name) end
+    if q and q.owner_pid == core._getpid() and not core.stop(name) then
+      core.stop(name, { file = false })  -- the file failed: stop it all the same
+    end
     error(s, 0)
   end
   if not s then return nil, msg, code, holder, outcome end
@@ -140,7 +183,7 @@ function M.capture(start, core, opts)
     if type(err) == "string" and err:find("interrupted!", 1, true) then
       interrupted = true
     else
-      if s.owned then pcall(s.stop, s) end
+      if s.owned then pcall(M.stop_owned, s, core) end
       if drawn then out:write("\n") end
       error(err, 0)
     end
@@ -150,7 +193,7 @@ function M.capture(start, core, opts)
   local last = s:query()
   local stats, smsg, scode
   if s.owned then
-    stats, smsg, scode = s:stop()
+    stats, smsg, scode = M.stop_owned(s, core)
   else
     stats, smsg, scode = s:query()   -- attached: never stop someone else's session
   end

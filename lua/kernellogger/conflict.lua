@@ -31,23 +31,36 @@ M.BACKOFF = { initial = 0.05, max = 1.0, factor = 2, jitter = 0.5 }
 M.TIMEOUT = { fail = 0, wait = 30, takeover = 10, takeover_stale = 10,
               attach = 10, private = 10 }
 
+-- A finite number >= 0 (and within [lo, hi] when given), or an error naming
+-- the field.  NaN, infinities and negatives are refused.
+local function check_number(v, field, lo, hi, level)
+  local why
+  if type(v) ~= "number" then why = "must be a number, got " .. type(v)
+  elseif v ~= v then why = "must be a number, got NaN"
+  elseif v == math.huge or v == -math.huge then why = "must be finite, got " .. tostring(v)
+  elseif v < (lo or 0) then why = ("must be >= %s, got %s"):format(lo or 0, v)
+  elseif hi and v > hi then why = ("must be <= %s, got %s"):format(hi, v) end
+  if why then
+    error(("bad argument #1 to 'start' (field '%s' %s)"):format(field, why), level + 1)
+  end
+  return v
+end
+
 local function check_backoff(b)
   local r = {}
   for k, v in pairs(M.BACKOFF) do r[k] = v end
   if b == nil then return r end
   if type(b) ~= "table" then
     error(("bad argument #1 to 'start' (field 'backoff' must be a table, got %s)")
-      :format(type(b)), 4)
+      :format(type(b)), 5)
   end
   for k, v in pairs(b) do
     if M.BACKOFF[k] == nil then
       error(("bad argument #1 to 'start' (unknown backoff field '%s'; valid: initial, max, "
-        .. "factor, jitter)"):format(tostring(k)), 4)
+        .. "factor, jitter)"):format(tostring(k)), 5)
     end
-    if type(v) ~= "number" or v < 0 or (k == "jitter" and v > 1) or (k == "factor" and v < 1) then
-      error(("bad argument #1 to 'start' (backoff.%s out of range)"):format(k), 4)
-    end
-    r[k] = v
+    r[k] = check_number(v, "backoff." .. k, k == "factor" and 1 or 0, k == "jitter" and 1 or nil,
+                        5)
   end
   return r
 end
@@ -116,168 +129,239 @@ local function private_name(core, base, n)
   return base .. suffix
 end
 
---- Start a session under a conflict policy.
--- @param core the core module (start, stop, query, attach, _sleep, _monotime, _getpid)
--- @tparam table opts start options plus `on_conflict`, `timeout`, `backoff`
--- @return Session, outcome
--- @return nil, message, code, holder, outcome
-function M.start(core, opts)
-  if type(opts) ~= "table" then
-    error(("bad argument #1 to 'start' (table expected, got %s)"):format(type(opts)), 3)
+-- Is the option's file what start refused (it exists and may not be
+-- replaced)?  Then already_exists is about the file, not the name, and no
+-- policy may act on whoever holds the name.
+local function file_in_the_way(copts)
+  if type(copts.file) ~= "string" or copts.file == "" or copts.overwrite then return false end
+  local f = io.open(copts.file, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+local FAIL_HINT = "; choose on_conflict = wait, takeover_stale, attach or private, "
+  .. "or stop it first"
+
+-- What each policy does at a conflict whose holder is known.  Each returns
+-- nothing to try start again, or a packed result (`c:fail(...)`,
+-- `c:done(...)`) that start returns.
+local ACT = {}
+
+function ACT.fail(c, msg, code, holder)
+  return c:fail(msg .. holder_text(holder, msg) .. FAIL_HINT, code, holder)
+end
+
+function ACT.wait(c, msg, _, holder)
+  if not c:pause() then return c:gave_up(msg, holder) end
+end
+
+function ACT.takeover(c, msg, _, holder)
+  return c:takeover(msg, holder)
+end
+
+function ACT.takeover_stale(c, msg, code, holder)
+  if holder.owner_alive == false then return c:takeover(msg, holder) end
+  return c:fail(msg .. holder_text(holder, msg)
+    .. "; its owner is not known to be dead, so takeover_stale leaves it alone", code, holder)
+end
+
+function ACT.attach(c, msg, code, holder)
+  local miss = missing_flags(c.copts.flags, holder)
+  if #miss > 0 then
+    return c:fail(("%s%s; cannot attach: it does not record %s")
+      :format(msg, holder_text(holder, msg), table.concat(miss, ", ")), code, holder)
   end
-  local policy = opts.on_conflict
+  local a, am, ac = c.core.attach(c.copts.name)
+  if a then
+    c.outcome.attached = true
+    return c:done(a)
+  end
+  if ac ~= "not_found" then return c:fail(am, ac, holder) end
+  if not c:pause() then return c:gave_up(msg, holder) end
+end
+
+function ACT.private(c, msg, _, holder)
+  c.private_n = c.private_n + 1
+  if c.private_n > 16 then return c:gave_up(msg, holder) end
+  c.copts.name = private_name(c.core, c.base, c.private_n)
+  c.outcome.private = true
+end
+
+-- A number: pause that long, then try again.
+local function act_pause(c, msg, holder, seconds)
+  if not c:pause(seconds) then return c:gave_up(msg, holder) end
+end
+
+-- The state of one start call, and the steps the policies share.
+local Ctx = {}
+Ctx.__index = Ctx
+
+function Ctx:finish() self.outcome.waited = self.core._monotime() - self.t0 end
+
+function Ctx:fail(msg, code, holder)
+  self:finish()
+  return table.pack(nil, msg, code, holder, self.outcome)
+end
+
+function Ctx:done(s)
+  self.outcome.name = self.copts.name
+  self:finish()
+  return table.pack(s, self.outcome)
+end
+
+-- Pause before the next attempt; false when the deadline would pass.
+function Ctx:pause(seconds)
+  local now = self.core._monotime()
+  if now >= self.deadline then return false end
+  if seconds == nil then
+    self.retries = self.retries + 1
+    seconds = M.delay(self.backoff, self.retries)
+  end
+  self.core._sleep(math.min(seconds, self.deadline - now))
+  return true
+end
+
+function Ctx:gave_up(msg, holder)
+  holder = self.core.query(self.copts.name) or holder
+  return self:fail(("%s%s; gave up after %d attempts in %.1f s (on_conflict=%s)")
+    :format(msg, holder_text(holder, msg), self.outcome.attempts,
+            self.core._monotime() - self.t0, self.outcome.policy), "already_exists", holder)
+end
+
+function Ctx:takeover(msg, holder)
+  local st, m, code = self.core.stop(self.copts.name)
+  if st then
+    self.outcome.displaced = st
+  elseif code == "busy" then          -- someone had its files open: try again
+    if not self:pause() then return self:gave_up(msg, holder) end
+    return
+  elseif code ~= "not_found" then     -- not_found: it went away by itself
+    return self:fail(("%s; taking it over failed: %s"):format(msg, m), code, holder)
+  end
+  -- the first retry is immediate: a stop that succeeded usually frees the name
+  if self.outcome.attempts > 1 and not self:pause() then return self:gave_up(msg, holder) end
+end
+
+-- The holder of the name after an already_exists: its query table, or nil
+-- and a packed result when there is nothing a policy may act on.
+function Ctx:holder_of(msg, code)
+  local policy = self.policy
+  if file_in_the_way(self.copts) then
+    return nil, self:fail(msg .. "; the output file is in the way (not the session name), so "
+      .. "on_conflict does not apply", code, nil)
+  end
+  -- "wait" queries only at the first conflict, so that it does not keep the
+  -- holder's instance files open while the holder may be stopping.
+  if policy == "wait" and self.outcome.attempts > 1 and self.outcome.holder then
+    return self.outcome.holder
+  end
+  local holder = self.core.query(self.copts.name)
+  if holder then
+    self.vanished = 0
+    return holder
+  end
+  -- gone between start and query: try again at once, a few times
+  self.vanished = self.vanished + 1
+  if self.vanished <= 3 then return nil end
+  return nil, self:fail(msg .. "; yet no session holds that name, so on_conflict does not "
+    .. "apply", code, nil)
+end
+
+-- What a function policy answers, checked and recorded.
+function Ctx:decide(msg, code, holder)
+  local action = self.ask({ message = msg, code = code, name = self.copts.name },
+                             self.outcome.attempts, holder)
+  self.outcome.decisions[#self.outcome.decisions + 1] = action == nil and "fail" or action
+  if action == nil then return "fail" end
+  if action == "retry" then return "wait" end
+  if type(action) == "number" then
+    if action ~= action or action < 0 or action == math.huge then
+      error(("on_conflict function returned %s seconds; expected a finite number >= 0")
+        :format(tostring(action)), 0)
+    end
+    return action
+  end
+  if not IS_POLICY[action] then
+    error(("on_conflict function returned %s; expected a seconds number or one of "
+      .. "retry, %s"):format(tostring(action), table.concat(M.POLICIES, ", ")), 0)
+  end
+  return action
+end
+
+-- The checked options of start: policy (or decide function), timeout, backoff.
+local function parse(opts)
+  if type(opts) ~= "table" then
+    error(("bad argument #1 to 'start' (table expected, got %s)"):format(type(opts)), 4)
+  end
+  local policy, decide = opts.on_conflict, nil
   if policy == nil then policy = "fail" end
-  local decide
   if type(policy) == "function" then
     decide = policy
   elseif type(policy) ~= "string" or not IS_POLICY[policy] then
     error(("bad argument #1 to 'start' (field 'on_conflict' must be one of %s or a function, "
       .. "got %s)"):format(table.concat(M.POLICIES, ", "),
-        type(policy) == "string" and ("'" .. policy .. "'") or type(policy)), 3)
+        type(policy) == "string" and ("'" .. policy .. "'") or type(policy)), 4)
   end
   local timeout = opts.timeout
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
-    error("bad argument #1 to 'start' (field 'timeout' must be a number of seconds >= 0)", 3)
-  end
+  if timeout ~= nil then check_number(timeout, "timeout", 0, nil, 4) end
   if timeout == nil then timeout = M.TIMEOUT[decide and "wait" or policy] end
-  local backoff = check_backoff(opts.backoff)
+  return policy, decide, timeout, check_backoff(opts.backoff)
+end
 
+-- One attempt of core.start; an argument error is raised at the caller of
+-- kernellogger.start.
+local function try_start(core, copts)
+  local ok, s, msg, code = pcall(core.start, copts)
+  if not ok then
+    local m = tostring(s):gsub("^[^\n]-:%d+: ", "", 1)
+                         :gsub("to 'kernellogger%.core%.start'", "to 'start'", 1)
+    error(m, 4)
+  end
+  return s, msg, code
+end
+
+--- Start a session under a conflict policy.
+-- A policy acts only on a real conflict: start failed with `already_exists`,
+-- the output file is not what is in the way, and a session holds the name.
+-- @param core the core module (start, stop, query, attach, _sleep, _monotime, _getpid)
+-- @tparam table opts start options plus `on_conflict`, `timeout`, `backoff`
+-- @return Session, outcome
+-- @return nil, message, code, holder, outcome
+function M.start(core, opts)
+  local policy, decide, timeout, backoff = parse(opts)
   local copts = {}
   for k, v in pairs(opts) do copts[k] = v end
   copts.on_conflict, copts.timeout, copts.backoff = nil, nil, nil
   local base = copts.name or core.KERNEL_LOGGER
   copts.name = base
 
-  local outcome = { policy = decide and "function" or policy, name = base, attempts = 0,
-                    waited = 0, attached = false, private = false }
-  if decide then outcome.decisions = {} end
-  local t0 = core._monotime()
-  local deadline = t0 + timeout
-  local retries, private_n = 0, 0
-
-  local function finish() outcome.waited = core._monotime() - t0 end
-  local function fail(msg, code, holder)
-    finish()
-    return nil, msg, code, holder, outcome
-  end
-  -- pause before the next attempt; false when the deadline would pass
-  local function pause(seconds)
-    local now = core._monotime()
-    if now >= deadline then return false end
-    if seconds == nil then
-      retries = retries + 1
-      seconds = M.delay(backoff, retries)
-    end
-    core._sleep(math.min(seconds, deadline - now))
-    return true
-  end
-  local function gave_up(msg, holder)
-    holder = core.query(copts.name) or holder
-    return fail(("%s%s; gave up after %d attempts in %.1f s (on_conflict=%s)")
-      :format(msg, holder_text(holder, msg), outcome.attempts, core._monotime() - t0,
-        outcome.policy), "already_exists", holder)
-  end
-  local function takeover(msg, holder)
-    local st, m, c = core.stop(copts.name)
-    if st then
-      outcome.displaced = st
-    elseif c == "busy" then          -- someone had its files open: try again
-      if not pause() then return gave_up(msg, holder) end
-      return
-    elseif c ~= "not_found" then     -- not_found: it went away by itself
-      return fail(("%s; taking it over failed: %s"):format(msg, m), c, holder)
-    end
-    -- the first retry is immediate: a stop that succeeded usually frees the name
-    if outcome.attempts > 1 and not pause() then return gave_up(msg, holder) end
-  end
+  local c = setmetatable({ core = core, copts = copts, base = base, policy = policy,
+                           ask = decide, backoff = backoff, retries = 0, private_n = 0,
+                           vanished = 0, t0 = core._monotime() }, Ctx)
+  c.deadline = c.t0 + timeout
+  c.outcome = { policy = decide and "function" or policy, name = base, attempts = 0,
+                waited = 0, attached = false, private = false }
+  if decide then c.outcome.decisions = {} end
 
   while true do
-    outcome.attempts = outcome.attempts + 1
-    local ok, s, msg, code = pcall(core.start, copts)
-    if not ok then
-      -- an argument error: report it at the caller of kernellogger.start
-      local m = tostring(s):gsub("^[^\n]-:%d+: ", "", 1)
-                           :gsub("to 'kernellogger%.core%.start'", "to 'start'", 1)
-      error(m, 3)
-    end
+    c.outcome.attempts = c.outcome.attempts + 1
+    local s, msg, code = try_start(core, copts)
+    local r
     if s then
-      outcome.name = copts.name
-      finish()
-      return s, outcome
-    end
-    if code ~= "already_exists" then return fail(msg, code, nil) end
-
-    -- The holder's query table: "wait" needs it only for the report (at the
-    -- first conflict and when it gives up), so it does not keep the holder's
-    -- instance files open while the holder may be stopping.
-    local holder
-    if policy ~= "wait" or outcome.attempts == 1 then
-      holder = core.query(copts.name)   -- nil if it vanished meanwhile
+      r = c:done(s)
+    elseif code ~= "already_exists" then
+      r = c:fail(msg, code, nil)
     else
-      holder = outcome.holder
-    end
-    if outcome.holder == nil then outcome.holder = holder end
-    local action = policy
-    if decide then
-      action = decide({ message = msg, code = code, name = copts.name }, outcome.attempts, holder)
-      outcome.decisions[#outcome.decisions + 1] = action == nil and "fail" or action
-      if action == nil then action = "fail" end
-      if action == "retry" then action = "wait" end
-      if type(action) ~= "number" and not IS_POLICY[action] then
-        error(("on_conflict function returned %s; expected a seconds number or one of "
-          .. "retry, %s"):format(tostring(action), table.concat(M.POLICIES, ", ")), 0)
-      end
-    end
-
-    if action == "fail" then
-      local hint = "; choose on_conflict = wait, takeover_stale, attach or private, "
-        .. "or stop it first"
-      return fail(msg .. holder_text(holder, msg) .. hint, code, holder)
-    elseif type(action) == "number" then
-      if not pause(action) then return gave_up(msg, holder) end
-    elseif action == "wait" then
-      if not pause() then return gave_up(msg, holder) end
-    elseif action == "takeover" then
+      local holder
+      holder, r = c:holder_of(msg, code)
       if holder then
-        local a, b, c, d, e = takeover(msg, holder)
-        if a == nil and b then return a, b, c, d, e end
-      elseif not pause() then
-        return gave_up(msg, holder)
+        if c.outcome.holder == nil then c.outcome.holder = holder end
+        local action = decide and c:decide(msg, code, holder) or policy
+        if type(action) == "number" then r = act_pause(c, msg, holder, action)
+        else r = ACT[action](c, msg, code, holder) end
       end
-    elseif action == "takeover_stale" then
-      if holder and holder.owner_alive == false then
-        local a, b, c, d, e = takeover(msg, holder)
-        if a == nil and b then return a, b, c, d, e end
-      elseif holder then
-        return fail(msg .. holder_text(holder, msg)
-          .. "; its owner is not known to be dead, so takeover_stale leaves it alone",
-          code, holder)
-      elseif not pause() then   -- vanished between start and query: retry
-        return gave_up(msg, holder)
-      end
-    elseif action == "attach" then
-      if holder then
-        local miss = missing_flags(copts.flags, holder)
-        if #miss > 0 then
-          return fail(("%s%s; cannot attach: it does not record %s")
-            :format(msg, holder_text(holder, msg), table.concat(miss, ", ")), code, holder)
-        end
-        local a, am, ac = core.attach(copts.name)
-        if a then
-          outcome.attached = true
-          outcome.name = copts.name
-          finish()
-          return a, outcome
-        end
-        if ac ~= "not_found" then return fail(am, ac, holder) end
-      end
-      if not pause() then return gave_up(msg, holder) end
-    elseif action == "private" then
-      private_n = private_n + 1
-      if private_n > 16 then return gave_up(msg, holder) end
-      copts.name = private_name(core, base, private_n)
-      outcome.private = true
     end
+    if r then return table.unpack(r, 1, r.n) end
   end
 end
 
