@@ -23,12 +23,12 @@ local function getppid_bin()
   for entry in package.cpath:gmatch("[^;]+") do
     local dir = entry:match("^(.*)%?%.so$")
     if dir then
-      local bin = (dir:sub(1, 1) == "/" and "" or H.ROOT .. "/") .. dir .. "spec/getppid_n"
+      local bin = (dir:sub(1, 1) == "/" and "" or H.ROOT .. "/") .. dir .. "spec" .. "/getppid_n"
       local f = io.open(bin, "r")
       if f then f:close() return bin end
     end
   end
-  error("spec/getppid_n not built (cmake --build build)")
+  error("getppid_n (spec/support/getppid_n.c) is not built: cmake --build build")
 end
 
 --- Run getppid_n n times on `cpu`; returns its pid.
