@@ -23,6 +23,32 @@ int klua_fail(lua_State *L, const kl_err *err) {
  * comma list: every flag and the tracepoints). */
 static const size_t kind_max[] = {KL_NAME_MAX, 8192, KL_PATH_MAX - 1};
 
+/* What is wrong with a session name's characters beyond ASCII, or NULL:
+ * it must be valid UTF-8 (ETW converts it to UTF-16; a listing prints it)
+ * without C1 controls (U+0080..U+009F) or the bidirectional controls
+ * (U+202A..U+202E, U+2066..U+2069) that make a name read as another. */
+static const char *name_chars(const unsigned char *s, size_t len) {
+  size_t i = 0, n, k;
+  unsigned long c;
+  while (i < len) {
+    if (s[i] < 0x80) { i++; continue; }
+    n = s[i] >= 0xF0 && s[i] < 0xF5 ? 4 : s[i] >= 0xE0 ? 3 : s[i] >= 0xC2 && s[i] < 0xE0 ? 2 : 0;
+    if (n == 0 || i + n > len) return "must be valid UTF-8";
+    c = s[i] & (0x7F >> n);
+    for (k = 1; k < n; k++) {
+      if ((s[i + k] & 0xC0) != 0x80) return "must be valid UTF-8";
+      c = (c << 6) | (s[i + k] & 0x3F);
+    }
+    if ((n == 3 && c < 0x800) || (n == 4 && (c < 0x10000 || c > 0x10FFFF)) ||
+        (c >= 0xD800 && c <= 0xDFFF))
+      return "must be valid UTF-8";
+    if (c <= 0x9F || (c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069))
+      return "must not contain control characters";
+    i += n;
+  }
+  return NULL;
+}
+
 const char *klua_check_str(lua_State *L, int idx, klua_kind kind, const char *field, int arg) {
   size_t len, i;
   const char *s;
@@ -39,6 +65,8 @@ const char *klua_check_str(lua_State *L, int idx, klua_kind kind, const char *fi
       luaL_argerror(L, arg,
                     lua_pushfstring(L, "%s: must not contain control characters", field));
   if (kind == KLUA_NAME) {
+    const char *why = name_chars((const unsigned char *)s, len);
+    if (why) luaL_argerror(L, arg, lua_pushfstring(L, "%s: %s", field, why));
     memset(&err, 0, sizeof err);
     if (kl_name_check(s, &err) != 0)
       luaL_argerror(L, arg, lua_pushfstring(L, "%s: %s", field, err.msg));

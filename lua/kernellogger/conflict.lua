@@ -125,7 +125,12 @@ end
 -- A name for a private session: base_pid, base_pid_2, ... within KL_NAME_MAX.
 local function private_name(core, base, n)
   local suffix = "_" .. tostring(core._getpid()) .. (n > 1 and ("_" .. n) or "")
-  if #base + #suffix > 64 then base = base:sub(1, 64 - #suffix) end
+  if #base + #suffix > 64 then
+    local cut = 64 - #suffix
+    -- never in the middle of a UTF-8 character: back off its continuation bytes
+    while cut > 0 and (base:byte(cut + 1) or 0) & 0xC0 == 0x80 do cut = cut - 1 end
+    base = base:sub(1, cut)
+  end
   return base .. suffix
 end
 
