@@ -936,8 +936,10 @@ static int l_getpid(lua_State *L) {
  */
 #define TRACE_MT "kernellogger.Trace"
 
+static void push_value(lua_State *L, const kl_field *f);
+
 typedef struct ltrace {
-  kl_trace *t;          /* NULL once closed */
+  kl_reader *t;         /* NULL once closed */
   unsigned gen;         /* bumped by each events() call */
   char desc[160];       /* for __tostring, filled by info() (open does not scan) */
 } ltrace;
@@ -972,7 +974,7 @@ static int l_open(lua_State *L) {
   luaL_setmetatable(L, TRACE_MT);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);  /* the path */
-  t->t = B.trace_open(path, &err);
+  t->t = kl_reader_open(path, &err);
   if (t->t == NULL) return push_fail(L, &err);
   return 1;
 }
@@ -980,7 +982,7 @@ static int l_open(lua_State *L) {
 static int t_close(lua_State *L) {
   ltrace *t = check_trace(L, 1);
   if (t->t) {
-    B.trace_close(t->t);
+    kl_reader_close(t->t);
     t->t = NULL;
   }
   return 0;
@@ -1008,7 +1010,7 @@ static int t_info(lua_State *L) {
   kl_err err;
   size_t i;
   memset(&err, 0, sizeof err);
-  if (B.trace_info(t->t, &info, &err) != 0) return push_fail(L, &err);
+  if (kl_reader_info(t->t, &info, &err) != 0) return push_fail(L, &err);
   /* .etl files carry no format version of their own: "etl, 4 CPUs" */
   if (info.version > 0)
     snprintf(t->desc, sizeof t->desc, "%s v%d, %d CPUs", info.format, info.version, info.ncpus);
@@ -1034,6 +1036,10 @@ static int t_info(lua_State *L) {
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_setfield(L, -2, "events");
+  for (i = 0; i < info.nextra; i++) {  /* format-specific facts (.etl) */
+    push_value(L, &info.extra[i]);
+    lua_setfield(L, -2, info.extra[i].name);
+  }
   return 1;
 }
 
@@ -1087,6 +1093,53 @@ static int header_key(const char *k) {
   return 0;
 }
 
+static void push_fields(lua_State *L, const kl_field *fs, size_t n, int is_list);
+
+/* Push one field's value. */
+static void push_value(lua_State *L, const kl_field *f) {
+  switch (f->type) {
+    case KL_F_INT: lua_pushinteger(L, (lua_Integer)f->v.i); break;
+    case KL_F_UINT: lua_pushinteger(L, (lua_Integer)f->v.u); break;
+    case KL_F_FLOAT: lua_pushnumber(L, (lua_Number)f->v.d); break;
+    case KL_F_STR: lua_pushlstring(L, f->v.s.p, f->v.s.len); break;
+    case KL_F_BOOL: lua_pushboolean(L, f->v.i != 0); break;
+    case KL_F_TABLE: push_fields(L, f->v.t.fields, f->v.t.count, f->v.t.is_list); break;
+    case KL_F_ARRAY: {
+      const unsigned char *p = f->v.a.p;
+      size_t j, n = f->v.a.count;
+      int es = f->v.a.elem_size, sg = f->v.a.is_signed;
+      lua_createtable(L, (int)n, 0);
+      for (j = 0; j < n; j++) {
+        lua_Integer x;
+        switch (es) {
+          case 1: x = sg ? (lua_Integer)(int8_t)p[j] : (lua_Integer)p[j]; break;
+          case 2: { uint16_t u; memcpy(&u, p + 2 * j, 2);
+                    x = sg ? (lua_Integer)(int16_t)u : (lua_Integer)u; break; }
+          case 4: { uint32_t u; memcpy(&u, p + 4 * j, 4);
+                    x = sg ? (lua_Integer)(int32_t)u : (lua_Integer)u; break; }
+          default: { uint64_t u; memcpy(&u, p + 8 * j, 8); x = (lua_Integer)u; break; }
+        }
+        lua_pushinteger(L, x);
+        lua_rawseti(L, -2, (lua_Integer)j + 1);
+      }
+      break;
+    }
+    default: lua_pushnil(L); break;
+  }
+}
+
+/* Nested fields (.etl structs and arrays) as a table or a list. */
+static void push_fields(lua_State *L, const kl_field *fs, size_t n, int is_list) {
+  size_t i;
+  luaL_checkstack(L, 4, "nested event fields");
+  lua_createtable(L, is_list ? (int)n : 0, is_list ? 0 : (int)n);
+  for (i = 0; i < n; i++) {
+    push_value(L, &fs[i]);
+    if (is_list) lua_rawseti(L, -2, (lua_Integer)i + 1);
+    else lua_setfield(L, -2, fs[i].name ? fs[i].name : "?");
+  }
+}
+
 /* Push one event as a table. */
 static void push_event(lua_State *L, const kl_event *ev) {
   size_t i;
@@ -1115,33 +1168,7 @@ static void push_event(lua_State *L, const kl_event *ev) {
   }
   for (i = 0; i < ev->nfields; i++) {
     const kl_field *f = &ev->fields[i];
-    switch (f->type) {
-      case KL_F_INT: lua_pushinteger(L, (lua_Integer)f->v.i); break;
-      case KL_F_UINT: lua_pushinteger(L, (lua_Integer)f->v.u); break;
-      case KL_F_FLOAT: lua_pushnumber(L, (lua_Number)f->v.d); break;
-      case KL_F_STR: lua_pushlstring(L, f->v.s.p, f->v.s.len); break;
-      case KL_F_ARRAY: {
-        const unsigned char *p = f->v.a.p;
-        size_t j, n = f->v.a.count;
-        int es = f->v.a.elem_size, sg = f->v.a.is_signed;
-        lua_createtable(L, (int)n, 0);
-        for (j = 0; j < n; j++) {
-          lua_Integer x;
-          switch (es) {
-            case 1: x = sg ? (lua_Integer)(int8_t)p[j] : (lua_Integer)p[j]; break;
-            case 2: { uint16_t u; memcpy(&u, p + 2 * j, 2);
-                      x = sg ? (lua_Integer)(int16_t)u : (lua_Integer)u; break; }
-            case 4: { uint32_t u; memcpy(&u, p + 4 * j, 4);
-                      x = sg ? (lua_Integer)(int32_t)u : (lua_Integer)u; break; }
-            default: { uint64_t u; memcpy(&u, p + 8 * j, 8); x = (lua_Integer)u; break; }
-          }
-          lua_pushinteger(L, x);
-          lua_rawseti(L, -2, (lua_Integer)j + 1);
-        }
-        break;
-      }
-      default: lua_pushnil(L); break;
-    }
+    push_value(L, f);
     if (header_key(f->name)) {
       lua_pushfstring(L, "field_%s", f->name);
       lua_insert(L, -2);
@@ -1163,7 +1190,7 @@ static int t_events_next(lua_State *L) {
   if (it->gen != t->gen)
     return luaL_error(L, "trace iterator invalidated: a newer events() started on this trace");
   memset(&err, 0, sizeof err);
-  r = B.trace_next(t->t, &it->f, !it->started, &ev, &err);
+  r = kl_reader_next(t->t, &it->f, !it->started, &ev, &err);
   it->started = 1;
   if (r < 0) return luaL_error(L, "%s [%s]", err.msg, kl_code_name(err.code));
   if (r == 0) {
