@@ -133,8 +133,10 @@ KL_INTERNAL void etl_cursor_free(etl_cursor *c);
 #define ETL_ARENA (5u * 65536u)
 
 typedef struct etl_out {
-  kl_field fields[ETL_MAX_FIELDS];
+  kl_field fields[ETL_MAX_FIELDS];   /* the event's own fields */
   size_t nf;
+  kl_field nested[ETL_MAX_FIELDS];   /* members of tables inside them */
+  size_t nn;
   char arena[ETL_ARENA];
   size_t used;
   int full;                  /* set when a field or byte did not fit */
@@ -144,8 +146,10 @@ typedef struct etl_out {
 KL_INTERNAL void etl_out_reset(etl_out *o);
 /* The next free field slot (named), or NULL when full. */
 KL_INTERNAL kl_field *etl_out_field(etl_out *o, const char *name);
-/* n consecutive slots (for a table's members), or NULL. */
+/* n consecutive top-level slots, or NULL. */
 KL_INTERNAL kl_field *etl_out_fields(etl_out *o, size_t n);
+/* n consecutive slots for a table's members, or NULL. */
+KL_INTERNAL kl_field *etl_out_nested(etl_out *o, size_t n);
 KL_INTERNAL void etl_set_int(kl_field *f, int64_t v);
 KL_INTERNAL void etl_set_uint(kl_field *f, uint64_t v);
 /* Copy text into the arena; NULL when full. */

@@ -10,6 +10,7 @@
 
 void etl_out_reset(etl_out *o) {
   o->nf = 0;
+  o->nn = 0;
   o->used = 0;
   o->full = 0;
 }
@@ -23,6 +24,18 @@ kl_field *etl_out_fields(etl_out *o, size_t n) {
   f = &o->fields[o->nf];
   memset(f, 0, n * sizeof *f);
   o->nf += n;
+  return f;
+}
+
+kl_field *etl_out_nested(etl_out *o, size_t n) {
+  kl_field *f;
+  if (n > ETL_MAX_FIELDS - o->nn) {
+    o->full = 1;
+    return NULL;
+  }
+  f = &o->nested[o->nn];
+  memset(f, 0, n * sizeof *f);
+  o->nn += n;
   return f;
 }
 

@@ -198,7 +198,7 @@ static int element(tctx *c, size_t i, kl_field *v, int depth) {
   size_t m, j = i + 1, members = f->out & 0x7F;
   kl_field *t;
   if ((f->in & 0x1F) != 24) return value(c, v, f->in & 0x1F, f->out & 0x7F);
-  if (depth > TLG_MAX_DEPTH || (t = etl_out_fields(c->o, members)) == NULL) return -1;
+  if (depth > TLG_MAX_DEPTH || (t = etl_out_nested(c->o, members)) == NULL) return -1;
   for (m = 0; m < members; m++) {
     if (field(c, j, &t[m], depth + 1) != 0) return -1;
     j += c->f[j].span;
@@ -224,7 +224,7 @@ static int field(tctx *c, size_t i, kl_field *slot, int depth) {
     n = etl_u16(c->d + c->pos);
     c->pos += 2;
   }
-  if ((l = etl_out_fields(c->o, n)) == NULL && n > 0) return -1;
+  if ((l = etl_out_nested(c->o, n)) == NULL && n > 0) return -1;
   for (e = 0; e < n; e++)
     if (element(c, i, &l[e], depth) != 0) return -1;
   slot->type = KL_F_TABLE;
@@ -237,7 +237,7 @@ static int field(tctx *c, size_t i, kl_field *slot, int depth) {
 int etl_tlg_fields(etl_out *o, const uint8_t *schema, size_t ns, const uint8_t *data,
                    size_t nd, int ptr) {
   tctx c;
-  size_t i, top = 0, k = 0, nf0 = o->nf, used0 = o->used;
+  size_t i, top = 0, k = 0, nf0 = o->nf, nn0 = o->nn, used0 = o->used;
   kl_field *slots;
   c.o = o;
   c.d = data;
@@ -253,6 +253,7 @@ int etl_tlg_fields(etl_out *o, const uint8_t *schema, size_t ns, const uint8_t *
   return 0;
 fail:
   o->nf = nf0;
+  o->nn = nn0;
   o->used = used0;
   o->full = 0;
   return -1;
