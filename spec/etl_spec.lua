@@ -295,7 +295,8 @@ describe("Trace:events filters on .etl", function()
 end)
 
 describe("damaged .etl files", function()
-  it("are refused at open or fail cleanly, never crash or hang", function()
+  -- in child processes (timeout(1), a POSIX shell): Linux only; the reader is the same
+  it("are refused at open or fail cleanly, never crash or hang #linux", function()
     local dir = H.tmpdir()
     finally(function() H.rmtree(dir) end)
     local code = [[
@@ -349,10 +350,9 @@ describe("damaged .etl files", function()
   end)
 
   it("a truncated capture names the buffer and the file size", function()
-    local dir = H.tmpdir()
-    finally(function() H.rmtree(dir) end)
+    local out = os.tmpname()
+    finally(function() os.remove(out) end)
     local data = read(DIR .. "tx_HTTP_Server.etl")
-    local out = dir .. "/cut.etl"
     local f = assert(io.open(out, "wb"))
     f:write(data:sub(1, 0x5000))
     f:close()
@@ -364,7 +364,7 @@ describe("damaged .etl files", function()
   end)
 end)
 
-describe("kernellogger report on an .etl file", function()
+describe("kernellogger report on an .etl file #linux", function()
   it("summarises it", function()
     local p = assert(io.popen("lua5.4 bin/kernellogger report " .. DIR ..
                               "perfview_primitive-types.etl 2>&1"))
