@@ -5,7 +5,8 @@ retransmits.
   lua5.4 examples/tcp_connections.lua            capture now: start the kernel logger
                                                  with the TCP/IP group, open a few loopback
                                                  connections to a listener of our own, stop
-  lua5.4 examples/tcp_connections.lua FILE.dat   read an existing capture
+  lua5.4 examples/tcp_connections.lua FILE.dat   read an existing capture (a Linux
+                                                 trace.dat or a Windows .etl)
 
 Run from the project root after building (bash scripts/dev build), or with the
 module installed by luarocks.
@@ -82,7 +83,7 @@ local function analyse(file)
   if not t then fail(err, code) end
   local socks, order, resets, retrans, lost, changes = {}, {}, {}, {}, 0, 0
   local first
-  for ev in t:events{names = {"sock:inet_sock_set_state", "tcp", "lost_events"}} do
+  for ev in t:events{names = recipe.EVENTS.tcp_connections["trace.dat"]} do
     first = first or ev.time
     if ev.name == "lost_events" then
       lost = lost + math.max(ev.lost, 0)
@@ -123,10 +124,53 @@ local function analyse(file)
           first = first or 0}
 end
 
+--- Read a Windows capture: the kernel's TcpIp events, one record per connection
+-- (local and remote address and port). ETW has no socket states: the "states"
+-- column counts the events seen (Connect, Accept, Send, Recv, Disconnect...), and
+-- a connection older than the capture shows "--" for its direction.
+local function analyse_etl(file)
+  local t <close>, err, code = kl.open(file)
+  if not t then fail(err, code) end
+  local socks, order, retrans, changes, images = {}, {}, {}, 0, {}
+  local first
+  for ev in t:events{names = recipe.EVENTS.tcp_connections.etl} do
+    first = first or ev.time
+    if ev.system == "Process" then
+      images[ev.ProcessId] = ev.ImageFileName
+    elseif ev.daddr then
+      local what = ev.name:gsub("IPV6$", "")
+      local key = table.concat({ev.saddr, ev.sport, ev.daddr, ev.dport}, " ")
+      local s = socks[key]
+      if not s then
+        s = {states = {}, n = {}, first = ev.time, pid = ev.PID, comm = images[ev.PID], retrans = 0,
+             resets = 0, saddr = ev.saddr, sport = ev.sport, daddr = ev.daddr, dport = ev.dport,
+             seen = true}
+        socks[key] = s
+        order[#order + 1] = s
+      end
+      if not s.n[what] then s.states[#s.states + 1] = what end
+      s.n[what] = (s.n[what] or 0) + 1
+      changes = changes + 1
+      if what == "Connect" then s.client = true end
+      if what == "Accept" then s.server = true end
+      if what == "Retransmit" then
+        s.retrans = s.retrans + 1
+        retrans[#retrans + 1] = {time = ev.time, what = "retransmit", comm = s.comm, pid = ev.PID,
+                                 from = endpoint(ev.saddr, ev.sport), to = endpoint(ev.daddr, ev.dport)}
+      end
+    end
+  end
+  for _, s in ipairs(order) do
+    for i, what in ipairs(s.states) do s.states[i] = ("%s(%d)"):format(what, s.n[what]) end
+  end
+  return {socks = order, resets = {}, retrans = retrans, lost = 0, changes = changes,
+          first = first or 0}
+end
+
 local file = arg[1]
 local port
 if not file then file, port = capture() end
-local r = analyse(file)
+local r = (recipe.format(file) == "etl" and analyse_etl or analyse)(file)
 local function ms(ns) return ("%.3f"):format((ns - r.first) / 1e6) end
 
 print()
@@ -135,9 +179,9 @@ print(("%-10s %-22s %-3s %-22s %-18s %5s %5s  %s"):format("t (ms)", "from", "", 
       "process", "retx", "rst", "states"))
 local nconn = 0
 for _, s in ipairs(r.socks) do
-  if s.client or s.server then
+  if s.client or s.server or s.seen then
     nconn = nconn + 1
-    local arrow = s.client and "->" or "<-"
+    local arrow = s.client and "->" or s.server and "<-" or "--"
     local from, to = endpoint(s.saddr, s.sport), endpoint(s.daddr, s.dport)
     print(("%-10s %-22s %-3s %-22s %-18s %5d %5d  %s"):format(ms(s.first), from, arrow, to,
           ("%s/%d"):format(s.comm or "?", s.pid or -1):sub(1, 18), s.retrans, s.resets,

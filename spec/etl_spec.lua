@@ -374,3 +374,36 @@ describe("kernellogger report on an .etl file #linux", function()
     assert.matches("solar_system:PrimitiveTypesTest%s+5", out)
   end)
 end)
+
+describe("the recipes in examples/ on .etl captures #linux", function()
+  local function example(name, file)
+    local p = assert(io.popen(("timeout 120 lua5.4 examples/%s.lua %s 2>&1"):format(name, file)))
+    local out = p:read("a")
+    return p:close(), out
+  end
+
+  it("processes.lua: started and exited processes with their command lines", function()
+    local ok, out = example("processes", DIR .. "perfview_net.4.5.2.x64.etl")
+    assert.is_true(ok, out)
+    assert.matches("%s3676%s+3508 Test%.x64%.exe%s+5469%.109 ms%s+Test%.x64%.exe", out)
+    assert.matches("1 started, 1 of them exited in the capture", out)
+    ok, out = example("processes", DIR .. "airbus_ShutdownPerfDiagLogger.etl")
+    assert.is_true(ok, out)
+    assert.matches("1348%s+%d+ svchost%.exe%s+ended%s+C:\\Windows\\system32\\svchost%.exe %-k netsvcs", out)
+    assert.matches("57 processes that ran before the capture exited in it", out)
+  end)
+
+  it("tcp_connections.lua: the SMB connections of the merged capture", function()
+    local ok, out = example("tcp_connections", DIR .. "perfview_net.4.5.2.x64.etl")
+    assert.is_true(ok, out)
+    assert.matches("%[2001:4898:f0:26:b18e:e85f:db5d:8e8%]:64025 %-%-  " ..
+                   "%[2001:4898:e0:81:7cb9:ab:cd5:e6af%]:445 System/4%s+0%s+0%s+Send%(60%)>Recv%(65%)", out)
+    assert.matches("4 connection ends", out)
+  end)
+
+  it("cswitch.lua reads a capture without context switches", function()
+    local ok, out = example("cswitch", DIR .. "perfview_net.4.5.2.x64.etl")
+    assert.is_true(ok, out)
+    assert.matches("Context switches in .-: 0 in", out)
+  end)
+end)
