@@ -1084,13 +1084,15 @@ static int opt_int_or(lua_State *L, int idx, const char *key, int def, int arg) 
  * comm are the woken task's, not the current one's) is stored as
  * "field_<name>", so that ev.pid is always the pid the event ran in. */
 static int header_key(const char *k) {
-  static const char *const keys[] = {"name", "system", "time", "cpu", "pid", "comm", "lost",
-                                     NULL};
-  int i;
-  if (!strchr("nstcpl", k[0])) return 0;
-  for (i = 0; keys[i]; i++)
-    if (strcmp(keys[i], k) == 0) return 1;
-  return 0;
+  switch (k[0]) {  /* called for every field of every event: no loop */
+    case 'n': return strcmp(k, "name") == 0;
+    case 's': return strcmp(k, "system") == 0;
+    case 't': return strcmp(k, "time") == 0;
+    case 'c': return strcmp(k, "cpu") == 0 || strcmp(k, "comm") == 0;
+    case 'p': return strcmp(k, "pid") == 0;
+    case 'l': return strcmp(k, "lost") == 0;
+    default: return 0;
+  }
 }
 
 static void push_fields(lua_State *L, const kl_field *fs, size_t n, int is_list);

@@ -92,6 +92,10 @@ int etl_set_utf16(etl_out *o, kl_field *f, const uint8_t *p, size_t units) {
   if (d == NULL) return -1;
   for (i = 0; i < units; i++) {
     uint32_t c = etl_u16(p + 2 * i);
+    if (c < 0x80) {   /* the common case: ASCII */
+      *q++ = (char)c;
+      continue;
+    }
     if (c >= 0xD800 && c < 0xDC00 && i + 1 < units) {
       uint32_t lo = etl_u16(p + 2 * i + 2);
       if (lo >= 0xDC00 && lo < 0xE000) {
@@ -223,8 +227,13 @@ int etl_set_systemtime(etl_out *o, kl_field *f, const uint8_t *p) {
 
 size_t etl_strlen(const uint8_t *p, size_t n, int unit, int *term) {
   size_t i;
-  for (i = 0; i + (size_t)unit <= n; i += (size_t)unit) {
-    if (p[i] == 0 && (unit == 1 || p[i + 1] == 0)) {
+  if (unit == 1) {
+    const uint8_t *z = (const uint8_t *)memchr(p, 0, n);
+    *term = z != NULL;
+    return z ? (size_t)(z - p) : n;
+  }
+  for (i = 0; i + 1 < n; i += 2) {
+    if ((p[i] | p[i + 1]) == 0) {
       *term = 1;
       return i;
     }
