@@ -121,11 +121,9 @@ kl_etl *kl_etl_open(const char *path, kl_err *err) {
   return kl_etl_open_src(&s, path, err);
 }
 
-void kl_etl_close(kl_etl *t) {
+/* Forget what info() counted (also after a failed count). */
+static void drop_types(kl_etl *t) {
   size_t i;
-  if (t == NULL) return;
-  etl_cursor_free(&t->cur);
-  if (t->src.close) t->src.close(t->src.ud);
   for (i = 0; i < NBUCKETS; i++)
     while (t->buckets[i]) {
       etype *e = t->buckets[i];
@@ -133,6 +131,17 @@ void kl_etl_close(kl_etl *t) {
       free(e);
     }
   free(t->types);
+  t->types = NULL;
+  t->ntypes = 0;
+  t->first_ts = t->last_ts = 0;
+  t->skipped = 0;
+}
+
+void kl_etl_close(kl_etl *t) {
+  if (t == NULL) return;
+  etl_cursor_free(&t->cur);
+  if (t->src.close) t->src.close(t->src.ud);
+  drop_types(t);
   free(t->cpus);
   free(t->first);
   free(t->out);
@@ -412,8 +421,10 @@ static int scan_events(kl_etl *t, kl_err *err) {
   if (s == -2) goto fail;
   t->skipped += c.skipped;
   etl_cursor_free(&c);
-  if ((t->types = (kl_event_count *)malloc((t->ntypes + 1) * sizeof *t->types)) == NULL)
+  if ((t->types = (kl_event_count *)malloc((t->ntypes + 1) * sizeof *t->types)) == NULL) {
+    drop_types(t);
     return kl_err_set(err, KL_E_NO_RESOURCES, 0, "out of memory");
+  }
   for (i = 0; i < NBUCKETS; i++) {
     const etype *e;
     for (e = t->buckets[i]; e; e = e->next) t->types[k++] = e->c;
@@ -422,6 +433,7 @@ static int scan_events(kl_etl *t, kl_err *err) {
   return 0;
 fail:
   etl_cursor_free(&c);
+  drop_types(t);
   return -1;
 }
 
