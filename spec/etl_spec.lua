@@ -407,3 +407,117 @@ describe("the recipes in examples/ on .etl captures #linux", function()
     assert.matches("Context switches in .-: 0 in", out)
   end)
 end)
+
+-- ---------------------------------------------------------------- --
+-- A capture built here, byte by byte, from the documented layouts:   --
+-- what the fixtures lack (context switches, ready-thread events,    --
+-- 32-bit and compact headers, a counter word after a header).        --
+-- ---------------------------------------------------------------- --
+local FT0 = 132000000000000000   -- the StartTime of the built file (a FILETIME)
+
+local function pad8(s) return s .. string.rep("\0", (-#s) % 8) end
+local function u16s(s) return (s:gsub(".", "%0\0")) .. "\0\0" end
+
+local function rec_system(hook, ver, tid, pid, raw, payload, htype)
+  local size = (htype == 3 or htype == 4) and 0x18 or 0x20
+  local head = string.pack("<I2BBI2I2I4I4i8", ver, htype or 2, 0xC0, size + #payload, hook, tid,
+                           pid, raw)
+  if size == 0x20 then head = head .. string.pack("<I4I4", 0, 0) end
+  return head .. payload
+end
+
+local function rec_perfinfo(hook, ver, raw, payload)
+  return string.pack("<I2BBI2I2i8", ver, 0x11, 0xC0, 0x10 + #payload, hook, raw) .. payload
+end
+
+local function buffer(size, cpu, flags, btype, records)
+  local parts = {}
+  for i, r in ipairs(records) do parts[i] = pad8(r) end
+  local body = table.concat(parts)
+  local filled = 0x48 + #body
+  return string.pack("<I4I4I4I4I8I8I8BBI2I4I4I2I2", size, filled, 0, 0, 0, 0, 0, cpu, 8, 0, 3,
+                     filled, flags, btype) .. string.rep("\0", 16) .. body ..
+         string.rep("\255", size - filled)
+end
+
+local function built_capture()
+  local loghdr = string.pack("<I4BBBBI4I4I8I4I4I4I4I4I4I4I4I8I8", 0x400, 10, 0, 1, 5, 19041, 2,
+                             FT0 + 10000000, 156250, 0, 0, 3, 1, 8, 0, 3000, 0, 0) ..
+                 string.rep("\0", 176) .. string.pack("<I8I8I8I4I4", FT0 - 1e9, 10000000, FT0, 1, 0) ..
+                 u16s("built") .. u16s("C:\\built.etl")
+  -- UserSID: a TOKEN_USER-sized prefix (two pointers), then S-1-5-18 (authority big-endian)
+  local sid = string.pack("<I8I8BB", 0xffff800000001000, 0, 1, 1) .. string.pack(">I6", 5) ..
+              string.pack("<I4", 18)
+  local process = string.pack("<I8I4I4I4i4I8I4", 0xffff800000002000, 1234, 4, 1, 259, 0x1aa000, 0) ..
+                  sid .. "app.exe\0" .. u16s("app.exe -x") .. u16s("") .. u16s("")
+  local thread64 = string.pack("<I4I4I8I8I8I8I8I8I8I4BBBB", 1234, 5678, 0xffff1000, 0xfffe0000, 0x7f000,
+                               0x7e000, 3, 0x401000, 0x7ffd000, 0, 8, 5, 2, 0)
+  local thread32 = string.pack("<I4I4I4I4I4I4I4I4I4I4BBBB", 1234, 91, 0x81000, 0x80000, 0x1000, 0x900,
+                               1, 0x402000, 0x7ffe000, 7, 9, 5, 2, 1)
+  local cswitch = string.pack("<I4I4bbBbbbbbI4I4", 5678, 0, 9, 0, 1, 0, 6, 1, 5, 3, 42, 0)
+  local ready = string.pack("<I4bbbb", 5678, 1, 2, 1, 0)
+  local records = {
+    rec_system(0x0303, 4, 1, 4, 2000, process),
+    rec_system(0x0503, 3, 1, 4, 3000, thread64),
+    rec_system(0x0503, 3, 1, 4, 3500, thread32, 1),                 -- 32-bit header
+    rec_perfinfo(0x0532, 2, 4000, ready),
+    rec_perfinfo(0x0524, 2 | 0x0100, 5000, string.pack("<I8", 77) .. cswitch), -- one counter
+    rec_system(0x0502, 3, 5678, 1234, 6000, thread64, 4),           -- compact header
+  }
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(buffer(0x400, 0, 1, 4, {rec_system(0, 2, 1, 4, 1000, loghdr)}))
+  f:write(buffer(0x800, 1, 1, 0, records))
+  f:close()
+  return path
+end
+
+describe("a capture built from the documented layouts", function()
+  local path
+  before_each(function() path = built_capture() end)
+  after_each(function() os.remove(path) end)
+
+  it("decodes Process, Thread (64-bit, 32-bit, compact), ReadyThread and CSwitch", function()
+    local t <close> = assert(kl.open(path))
+    local info = assert(t:info())
+    assert.equal(2, info.buffers)
+    assert.equal("10.0", info.os_version)
+    local evs = all_events(t)
+    assert.equal(7, #evs)
+    local base = ft_ns(FT0)
+    for i, raw in ipairs{1000, 2000, 3000, 3500, 4000, 5000, 6000} do
+      assert.equal(base + (raw - 1000) * 100, evs[i].time)   -- QPC at 10 MHz: 100 ns a tick
+    end
+    local p = evs[2]
+    assert.same({"Process", "DCStart", 1234, 4, 1, 259, "S-1-5-18", "app.exe", "app.exe -x"},
+                {p.system, p.name, p.ProcessId, p.ParentId, p.SessionId, p.ExitStatus, p.UserSID,
+                 p.ImageFileName, p.CommandLine})
+    assert.equal(0x1aa000, p.DirectoryTableBase)
+    local t64, t32 = evs[3], evs[4]
+    assert.same({5678, 0xfffe0000, 3, 0x401000, 8, 5, 2, 0},
+                {t64.TThreadId, t64.StackLimit, t64.Affinity, t64.Win32StartAddr,
+                 t64.BasePriority, t64.PagePriority, t64.IoPriority, t64.ThreadFlags})
+    assert.same({91, 0x80000, 1, 0x402000, 0x7ffe000, 7, 9, 1},
+                {t32.TThreadId, t32.StackLimit, t32.Affinity, t32.Win32StartAddr, t32.TebBase,
+                 t32.SubProcessTag, t32.BasePriority, t32.ThreadFlags})
+    local r = evs[5]
+    assert.same({"Dispatcher", "ReadyThread", 5678, 1, 2, 1},
+                {r.system, r.name, r.TThreadId, r.AdjustReason, r.AdjustIncrement, r.Flag})
+    assert.is_nil(r.pid)                                   -- PERFINFO headers carry no ids
+    local c = evs[6]
+    assert.same({"Thread", "CSwitch", 5678, 0, 9, 0, 6, 1, 5, 3, 42},
+                {c.system, c.name, c.NewThreadId, c.OldThreadId, c.NewThreadPriority,
+                 c.OldThreadPriority, c.OldThreadWaitReason, c.OldThreadWaitMode,
+                 c.OldThreadState, c.OldThreadWaitIdealProcessor, c.NewThreadWaitTime})
+    local s = evs[7]
+    assert.same({"Thread", "Stop", 1234, 5678, 1}, {s.system, s.name, s.pid, s.tid, s.cpu})
+  end)
+
+  it("cswitch.lua names the threads of a switch by their processes #linux", function()
+    local p = assert(io.popen("timeout 60 lua5.4 examples/cswitch.lua " .. path .. " 2>&1"))
+    local out = p:read("a")
+    assert.is_true(p:close(), out)
+    assert.matches("Context switches in .-: 1 in", out)
+    assert.matches("<idle>%s+app%.exe/5678%s+1%s+100%.0%%%s+cpu1 %(1%)", out)
+  end)
+end)
