@@ -35,6 +35,10 @@ typedef struct etl_src {
   void (*close)(void *ud);
   void *ud;
   uint64_t size;
+  /* Limits from the log-file header once it is read (0: none yet): the
+   * largest FilledBytes of a compressed buffer, the number of processors. */
+  uint32_t fill_max;
+  int ncpus;
 } etl_src;
 
 KL_INTERNAL int etl_src_file(etl_src *s, const char *path, kl_err *err);

@@ -37,12 +37,15 @@ int etl_buf_header(const etl_src *s, uint64_t off, etl_bufhdr *h, kl_err *err) {
                       "the end of the file (%llu bytes): truncated file",
                       (unsigned long long)off, (unsigned long)h->size,
                       (unsigned long long)s->size);
-  if (h->filled < ETL_BUF_HDR || h->filled > ((h->flags & 0x40u) ? ETL_BUF_MAX : h->size))
+  /* a compressed buffer holds at most one session buffer (the header's size) */
+  if (h->filled < ETL_BUF_HDR ||
+      h->filled > ((h->flags & 0x40u) ? (s->fill_max ? s->fill_max : ETL_BUF_MAX) : h->size))
     return kl_err_set(err, KL_E_INVALID, 0, "buffer at offset %llu: FilledBytes %lu out of "
                       "range", (unsigned long long)off, (unsigned long)h->filled);
-  if (h->cpu >= ETL_MAX_CPU)
-    return kl_err_set(err, KL_E_INVALID, 0, "buffer at offset %llu: processor %d out of range",
-                      (unsigned long long)off, h->cpu);
+  if (h->cpu >= (s->ncpus ? s->ncpus : ETL_MAX_CPU))
+    return kl_err_set(err, KL_E_INVALID, 0, "buffer at offset %llu: processor %d out of range "
+                      "(%d processors)", (unsigned long long)off, h->cpu,
+                      s->ncpus ? s->ncpus : ETL_MAX_CPU);
   return 1;
 }
 

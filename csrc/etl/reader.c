@@ -86,6 +86,10 @@ static int scan_buffers(kl_etl *t, kl_err *err) {
   uint64_t off = 0;
   etl_bufhdr h;
   int r;
+  /* from here on, buffers are checked against the header's limits */
+  t->src.fill_max = t->hdr.buffer_size > ETL_BUF_HDR && t->hdr.buffer_size < ETL_BUF_MAX
+                        ? t->hdr.buffer_size : ETL_BUF_MAX;
+  t->src.ncpus = (int)t->hdr.ncpus;
   while ((r = etl_buf_header(&t->src, off, &h, err)) == 1) {
     if (add_cpu(t, h.cpu, off, err) != 0) return -1;
     t->nbuffers++;

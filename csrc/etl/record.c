@@ -219,6 +219,9 @@ int etl_loghdr_parse(const etl_rec *r, etl_loghdr *h, kl_err *err) {
   if (h->clock_type != 2 && h->clock_type != 3 && h->perf_freq == 0 && h->clock_type != 0)
     return kl_err_set(err, KL_E_INVALID, 0, "log-file header: clock type %u with PerfFreq 0",
                       (unsigned)h->clock_type);
+  if (h->ncpus == 0 || h->ncpus > ETL_MAX_CPU)
+    return kl_err_set(err, KL_E_INVALID, 0, "log-file header: NumberOfProcessors %lu out of "
+                      "range", (unsigned long)h->ncpus);
   if (h->clock_type == 3 && h->cpu_mhz == 0)
     return kl_err_set(err, KL_E_INVALID, 0, "log-file header: cycle clock with CpuSpeedInMHz 0");
   return 0;
