@@ -430,6 +430,20 @@ local function rec_perfinfo(hook, ver, raw, payload)
   return string.pack("<I2BBI2I2i8", ver, 0x11, 0xC0, 0x10 + #payload, hook, raw) .. payload
 end
 
+-- An EVENT_HEADER64 record with TraceLogging items: provider traits, then the schema.
+local function rec_tracelogging(raw, provider, schema, payload)
+  local function item(ty, data, more)
+    local n = 8 + #data + ((-#data) % 8)
+    return pad8(string.pack("<I2I2I2I2", n, ty, more and 1 or 0, #data) .. data)
+  end
+  local traits = string.pack("<I2", 3 + #provider) .. provider .. "\0"
+  local ext = item(0x0C, traits, true) .. item(0x0B, string.pack("<I2", 2 + #schema) .. schema)
+  local guid = string.rep("\17", 16)
+  return string.pack("<I2BBI2I2I4I4i8", 0x50 + #ext + #payload, 0x13, 0xC0, 1, 0, 42, 4242, raw) ..
+         guid .. string.pack("<I2BBBBI2I8I4I4", 7, 1, 11, 4, 0, 0, 0, 0, 0) ..
+         string.rep("\0", 16) .. ext .. payload
+end
+
 local function buffer(size, cpu, flags, btype, records)
   local parts = {}
   for i, r in ipairs(records) do parts[i] = pad8(r) end
@@ -456,6 +470,18 @@ local function built_capture()
                                1, 0x402000, 0x7ffe000, 7, 9, 5, 2, 1)
   local cswitch = string.pack("<I4I4bbBbbbbbI4I4", 5678, 0, 9, 0, 1, 0, 6, 1, 5, 3, 42, 0)
   local ready = string.pack("<I4bbbb", 5678, 1, 2, 1, 0)
+  -- TraceLogging: a var-count array, a fixed-count array of strings, a struct, a boolean,
+  -- a port, an IPv4 address, a binary blob, an array of structs
+  local schema = "\0" .. "Arrays\0" ..
+    "n\0" .. "\8" .. "list\0" .. string.char(6 | 0x40) ..
+    "names\0" .. string.char(1 | 0x20) .. string.pack("<I2", 2) ..
+    "pt\0" .. string.char(24 | 0x80, 2) .. "x\0\7" .. "y\0\12" ..
+    "ok\0\13" .. "port\0" .. string.char(6 | 0x80, 7) .. "ip\0" .. string.char(8 | 0x80, 8) ..
+    "bin\0\14" .. "pts\0" .. string.char(24 | 0x40 | 0x80, 1) .. "z\0\4"
+  local tl = string.pack("<I4I2I2I2I2", 3, 3, 10, 20, 30) .. u16s("a") .. u16s("bc") ..
+             string.pack("<i4d", -5, 2.5) .. string.pack("<I4", 1) .. string.pack(">I2", 8080) ..
+             string.char(10, 0, 0, 1) .. string.pack("<I2", 3) .. "xyz" ..
+             string.pack("<I2BB", 2, 7, 9)
   local records = {
     rec_system(0x0303, 4, 1, 4, 2000, process),
     rec_system(0x0503, 3, 1, 4, 3000, thread64),
@@ -463,6 +489,7 @@ local function built_capture()
     rec_perfinfo(0x0532, 2, 4000, ready),
     rec_perfinfo(0x0524, 2 | 0x0100, 5000, string.pack("<I8", 77) .. cswitch), -- one counter
     rec_system(0x0502, 3, 5678, 1234, 6000, thread64, 4),           -- compact header
+    rec_tracelogging(7000, "TestProv", schema, tl),
   }
   local path = os.tmpname()
   local f = assert(io.open(path, "wb"))
@@ -483,9 +510,9 @@ describe("a capture built from the documented layouts", function()
     assert.equal(2, info.buffers)
     assert.equal("10.0", info.os_version)
     local evs = all_events(t)
-    assert.equal(7, #evs)
+    assert.equal(8, #evs)
     local base = ft_ns(FT0)
-    for i, raw in ipairs{1000, 2000, 3000, 3500, 4000, 5000, 6000} do
+    for i, raw in ipairs{1000, 2000, 3000, 3500, 4000, 5000, 6000, 7000} do
       assert.equal(base + (raw - 1000) * 100, evs[i].time)   -- QPC at 10 MHz: 100 ns a tick
     end
     local p = evs[2]
@@ -511,6 +538,18 @@ describe("a capture built from the documented layouts", function()
                  c.OldThreadState, c.OldThreadWaitIdealProcessor, c.NewThreadWaitTime})
     local s = evs[7]
     assert.same({"Thread", "Stop", 1234, 5678, 1}, {s.system, s.name, s.pid, s.tid, s.cpu})
+    local e = evs[8]
+    assert.same({"TestProv", "Arrays", 7, 1, 4, "11111111-1111-1111-1111-111111111111"},
+                {e.system, e.name, e.id, e.version, e.level, e.provider})
+    assert.equal(3, e.n)
+    assert.same({10, 20, 30}, e.list)
+    assert.same({"a", "bc"}, e.names)
+    assert.same({x = -5, y = 2.5}, e.pt)
+    assert.is_true(e.ok)
+    assert.equal(8080, e.port)
+    assert.equal("10.0.0.1", e.ip)
+    assert.equal("xyz", e.bin)
+    assert.same({{z = 7}, {z = 9}}, e.pts)
   end)
 
   it("cswitch.lua names the threads of a switch by their processes #linux", function()
