@@ -233,6 +233,7 @@ describe("kernel classes of perfview_net.4.5.2.x64.etl", function()
         assert.is_true(ev.ImageSize > 0)
       elseif ev.system == "TcpIp" then
         assert.equal(445, ev.dport)                     -- SMB, in host order
+        assert.equal(ev.PID, ev.pid)                    -- no ids in its header: the payload's
         assert.matches("^2001:4898:", ev.daddr)
         assert.is_true(ev.size > 0)
       elseif ev.system == "UdpIp" then

@@ -197,16 +197,28 @@ typedef struct ident {
   int pid, tid;
 } ident;
 
+/* A u32 at off of the payload, or -1 if the payload is shorter. */
+static int payload_u32(const etl_rec *r, size_t off) {
+  return r->len >= off + 4 ? (int)etl_u32(r->data + off) : -1;
+}
+
 static int ident_kernel(const etl_rec *r, uint16_t hook, ident *id) {
   etl_kname kn;
+  size_t p = (size_t)r->ptr;
+  int group = hook >> 8, type = hook & 0xFF;
   if (!etl_kernel_name(hook, &kn)) return 0;
   id->system = kn.system;
   id->name = kn.name;
   id->kernel = 1;
   id->hook = hook;
-  if (hook == 0x1820 && r->len >= 16) {   /* StackWalk: whose stack */
-    id->pid = (int)etl_u32(r->data + 8);
-    id->tid = (int)etl_u32(r->data + 12);
+  if (hook == 0x1820) {                     /* StackWalk: whose stack */
+    id->pid = payload_u32(r, 8);
+    id->tid = payload_u32(r, 12);
+  } else if (id->pid < 0) {                 /* no ids in the header: the payload's */
+    if ((group == 6 || group == 8) && type != 0x11) id->pid = payload_u32(r, 0);
+    else if (group == 3 && ((type >= 1 && type <= 4) || type == 0x27)) id->pid = payload_u32(r, p);
+    else if (group == 0x14 || hook == 0x030A) id->pid = payload_u32(r, 2 * p);
+    else if (hook == 0x0F2E) id->tid = payload_u32(r, p);
   }
   return 1;
 }
