@@ -11,13 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "etl/etl.h"
-
-#if defined(_WIN32) && !defined(S_ISREG)
-#define S_ISREG(m) (((m) & _S_IFMT) == _S_IFREG)
-#endif
 
 struct kl_reader {
   kl_etl *etl;       /* one of the two */
@@ -27,12 +22,12 @@ struct kl_reader {
 static int looks_like_etl(const char *path) {
   uint8_t b[ETL_BUF_HDR + 8];
   size_t n = 0;
-  struct stat st;
+  int regular;
   FILE *f;
   /* only regular files are looked into (opening a FIFO would block); the
    * backend reports on anything else */
-  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
-  if ((f = fopen(path, "rb")) == NULL) return 0;
+  if (etl_stat(path, &regular) != 0 || !regular) return 0;
+  if ((f = etl_fopen(path)) == NULL) return 0;
   n = fread(b, 1, sizeof b, f);
   fclose(f);
   return kl_etl_sniff(b, n);

@@ -17,6 +17,8 @@
 #ifndef KL_ETL_H
 #define KL_ETL_H
 
+#include <stdio.h>
+
 #include "kl.h"
 
 /* ---- byte access ---------------------------------------------------- */
@@ -42,6 +44,10 @@ typedef struct etl_src {
 } etl_src;
 
 KL_INTERNAL int etl_src_file(etl_src *s, const char *path, kl_err *err);
+/* fopen(path, "rb") and stat() for UTF-8 paths on every platform (the wide
+ * functions on Windows).  etl_stat: 0 and *regular, or -1 with errno. */
+KL_INTERNAL FILE *etl_fopen(const char *path);
+KL_INTERNAL int etl_stat(const char *path, int *regular);
 KL_INTERNAL void etl_src_mem(etl_src *s, const void *data, size_t size);
 
 /* ---- MS-XCA ------------------------------------------------------------ */

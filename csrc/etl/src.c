@@ -18,14 +18,63 @@
 #include <sys/stat.h>
 
 #ifdef _WIN32
+#include <wchar.h>
 #define etl_fseek _fseeki64
 #define etl_ftell _ftelli64
-#ifndef S_ISREG
-#define S_ISREG(m) (((m) & _S_IFMT) == _S_IFREG)
-#endif
+
+/* Paths are UTF-8 (as everywhere in kernellogger); the C runtime's narrow
+ * functions take the ANSI code page, so convert and use the wide ones. */
+static int widen(const char *s, wchar_t *w, size_t cap) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t o = 0;
+  while (*p) {
+    uint32_t c = *p++;
+    int more = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
+    if (more) c &= 0x3Fu >> more;
+    for (; more > 0; more--) {
+      if ((*p & 0xC0) != 0x80) return -1;
+      c = c << 6 | (*p++ & 0x3Fu);
+    }
+    if (o + 3 > cap) return -1;
+    if (c >= 0x10000) {
+      w[o++] = (wchar_t)(0xD800 + ((c - 0x10000) >> 10));
+      w[o++] = (wchar_t)(0xDC00 + ((c - 0x10000) & 0x3FF));
+    } else {
+      w[o++] = (wchar_t)c;
+    }
+  }
+  w[o] = 0;
+  return 0;
+}
+
+FILE *etl_fopen(const char *path) {
+  wchar_t w[KL_PATH_MAX];
+  return widen(path, w, KL_PATH_MAX) == 0 ? _wfopen(w, L"rb") : NULL;
+}
+
+int etl_stat(const char *path, int *regular) {
+  wchar_t w[KL_PATH_MAX];
+  struct _stat64 st;
+  if (widen(path, w, KL_PATH_MAX) != 0) {
+    errno = ENOENT;
+    return -1;
+  }
+  if (_wstat64(w, &st) != 0) return -1;
+  *regular = (st.st_mode & _S_IFMT) == _S_IFREG;
+  return 0;
+}
 #else
 #define etl_fseek fseeko
 #define etl_ftell ftello
+
+FILE *etl_fopen(const char *path) { return fopen(path, "rb"); }
+
+int etl_stat(const char *path, int *regular) {
+  struct stat st;
+  if (stat(path, &st) != 0) return -1;
+  *regular = S_ISREG(st.st_mode);
+  return 0;
+}
 #endif
 
 static long file_read_at(void *ud, uint64_t off, void *buf, size_t n) {
@@ -40,17 +89,16 @@ static long file_read_at(void *ud, uint64_t off, void *buf, size_t n) {
 static void file_close(void *ud) { fclose((FILE *)ud); }
 
 int etl_src_file(etl_src *s, const char *path, kl_err *err) {
-  struct stat st;
+  int regular;
   FILE *f;
   long long end;
   memset(s, 0, sizeof *s);
-  if (stat(path, &st) != 0) {
+  if (etl_stat(path, &regular) != 0) {
     int e = errno;
     return kl_err_set(err, kl_code_from_errno(e), e, "open %s: %s", path, strerror(e));
   }
-  if (!S_ISREG(st.st_mode))
-    return kl_err_set(err, KL_E_INVALID, 0, "open %s: not a regular file", path);
-  f = fopen(path, "rb");
+  if (!regular) return kl_err_set(err, KL_E_INVALID, 0, "open %s: not a regular file", path);
+  f = etl_fopen(path);
   if (f == NULL) {
     int e = errno;
     return kl_err_set(err, kl_code_from_errno(e), e, "open %s: %s", path, strerror(e));
