@@ -459,7 +459,7 @@ local function built_capture()
   local loghdr = string.pack("<I4BBBBI4I4I8I4I4I4I4I4I4I4I4I8I8", 0x400, 10, 0, 1, 5, 19041, 2,
                              FT0 + 10000000, 156250, 0, 0, 3, 1, 8, 0, 3000, 0, 0) ..
                  string.rep("\0", 176) .. string.pack("<I8I8I8I4I4", FT0 - 1e9, 10000000, FT0, 1, 0) ..
-                 u16s("built") .. u16s("C:\\built.etl")
+                 "b\0\226\0t\0i\0\0\0" .. u16s("C:\\built.etl")   -- "bâti": U+00E2
   -- UserSID: a TOKEN_USER-sized prefix (two pointers), then S-1-5-18 (authority big-endian)
   local sid = string.pack("<I8I8BB", 0xffff800000001000, 0, 1, 1) .. string.pack(">I6", 5) ..
               string.pack("<I4", 18)
@@ -510,6 +510,8 @@ describe("a capture built from the documented layouts", function()
     local info = assert(t:info())
     assert.equal(2, info.buffers)
     assert.equal("10.0", info.os_version)
+    assert.equal("b\u{e2}ti", info.logger)                  -- UTF-16 names as UTF-8
+    assert.equal("C:\\built.etl", info.log_file)
     local evs = all_events(t)
     assert.equal(8, #evs)
     local base = ft_ns(FT0)

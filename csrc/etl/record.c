@@ -170,14 +170,36 @@ long etl_rec_parse(const uint8_t *p, size_t avail, etl_rec *r) {
   }
 }
 
-/* UTF-16 NUL-terminated string at p (n bytes) as UTF-8 into out (ASCII
- * subset kept, other code units as '?': these are names for display). */
+/* The UTF-16 NUL-terminated string at p (n bytes) as UTF-8 into out (cut
+ * at a character boundary when it does not fit).  Returns the bytes read. */
 static size_t wname(const uint8_t *p, size_t n, char *out, size_t cap) {
   size_t i, o = 0;
   for (i = 0; i + 1 < n; i += 2) {
-    uint16_t c = etl_u16(p + i);
+    uint32_t c = etl_u16(p + i);
+    char b[4];
+    size_t k;
     if (c == 0) { i += 2; break; }
-    if (o + 1 < cap) out[o++] = (char)(c < 0x80 ? c : '?');
+    if (c >= 0xD800 && c < 0xDC00 && i + 3 < n && (etl_u16(p + i + 2) & 0xFC00) == 0xDC00) {
+      c = 0x10000 + ((c - 0xD800) << 10) + (etl_u16(p + i + 2) - 0xDC00u);
+      i += 2;
+    } else if (c >= 0xD800 && c < 0xE000) {
+      c = 0xFFFD;
+    }
+    if (c < 0x80) { b[0] = (char)c; k = 1; }
+    else if (c < 0x800) { b[0] = (char)(0xC0 | c >> 6); b[1] = (char)(0x80 | (c & 0x3F)); k = 2; }
+    else if (c < 0x10000) {
+      b[0] = (char)(0xE0 | c >> 12); b[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+      b[2] = (char)(0x80 | (c & 0x3F)); k = 3;
+    } else {
+      b[0] = (char)(0xF0 | c >> 18); b[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+      b[2] = (char)(0x80 | ((c >> 6) & 0x3F)); b[3] = (char)(0x80 | (c & 0x3F)); k = 4;
+    }
+    if (o + k < cap) {
+      memcpy(out + o, b, k);
+      o += k;
+    } else {
+      cap = o + 1;   /* full: keep reading to the terminator, write no more */
+    }
   }
   out[o] = '\0';
   return i;
