@@ -213,7 +213,9 @@ typedef enum {
   KL_F_UINT,     /* v.u */
   KL_F_FLOAT,    /* v.d */
   KL_F_STR,      /* v.s.p, v.s.len (not necessarily NUL-terminated) */
-  KL_F_ARRAY     /* v.a: count elements of elem_size bytes, is_signed */
+  KL_F_ARRAY,    /* v.a: count elements of elem_size bytes, is_signed */
+  KL_F_BOOL,     /* v.i: 0 false, else true */
+  KL_F_TABLE     /* v.t: nested fields (a struct), or a list when is_list */
 } kl_ftype;
 
 typedef struct kl_field {
@@ -225,6 +227,7 @@ typedef struct kl_field {
     double d;
     struct { const char *p; size_t len; } s;
     struct { const void *p; size_t count; int elem_size; int is_signed; } a;
+    struct { const struct kl_field *fields; size_t count; int is_list; } t;
   } v;
 } kl_field;
 
@@ -264,7 +267,19 @@ typedef struct kl_trace_info {
   uint64_t first_ts, last_ts;  /* ns */
   size_t nevent_types;
   const kl_event_count *event_types; /* owned by the trace */
+  size_t nextra;             /* format-specific facts (.etl: OS version, pointer size...) */
+  const kl_field *extra;     /* owned by the trace; 0/NULL if none */
 } kl_trace_info;
+
+/* Reading any capture file: csrc/reader.c looks at the first bytes and
+ * sends .etl files to the portable reader (csrc/etl), anything else to the
+ * backend's trace_* functions.  Same contract as those. */
+typedef struct kl_reader kl_reader;
+KL_INTERNAL kl_reader *kl_reader_open(const char *path, kl_err *err);
+KL_INTERNAL int kl_reader_info(kl_reader *r, kl_trace_info *info, kl_err *err);
+KL_INTERNAL int kl_reader_next(kl_reader *r, const kl_filter *f, int rewind, kl_event *ev,
+                               kl_err *err);
+KL_INTERNAL void kl_reader_close(kl_reader *r);
 
 typedef struct kl_trace kl_trace;
 

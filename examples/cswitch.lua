@@ -4,7 +4,8 @@ to which) and the CPUs they happened on.
 
   lua5.4 examples/cswitch.lua            capture now: start the kernel logger with the
                                          cswitch group for two seconds of a small workload
-  lua5.4 examples/cswitch.lua FILE.dat   read an existing capture
+  lua5.4 examples/cswitch.lua FILE.dat   read an existing capture (a Linux trace.dat, or
+                                         a Windows .etl with the cswitch group)
 
 Run from the project root after building (bash scripts/dev build), or with the
 module installed by luarocks.
@@ -39,7 +40,7 @@ local t <close>, err, code = kl.open(file)
 if not t then fail(err, code) end
 local pairs_, total, first, last = {}, 0, nil, nil
 local per_cpu = {}
-for ev in t:events{names = "sched_switch"} do
+for ev in recipe.switch_events(t, recipe.format(file)) do
   first = first or ev.time
   last = ev.time
   total = total + 1

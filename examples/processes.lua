@@ -3,11 +3,12 @@
 
   lua5.4 examples/processes.lua            capture now: start the kernel logger with the
                                            process group, run a few commands, stop
-  lua5.4 examples/processes.lua FILE.dat   read an existing capture
+  lua5.4 examples/processes.lua FILE.dat   read an existing capture (a Linux trace.dat
+                                           or a Windows .etl)
 
-The command line shown is what the kernel's tracepoints carry: the executable
-path from sched_process_exec and the command name (comm) after it; the
-arguments themselves are not in any tracepoint.
+The command line shown is what the kernel's events carry: on Linux the executable
+path from sched_process_exec and the command name (comm) after it (the arguments
+are not in any tracepoint); on Windows the Process/Start event's command line.
 
 Run from the project root after building (bash scripts/dev build), or with the
 module installed by luarocks.
@@ -44,25 +45,25 @@ local function analyse(file)
     end
     return p
   end
-  for ev in t:events{names = {"sched_process_fork", "sched_process_exec",
-                              "sched_process_exit", "task_rename"}} do
+  for ev in recipe.process_events(t, recipe.format(file)) do
     first = first or ev.time
-    if ev.name == "sched_process_fork" then
-      local p = proc(ev.child_pid, ev.time)
-      p.start, p.ppid, p.parent = ev.time, ev.parent_pid, ev.parent_comm
-      p.comm = p.comm or ev.child_comm
-    elseif ev.name == "sched_process_exec" then
-      local p = proc(ev.field_pid, ev.time)
+    local p = proc(ev.pid, ev.time)
+    if ev.what == "fork" then
+      p.start, p.ppid, p.parent = ev.time, ev.ppid, ev.parent
+      p.comm = p.comm or ev.comm
+      p.cmd = p.cmd or ev.cmd
+    elseif ev.what == "exec" then
       p.exec = ev.time
-      p.cmd = ev.filename
+      p.cmd = ev.cmd
       p.comm = ev.comm
-    elseif ev.name == "task_rename" then
-      local p = proc(ev.field_pid, ev.time)
-      p.comm = ev.newcomm
-    elseif ev.name == "sched_process_exit" then
-      local p = proc(ev.field_pid, ev.time)
+    elseif ev.what == "rename" or ev.what == "running" then
+      p.comm = ev.comm
+      p.cmd = p.cmd or ev.cmd
+      p.running = p.running or ev.what == "running"
+      p.ppid = p.ppid or ev.ppid
+    elseif ev.what == "exit" then
       p.exit = ev.time
-      p.comm = p.comm or ev.field_comm
+      p.comm = p.comm or ev.comm
     end
   end
   return order, first or 0
@@ -76,11 +77,13 @@ print()
 print(("Processes in %s"):format(file))
 print(("%-10s %-10s %7s %7s %-16s %-12s %s"):format("start ms", "exit ms", "pid", "ppid",
       "comm", "lifetime", "command"))
-local started, exited = 0, 0
+local started, exited, older = 0, 0, 0
 for _, p in ipairs(order) do
-  if p.start or p.exec then
+  if p.start or p.exec or (p.running and p.exit) then
     started = started + (p.start and 1 or 0)
-    exited = exited + (p.exit and 1 or 0)
+    local old = p.running and p.exit and not p.start and not p.exec
+    older = older + (old and 1 or 0)
+    exited = exited + ((p.exit and not old) and 1 or 0)
     local life = (p.start and p.exit) and ("%.3f ms"):format((p.exit - p.start) / 1e6) or
                  (p.exit and "ended" or "running")
     local cmd = p.cmd or (p.parent and ("(fork of %s)"):format(p.parent)) or ""
@@ -89,3 +92,6 @@ for _, p in ipairs(order) do
   end
 end
 print(("%d started, %d of them exited in the capture"):format(started, exited))
+if older > 0 then  -- a Windows rundown names the processes that ran before the capture
+  print(("%d processes that ran before the capture exited in it"):format(older))
+end

@@ -7,7 +7,8 @@ retransmits.
                                                  process, for the HTML report's CPU lanes),
                                                  open a few loopback connections to a
                                                  listener of our own, stop
-  lua5.4 examples/tcp_connections.lua FILE.dat   read an existing capture
+  lua5.4 examples/tcp_connections.lua FILE.dat   read an existing capture (a Linux
+                                                 trace.dat or a Windows .etl)
 
 The analysis is kernellogger.tcp's, which the HTML report's TCP table shares
 (`kernellogger report --html out.html FILE.dat`).
@@ -79,10 +80,54 @@ local function analyse(file)
   return acc:result()
 end
 
+--- Read a Windows capture: one record per connection (local and remote address and
+-- port). ETW has no socket states: the "states"
+-- column counts the events seen (Connect, Accept, Send, Recv, Disconnect...), and
+-- a connection older than the capture shows "--" for its direction.
+local function analyse_etl(file)
+  local t <close>, err, code = kl.open(file)
+  if not t then fail(err, code) end
+  local socks, order, retrans, changes, images = {}, {}, {}, 0, {}
+  local first
+  for ev in t:events{names = recipe.EVENTS.tcp_connections.etl} do
+    first = first or ev.time
+    if ev.system == "Process" then
+      images[ev.ProcessId] = ev.ImageFileName
+    elseif ev.daddr then
+      local what = ev.name:gsub("IPV6$", "")
+      local key = table.concat({ev.saddr, ev.sport, ev.daddr, ev.dport}, " ")
+      local s = socks[key]
+      if not s then
+        s = {states = {}, n = {}, first = ev.time, pid = ev.PID, comm = images[ev.PID], retrans = 0,
+             resets = 0, saddr = ev.saddr, sport = ev.sport, daddr = ev.daddr, dport = ev.dport,
+             seen = true}
+        socks[key] = s
+        order[#order + 1] = s
+      end
+      if not s.n[what] then s.states[#s.states + 1] = what end
+      s.n[what] = (s.n[what] or 0) + 1
+      changes = changes + 1
+      if what == "Connect" then s.client = true end
+      if what == "Accept" then s.server = true end
+      if what == "Retransmit" then
+        s.retrans = s.retrans + 1
+        retrans[#retrans + 1] = {time = ev.time, what = "retransmit", comm = s.comm,
+                                 pid = ev.PID, from = tcp.endpoint(ev.saddr, ev.sport),
+                                 to = tcp.endpoint(ev.daddr, ev.dport)}
+      end
+    end
+  end
+  for _, s in ipairs(order) do
+    for i, what in ipairs(s.states) do s.states[i] = ("%s(%d)"):format(what, s.n[what]) end
+  end
+  return {socks = order, resets = {}, retrans = retrans, lost = 0, changes = changes,
+          first = first or 0}
+end
+
 local file = arg[1]
 local port
 if not file then file, port = capture() end
-local r = analyse(file)
+local r = (recipe.format(file) == "etl" and analyse_etl or analyse)(file)
 local function ms(ns) return ("%.3f"):format((ns - r.first) / 1e6) end
 
 print()

@@ -1,5 +1,11 @@
 /*
- * reader.c - .etl files through OpenTraceW/ProcessTrace and TDH.
+ * reader.c - capture files through OpenTraceW/ProcessTrace and TDH.
+ *
+ * kl.open() sends real .etl files to the portable reader (csrc/etl, chosen
+ * by csrc/reader.c from the first bytes), on Windows as elsewhere; this
+ * backend reader receives only the other files: the ETW simulator's own
+ * format in the test build.  It stays for that, and for the C-level checks
+ * (spec/support/etwsim/reader_check.c, spec/support/winsys/etl_dump.c).
  *
  * ProcessTrace is callback-driven and returns only at the end of the file,
  * so trace_open runs it once and buffers every event (names, header and

@@ -89,6 +89,9 @@ KL_INTERNAL void klua_push_status(lua_State *L, const kl_status *st);
 
 /* ---- events.c ---- */
 
+/* Push one field's value (nested .etl structs and arrays as tables). */
+KL_INTERNAL void klua_push_value(lua_State *L, const kl_field *f);
+
 typedef struct klua_iter klua_iter;
 /* Fetch the next event for an iterator whose owner (a Trace or a Session)
  * is at stack index `owner`: 1 *ev filled, 0 end, -1 error in err.  It

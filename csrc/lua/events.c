@@ -11,13 +11,15 @@
  * comm are the woken task's, not the current one's) is stored as
  * "field_<name>", so that ev.pid is always the pid the event ran in. */
 static int header_key(const char *k) {
-  static const char *const keys[] = {"name", "system", "time", "cpu", "pid", "comm", "lost",
-                                     NULL};
-  int i;
-  if (!strchr("nstcpl", k[0])) return 0;
-  for (i = 0; keys[i]; i++)
-    if (strcmp(keys[i], k) == 0) return 1;
-  return 0;
+  switch (k[0]) {  /* called for every field of every event: no loop */
+    case 'n': return strcmp(k, "name") == 0;
+    case 's': return strcmp(k, "system") == 0;
+    case 't': return strcmp(k, "time") == 0;
+    case 'c': return strcmp(k, "cpu") == 0 || strcmp(k, "comm") == 0;
+    case 'p': return strcmp(k, "pid") == 0;
+    case 'l': return strcmp(k, "lost") == 0;
+    default: return 0;
+  }
 }
 
 static void push_array(lua_State *L, const kl_field *f) {
@@ -40,15 +42,35 @@ static void push_array(lua_State *L, const kl_field *f) {
   }
 }
 
-static void push_field(lua_State *L, const kl_field *f) {
+static void push_fields(lua_State *L, const kl_field *fs, size_t n, int is_list);
+
+void klua_push_value(lua_State *L, const kl_field *f) {
   switch (f->type) {
     case KL_F_INT: lua_pushinteger(L, (lua_Integer)f->v.i); break;
     case KL_F_UINT: lua_pushinteger(L, (lua_Integer)f->v.u); break;
     case KL_F_FLOAT: lua_pushnumber(L, (lua_Number)f->v.d); break;
     case KL_F_STR: lua_pushlstring(L, f->v.s.p, f->v.s.len); break;
+    case KL_F_BOOL: lua_pushboolean(L, f->v.i != 0); break;
+    case KL_F_TABLE: push_fields(L, f->v.t.fields, f->v.t.count, f->v.t.is_list); break;
     case KL_F_ARRAY: push_array(L, f); break;
     default: lua_pushnil(L); break;
   }
+}
+
+/* Nested fields (.etl structs and arrays) as a table or a list. */
+static void push_fields(lua_State *L, const kl_field *fs, size_t n, int is_list) {
+  size_t i;
+  luaL_checkstack(L, 4, "nested event fields");
+  lua_createtable(L, is_list ? (int)n : 0, is_list ? 0 : (int)n);
+  for (i = 0; i < n; i++) {
+    klua_push_value(L, &fs[i]);
+    if (is_list) lua_rawseti(L, -2, (lua_Integer)i + 1);
+    else lua_setfield(L, -2, fs[i].name ? fs[i].name : "?");
+  }
+}
+
+static void push_field(lua_State *L, const kl_field *f) {
+  klua_push_value(L, f);
   if (header_key(f->name)) {
     lua_pushfstring(L, "field_%s", f->name);
     lua_insert(L, -2);

@@ -16,7 +16,7 @@
 #include <string.h>
 
 typedef struct ltrace {
-  kl_trace *t;          /* NULL once closed */
+  kl_reader *t;         /* NULL once closed */
   unsigned gen;         /* bumped by each events() call */
   char desc[160];       /* for __tostring, filled by info() (open does not scan) */
 } ltrace;
@@ -42,7 +42,7 @@ int klua_open(lua_State *L) {
   luaL_setmetatable(L, TRACE_MT);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);  /* the path */
-  t->t = B.trace_open(path, &err);
+  t->t = kl_reader_open(path, &err);
   if (t->t == NULL) return klua_fail(L, &err);
   return 1;
 }
@@ -50,7 +50,7 @@ int klua_open(lua_State *L) {
 static int t_close(lua_State *L) {
   ltrace *t = check_trace(L, 1);
   if (t->t) {
-    B.trace_close(t->t);
+    kl_reader_close(t->t);
     t->t = NULL;
   }
   return 0;
@@ -85,8 +85,9 @@ static int t_info(lua_State *L) {
   ltrace *t = live_trace(L, 1);
   kl_trace_info info;
   kl_err err;
+  size_t i;
   memset(&err, 0, sizeof err);
-  if (B.trace_info(t->t, &info, &err) != 0) return klua_fail(L, &err);
+  if (kl_reader_info(t->t, &info, &err) != 0) return klua_fail(L, &err);
   /* .etl files carry no format version of their own: "etl, 4 CPUs" */
   if (info.version > 0)
     snprintf(t->desc, sizeof t->desc, "%s v%d, %d CPUs", info.format, info.version, info.ncpus);
@@ -103,6 +104,10 @@ static int t_info(lua_State *L) {
   klua_set_int(L, "first_ts", (int64_t)info.first_ts);
   klua_set_int(L, "last_ts", (int64_t)info.last_ts);
   push_event_types(L, &info);
+  for (i = 0; i < info.nextra; i++) {  /* format-specific facts (.etl) */
+    klua_push_value(L, &info.extra[i]);
+    lua_setfield(L, -2, info.extra[i].name);
+  }
   return 1;
 }
 
@@ -113,7 +118,7 @@ static int trace_fetch(lua_State *L, int owner, klua_iter *it, kl_event *ev, kl_
   ltrace *t = live_trace(L, owner);
   if (it->gen != t->gen)
     return luaL_error(L, "trace iterator invalidated: a newer events() started on this trace");
-  return B.trace_next(t->t, &it->f, !it->started, ev, err);
+  return kl_reader_next(t->t, &it->f, !it->started, ev, err);
 }
 
 static int t_events(lua_State *L) {
