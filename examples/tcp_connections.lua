@@ -136,9 +136,9 @@ print(("%-10s %-22s %-3s %-22s %-18s %5s %5s  %s"):format("t (ms)", "from", "", 
       "process", "retx", "rst", "states"))
 local nconn = 0
 for _, s in ipairs(r.socks) do
-  if s.client or s.server then
+  if s.client or s.server or s.seen then  -- seen: an .etl connection of unknown direction
     nconn = nconn + 1
-    local arrow = s.client and "->" or "<-"
+    local arrow = s.client and "->" or s.server and "<-" or "--"
     local from, to = tcp.endpoint(s.saddr, s.sport), tcp.endpoint(s.daddr, s.dport)
     print(("%-10s %-22s %-3s %-22s %-18s %5d %5d  %s"):format(ms(s.first), from, arrow, to,
           ("%s/%d"):format(s.comm or "?", s.pid or -1):sub(1, 18), s.retrans, s.resets,
