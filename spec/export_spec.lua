@@ -115,7 +115,7 @@ local function check(doc, want)
   return tracks
 end
 
-describe("kernellogger export --chrome-json #linux", function()
+describe("kernellogger export --chrome-json #linux #heavy", function()
   local dir
   before_each(function() dir = H.tmpdir() end)
   after_each(function() H.rmtree(dir) end)

@@ -155,7 +155,7 @@ local SOURCES = {
 }
 
 for _, src in ipairs(SOURCES) do
-describe("hardened trace.dat reader (" .. src.what .. ") #linux", function()
+describe("hardened trace.dat reader (" .. src.what .. ") #linux #heavy", function()
   local dir, data, pages
   setup(function()
     dir = H.tmpdir()

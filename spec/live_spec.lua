@@ -66,7 +66,7 @@ local function run(name, opts, each, isolate, late)
   return pid, q
 end
 
-describe("live reading of a real-time session #linux", function()
+describe("live reading of a real-time session #linux #heavy", function()
   local name
   before_each(function() name = H.name("live") end)
   after_each(function() H.cleanup(name) end)

@@ -89,7 +89,7 @@ local function nothing_left(name, dir)
   assert.is_false(recorder_running(name))
 end
 
-describe("streaming #linux", function()
+describe("streaming #linux #heavy", function()
   local name, dir
 
   before_each(function()
