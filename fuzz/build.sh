@@ -24,6 +24,8 @@ for src in fuzz/fuzz_*.c; do
   case $name in
     fuzz_state) srcs="$src $common $no_session"
                 extra="-DKL_STATE_DIR=\"$state_dir\"" ;;
+    fuzz_options) srcs="$src $common $ftrace $(ls csrc/lua/*.c | tr '\n' ' ')"
+                extra="$(pkg-config --cflags --libs lua5.4)" ;;
     *)          srcs="$src $common $ftrace"; extra="" ;;
   esac
   echo "building $out/$name"
