@@ -193,6 +193,35 @@ describe("streaming #linux #heavy", function()
     nothing_left(name, dir)
   end)
 
+  it("buffers_written counts every sub-buffer written, those the circular bound dropped too", function()
+    local file = dir .. "/bw.dat"
+    local s = assert(kl.start{name = name, flags = {MARK}, file = file, circular_mb = 1})
+    H.markers(name, 1, 10000, 500) -- about 5.3 MB through a 1 MB bound
+    local st = assert(s:stop())
+    local sub = st.buffer_kb * 1024
+    assert.is_true(H.size(file) < 2 * 1024 * 1024, "file " .. H.size(file))
+    assert.is_true(st.buffers_written * sub >= 10000 * 500,
+                   ("buffers_written %d of %d bytes"):format(st.buffers_written, sub))
+    assert.equal(0, st.log_buffers_lost)
+    nothing_left(name, dir)
+  end)
+
+  it("chunks deleted behind the recorder's back are reported as log_buffers_lost", function()
+    local file = dir .. "/rm.dat"
+    local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 256})
+    H.markers(name, 1, 6000, 500)
+    assert(s:flush())
+    assert(os.execute("rm -f " .. H.q(dir) .. "/.kl-*/cpu*"))
+    H.markers(name, 6001, 100, 50)
+    local st = assert(s:stop())
+    assert.is_true(st.log_buffers_lost * st.buffer_kb * 1024 >= 6000 * 500,
+                   "log_buffers_lost " .. tostring(st.log_buffers_lost))
+    -- (the later ones went into the open chunk, unlinked too: a valid file, maybe empty)
+    local _, r = H.check_file(file)
+    assert.is_true(r.markers <= 100)
+    nothing_left(name, dir)
+  end)
+
   it("max_mb bounds the file: then file_full, later events lost, a valid file", function()
     local file = dir .. "/full.dat"
     local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 3})
@@ -261,6 +290,63 @@ describe("streaming #linux #heavy", function()
       assert(kl.stop(name))
       local _, r = H.check_file(file)
       assert.equal(2000, r.markers)
+      nothing_left(name, dir)
+    end)
+
+    it("data folder deleted: the recorder still counts as alive, stop ends everything", function()
+      local file = dir .. "/lostdir.dat"
+      local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 64})
+      H.markers(name, 1, 200, 50)
+      assert(os.execute("rm -rf " .. H.q(dir) .. "/.kl-*"))
+      assert.is_true(s:query().recorder_alive)
+      local ok, msg, code = s:stop()
+      assert.is_nil(ok)
+      assert.equal("io", code)
+      assert.truthy(msg:find("data folder .* was lost: no file written to " .. file:gsub("%p", "%%%0")),
+                    msg)
+      assert.is_nil(io.open(file, "r"))
+      nothing_left(name, dir)
+    end)
+
+    for _, lost in ipairs{"status", "config"} do
+      it("its " .. lost .. " file deleted: `kernellogger stop` ends the session and the recorder", function()
+        local file = dir .. "/lost" .. lost .. ".dat"
+        assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 64})
+        H.markers(name, 1, 300, 50)
+        assert(os.execute("rm -f " .. H.q(dir) .. "/.kl-*/" .. lost))
+        assert.is_true(kl.query(name).recorder_alive)
+        local r = H.run(H.cli_cmd("stop " .. name))
+        if lost == "status" then
+          -- the chunks and config are there: the file holds every event
+          assert.is_true(r.ok, r.err)
+          local _, c = H.check_file(file)
+          assert.equal(300, c.markers)
+        else
+          assert.is_false(r.ok)
+          assert.truthy(r.err:find("was lost", 1, true), r.err)
+        end
+        nothing_left(name, dir)
+      end)
+    end
+
+    it("a dead writer's TARGET.tmp.PID.N goes at the next stop; a live pid's stays", function()
+      local file = dir .. "/tmps.dat"
+      local dead = tonumber(H.run("sh -c 'echo $$'").out) -- exited: no such process now
+      local stale, live = ("%s.tmp.%d.0"):format(file, dead), file .. ".tmp.1.0"
+      local other = ("%s.tmp.%d.0.x"):format(file, dead) -- not the exact pattern
+      local state_tmp = ("/run/kernellogger/%s.state.tmp.%d.3"):format(name, dead)
+      for _, p in ipairs{stale, live, other, state_tmp} do H.write(p, "junk") end
+      local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 64})
+      assert.is_nil(io.open(state_tmp, "r")) -- the state write cleared it
+      H.markers(name, 1, 100, 50)
+      assert(s:stop())
+      local _, r = H.check_file(file)
+      assert.equal(100, r.markers)
+      assert.is_nil(io.open(stale, "r"))
+      assert.equal("junk", H.read(live))
+      assert.equal("junk", H.read(other))
+      os.remove(live)
+      os.remove(other)
       nothing_left(name, dir)
     end)
 

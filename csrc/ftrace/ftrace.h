@@ -77,6 +77,7 @@ typedef struct kl_rec_state {
   int32_t sys;                     /* errno of a failure */
   uint32_t flush_ack;              /* bumped after each requested drain */
   uint64_t bytes;                  /* on disk now, all CPUs */
+  uint64_t written_total;          /* ever written, chunks dropped since included */
   uint32_t seq_end;
 } kl_rec_state;
 

@@ -195,6 +195,7 @@ static void wrote(kl_rec *r, int i, uint64_t n) {
   r->cpu[i].in_chunk += n;
   r->cpu[i].kept += n;
   r->st.bytes += n;
+  r->st.written_total += n;
 }
 
 /* A short write left part of a page: cut the chunk back to whole pages. */

@@ -119,6 +119,7 @@ local function holder_text(h, msg)
                   (h.owner_alive == true) and "alive" or "unknown"
     return (" (held by pid %d, %s)"):format(pid, state)
   end
+  if h.detached then return " (a detached kernellogger session)" end
   return " (held by another tool)"
 end
 
