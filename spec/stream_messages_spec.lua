@@ -59,3 +59,29 @@ describe("stream messages #linux", function()
     assert(d:stop())
   end)
 end)
+
+describe("absurd durations #linux", function()
+  it("capture refuses seconds that are NaN, infinite or 1e300, naming the field", function()
+    for _, v in ipairs{0 / 0, math.huge, 1e300} do
+      local ok, e = pcall(kl.capture, {name = H.name("dur"), flags = {"tcpip"}, seconds = v})
+      assert.is_false(ok)
+      assert.truthy(tostring(e):find("field 'seconds'", 1, true), tostring(e))
+    end
+  end)
+
+  it("start refuses an infinite or NaN conflict timeout, naming the field", function()
+    for _, v in ipairs{0 / 0, math.huge} do
+      local ok, e = pcall(kl.start, {name = H.name("dur"), flags = {"tcpip"},
+                                     on_conflict = "wait", timeout = v})
+      assert.is_false(ok)
+      assert.truthy(tostring(e):find("field 'timeout'", 1, true), tostring(e))
+    end
+  end)
+
+  it("`kernellogger capture -s 1e300` is refused naming the field", function()
+    local r = H.run(H.cli_cmd("capture -s 1e300 -f tcpip -o /tmp/never.dat"))
+    assert.is_false(r.ok)
+    assert.truthy(r.err:find("seconds", 1, true), r.err)
+    assert.is_nil(io.open("/tmp/never.dat", "r"))
+  end)
+end)
