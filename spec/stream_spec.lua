@@ -350,6 +350,52 @@ describe("streaming #linux #heavy", function()
       nothing_left(name, dir)
     end)
 
+    it("starter SIGKILLed during start: stop or takeover_stale ends what it left", function()
+      local file = dir .. "/sk.dat"
+      for i = 1, 6 do
+        local cmd = H.kl_cmd(([[kl.start{name = %q, flags = {"systemcall"}, file = %q,
+          overwrite = true, max_mb = 50} os.execute("sleep 5")]]):format(name, file))
+        H.run(("%s >/dev/null 2>&1 & P=$!; sleep 0.0%d; kill -9 $P; wait $P; true"):format(cmd, 20 + i))
+        if i % 2 == 0 then
+          -- what the killed start left is ours and stale: takeover_stale takes it
+          local q = kl.query(name)
+          if q then assert.is_false(q.foreign) end
+          local s = assert(kl.start{name = name, flags = {MARK}, file = file, overwrite = true,
+                                    max_mb = 50, on_conflict = "takeover_stale"})
+          assert(s:stop{file = false})
+        else
+          local ok, msg, code = kl.stop(name, {file = false})
+          assert.is_true(ok ~= nil or code == "not_found", msg)
+        end
+        nothing_left(name, dir)
+        os.remove(file)
+        assert.same({}, H.run("ls /run/kernellogger | grep -F " .. H.q(name .. ".state") .. " || true").out
+          == "" and {} or {"state files left"})
+      end
+    end)
+
+    it("a recorder whose starter died before the start completed leaves by itself", function()
+      local file = dir .. "/orph.dat"
+      -- a start that stops right after spawning the recorder: a stand-in
+      -- for a SIGKILL between the recorder's spawn and the end of the start
+      local cmd = H.kl_cmd(([[kl.start{name = %q, flags = {"systemcall"}, file = %q,
+        max_mb = 50} os.execute("sleep 5")]]):format(name, file))
+      local gone_in
+      for _ = 1, 10 do
+        H.run(("%s >/dev/null 2>&1 & P=$!; sleep 0.03; kill -9 $P; wait $P; true"):format(cmd))
+        if recorder_running(name) then
+          local t0 = os.time()
+          assert.is_true(H.wait_for(function() return not recorder_running(name) end, 5))
+          gone_in = os.time() - t0
+        end
+        local ok, msg, code = kl.stop(name, {file = false})
+        assert.is_true(ok ~= nil or code == "not_found", msg)
+        nothing_left(name, dir)
+        os.remove(file)
+      end
+      if gone_in then assert.is_true(gone_in <= 5) end
+    end)
+
     it("instance removed: refused while the recorder holds it; gone, query says not_found", function()
       local file = dir .. "/gone.dat"
       assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 64})

@@ -117,6 +117,11 @@ static void remove_stale_tmps(const char *path, const char *dir) {
   closedir(d);
 }
 
+void kl_remove_stale_tmps(const char *path) {
+  char dir[KL_PATH_MAX];
+  if (dir_of(path, dir, sizeof dir) == 0) remove_stale_tmps(path, dir);
+}
+
 int kl_atomic_open(kl_atomic_file *f, const char *path, int overwrite,
                    unsigned mode, kl_err *err) {
   char dir[KL_PATH_MAX];

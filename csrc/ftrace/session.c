@@ -52,6 +52,7 @@ typedef struct kl_state {
   unsigned flush_timer;              /* seconds (streaming) */
   long rec_pid;                      /* streaming: the recorder, found without its folder */
   unsigned long long rec_start;      /* its /proc starttime */
+  int starting;                      /* written before the start completed */
 } kl_state;
 
 struct kl_session {
@@ -200,6 +201,7 @@ static int read_state(const char *name, kl_state *s) {
     else if (!strcmp(line, "flush_timer")) s->flush_timer = (unsigned)strtoul(v, NULL, 10);
     else if (!strcmp(line, "rec_pid")) s->rec_pid = strtol(v, NULL, 10);
     else if (!strcmp(line, "rec_start")) s->rec_start = strtoull(v, NULL, 10);
+    else if (!strcmp(line, "starting")) s->starting = atoi(v);
   }
   fclose(f);
   s->present = 1;
@@ -218,11 +220,12 @@ static int write_state(const char *name, const kl_state *s, kl_err *err) {
                "file=%s\nmode=%s\nflags=%s\ntracepoints=%s\nclock=%s\ncircular_mb=%u\n"
                "max_mb=%u\nfile_mode=%o\noverwrite=%d\nkallsyms=%d\nstacks=%d\nowner_pid=%ld\n"
                "owner_start=%llu\nstart_time=%.6f\nlast_flush=%.6f\nbytes_written=%llu\n"
-               "data_dir=%s\nflush_timer=%u\nrec_pid=%ld\nrec_start=%llu\n",
+               "data_dir=%s\nflush_timer=%u\nrec_pid=%ld\nrec_start=%llu\nstarting=%d\n",
                s->file, kl_mode_names[s->mode], s->flags, s->tracepoints, s->clock,
                s->circular_mb, s->max_mb, s->file_mode, s->overwrite, s->kallsyms, s->stacks,
                s->owner_pid, s->owner_start, s->start_time, s->last_flush,
-               s->bytes_written, s->data_dir, s->flush_timer, s->rec_pid, s->rec_start);
+               s->bytes_written, s->data_dir, s->flush_timer, s->rec_pid, s->rec_start,
+               s->starting);
   if (n < 0 || n >= (int)sizeof buf)
     return kl_err_set(err, KL_E_INVALID, 0, "session %s: state too large", name);
   if (kl_atomic_open(&af, path, 1, 0600, err) != 0) return -1;
@@ -237,7 +240,9 @@ static int write_state(const char *name, const kl_state *s, kl_err *err) {
 
 static void remove_state(const char *name) {
   char path[KL_PATH_MAX];
-  if (state_path(path, sizeof path, name) == 0) unlink(path);
+  if (state_path(path, sizeof path, name) != 0) return;
+  unlink(path);
+  kl_remove_stale_tmps(path); /* of writers killed before their rename */
 }
 
 /* Serialise the operations of all processes on sessions: an flock on the
@@ -744,6 +749,7 @@ static int start_recorder(struct tracefs_instance *inst, const kl_config *cfg, k
   rc.reserve_bytes = hdr + rc.chunk_bytes;
   rc.flush_ms = st->flush_timer * 1000u;
   rc.exclude = cfg->stacks || recorder_can_raise(st->tracepoints);
+  rc.starter_pid = (int32_t)kl_getpid();
   if (kl_rec_spawn(&rc, &rs, err) != 0) return -1;
   st->rec_pid = rs.pid;
   st->rec_start = proc_start(rs.pid);
@@ -789,12 +795,30 @@ static int tracing_on(struct tracefs_instance *inst, const char *name, kl_err *e
   return 0;
 }
 
+/* Before the instance's mkdir (which takes tens of ms): a state that
+ * says "starting", owned by this process, so that a start killed half-way
+ * leaves a session that is recognisably ours and stale (stop and
+ * takeover_stale end it), not a foreign instance. */
+static int mark_starting(const char *name, kl_state *st, kl_err *err) {
+  long pid = st->owner_pid;
+  unsigned long long t = st->owner_start;
+  st->starting = 1;
+  st->owner_pid = kl_getpid(); /* a detached start too: until it completed */
+  st->owner_start = proc_start(st->owner_pid);
+  if (write_state(name, st, err) != 0) return -1;
+  st->present = 1;
+  st->owner_pid = pid;
+  st->owner_start = t;
+  return 0;
+}
+
 static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
   const char *dir;
   char path[KL_PATH_MAX], file[KL_PATH_MAX];
   struct tracefs_instance *inst = NULL;
   kl_session *s = NULL;
   kl_state st;
+  struct stat sb;
   int lock = -1, stream = streaming(cfg);
 
   memset(&st, 0, sizeof st);
@@ -815,24 +839,26 @@ static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
   }
   lock = lock_session(cfg->name);
   if (stream && make_data_dir(cfg, file, &st, err) != 0) goto error;
-  if ((inst = make_instance(cfg, path, err)) == NULL) goto error;
   fill_state(cfg, cfg->file ? file : NULL, &st);
+  /* (a name taken: make_instance says so; its state is not ours to touch) */
+  if (stat(path, &sb) != 0 && mark_starting(cfg->name, &st, err) != 0) goto error;
+  if ((inst = make_instance(cfg, path, err)) == NULL) goto error;
   if (configure(inst, cfg, &st, err) != 0) goto error;
   if (stream && start_recorder(inst, cfg, &st, err) != 0) goto error;
+  fill_state(cfg, cfg->file ? file : NULL, &st); /* the owner, once started */
+  st.starting = 0;
   if (write_state(cfg->name, &st, err) != 0) goto error;
-  if (tracing_on(inst, cfg->name, err) != 0) {
-    remove_state(cfg->name);
-    goto error;
-  }
+  if (tracing_on(inst, cfg->name, err) != 0) goto error;
+  if (stream && kl_rec_started(st.data_dir, cfg->name, err) != 0) goto error;
   if ((s = new_handle(cfg->name, inst)) == NULL) {
     kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "start %s: out of memory", cfg->name);
-    remove_state(cfg->name);
     goto error;
   }
   unlock_session(lock);
   return s;
 
 error:
+  if (st.present) remove_state(cfg->name);
   if (inst) {
     tracefs_instance_file_write(inst, "tracing_on", "0");
     if (st.data_dir[0]) {
@@ -1266,6 +1292,20 @@ static int remove_instance(kl_session *s, kl_err *err) {
                       e == EBUSY ? " (a reader still has it open)" : "");
 }
 
+/* A start killed half-way (the session lock, which its starter held, says
+ * it is gone): nothing was recorded.  Its recorder, instance, folder and
+ * state go; no file is written. */
+static int end_half_made(kl_session *s, const kl_state *state, kl_status *st, kl_err *err) {
+  kl_err ignored;
+  if (state->data_dir[0] && rec_end_by_pid(state, 5) != 0)
+    kl_rec_finish(state->data_dir, s->name, &ignored);
+  fill_status(s, state, st);
+  if (remove_instance(s, err) != 0) return -1;
+  remove_data_dir(state->data_dir);
+  remove_state(s->name);
+  return 0;
+}
+
 static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status *st,
                        kl_err *err) {
   kl_state state;
@@ -1279,6 +1319,10 @@ static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status
   if (read_state(s->name, &state) != 0) memset(&state, 0, sizeof state);
   tracefs_instance_file_write(s->inst, "tracing_on", "0");
   live_close_all(s->name);
+  if (state.present && state.starting) {
+    rc = end_half_made(s, &state, st, err);
+    goto out;
+  }
   if (file == NULL && state.file[0]) {
     file = state.file;
     overwrite = own_file_replaceable(&state);
