@@ -308,6 +308,20 @@ describe("streaming #linux #heavy", function()
       nothing_left(name, dir)
     end)
 
+    it("data folder deleted: on_conflict = takeover takes the name", function()
+      assert(kl.start{name = name, flags = {MARK}, file = dir .. "/a.dat", max_mb = 64,
+                      detached = true})
+      assert(os.execute("rm -rf " .. H.q(dir) .. "/.kl-*"))
+      local s = assert(kl.start{name = name, flags = {MARK}, file = dir .. "/b.dat", max_mb = 64,
+                                on_conflict = "takeover"})
+      H.markers(name, 1, 50, 10)
+      assert(s:stop())
+      local _, r = H.check_file(dir .. "/b.dat")
+      assert.equal(50, r.markers)
+      os.remove(dir .. "/b.dat")
+      nothing_left(name, dir)
+    end)
+
     for _, lost in ipairs{"status", "config"} do
       it("its " .. lost .. " file deleted: `kernellogger stop` ends the session and the recorder", function()
         local file = dir .. "/lost" .. lost .. ".dat"
