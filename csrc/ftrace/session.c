@@ -648,7 +648,7 @@ static void fill_state(const kl_config *cfg, const char *file, kl_state *st) {
  * assembly copies inside the kernel, and the target's disk is the one
  * that fills), unique per start, 0700.  Making it also proves that the
  * target's folder takes new files, before anything else starts. */
-static int make_data_dir(const kl_config *cfg, const char *file, kl_state *st, kl_err *err) {
+static int name_data_dir(const kl_config *cfg, const char *file, kl_state *st, kl_err *err) {
   char dir[KL_PATH_MAX];
   const char *slash = strrchr(file, '/');
   size_t n = slash ? (size_t)(slash - file) : 0;
@@ -659,6 +659,16 @@ static int make_data_dir(const kl_config *cfg, const char *file, kl_state *st, k
                kl_getpid(), kl_walltime() * 1e6) >= (int)sizeof st->data_dir)
     return kl_err_set(err, KL_E_BAD_PATH, ENAMETOOLONG, "start %s: %s: path too long",
                       cfg->name, file);
+  return 0;
+}
+
+static int make_data_dir(const kl_config *cfg, const char *file, kl_state *st, kl_err *err) {
+  const char *slash = strrchr(file, '/');
+  char dir[KL_PATH_MAX];
+  size_t n = slash ? (size_t)(slash - file) : 0;
+  if (n >= sizeof dir) n = sizeof dir - 1;
+  memcpy(dir, file, n);
+  dir[n] = '\0';
   if (mkdir(st->data_dir, 0700) != 0) {
     kl_err_errno(err, KL_E_BAD_PATH, "start %s: %s: cannot create files in %s", cfg->name,
                  file, n ? dir : "/");
@@ -838,10 +848,11 @@ static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
     return NULL;
   }
   lock = lock_session(cfg->name);
-  if (stream && make_data_dir(cfg, file, &st, err) != 0) goto error;
+  if (stream && name_data_dir(cfg, file, &st, err) != 0) goto error;
   fill_state(cfg, cfg->file ? file : NULL, &st);
   /* (a name taken: make_instance says so; its state is not ours to touch) */
   if (stat(path, &sb) != 0 && mark_starting(cfg->name, &st, err) != 0) goto error;
+  if (stream && make_data_dir(cfg, file, &st, err) != 0) goto error;
   if ((inst = make_instance(cfg, path, err)) == NULL) goto error;
   if (configure(inst, cfg, &st, err) != 0) goto error;
   if (stream && start_recorder(inst, cfg, &st, err) != 0) goto error;
