@@ -193,6 +193,35 @@ describe("streaming #linux #heavy", function()
     nothing_left(name, dir)
   end)
 
+  it("buffers_written counts every sub-buffer written, those the circular bound dropped too", function()
+    local file = dir .. "/bw.dat"
+    local s = assert(kl.start{name = name, flags = {MARK}, file = file, circular_mb = 1})
+    H.markers(name, 1, 10000, 500) -- about 5.3 MB through a 1 MB bound
+    local st = assert(s:stop())
+    local sub = st.buffer_kb * 1024
+    assert.is_true(H.size(file) < 2 * 1024 * 1024, "file " .. H.size(file))
+    assert.is_true(st.buffers_written * sub >= 10000 * 500,
+                   ("buffers_written %d of %d bytes"):format(st.buffers_written, sub))
+    assert.equal(0, st.log_buffers_lost)
+    nothing_left(name, dir)
+  end)
+
+  it("chunks deleted behind the recorder's back are reported as log_buffers_lost", function()
+    local file = dir .. "/rm.dat"
+    local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 256})
+    H.markers(name, 1, 6000, 500)
+    assert(s:flush())
+    assert(os.execute("rm -f " .. H.q(dir) .. "/.kl-*/cpu*"))
+    H.markers(name, 6001, 100, 50)
+    local st = assert(s:stop())
+    assert.is_true(st.log_buffers_lost * st.buffer_kb * 1024 >= 6000 * 500,
+                   "log_buffers_lost " .. tostring(st.log_buffers_lost))
+    -- (the later ones went into the open chunk, unlinked too: a valid file, maybe empty)
+    local _, r = H.check_file(file)
+    assert.is_true(r.markers <= 100)
+    nothing_left(name, dir)
+  end)
+
   it("max_mb bounds the file: then file_full, later events lost, a valid file", function()
     local file = dir .. "/full.dat"
     local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 3})
@@ -262,6 +291,123 @@ describe("streaming #linux #heavy", function()
       local _, r = H.check_file(file)
       assert.equal(2000, r.markers)
       nothing_left(name, dir)
+    end)
+
+    it("data folder deleted: the recorder still counts as alive, stop ends everything", function()
+      local file = dir .. "/lostdir.dat"
+      local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 64})
+      H.markers(name, 1, 200, 50)
+      assert(os.execute("rm -rf " .. H.q(dir) .. "/.kl-*"))
+      assert.is_true(s:query().recorder_alive)
+      local ok, msg, code = s:stop()
+      assert.is_nil(ok)
+      assert.equal("io", code)
+      assert.truthy(msg:find("data folder .* was lost: no file written to " .. file:gsub("%p", "%%%0")),
+                    msg)
+      assert.is_nil(io.open(file, "r"))
+      nothing_left(name, dir)
+    end)
+
+    it("data folder deleted: on_conflict = takeover takes the name", function()
+      assert(kl.start{name = name, flags = {MARK}, file = dir .. "/a.dat", max_mb = 64,
+                      detached = true})
+      assert(os.execute("rm -rf " .. H.q(dir) .. "/.kl-*"))
+      local s = assert(kl.start{name = name, flags = {MARK}, file = dir .. "/b.dat", max_mb = 64,
+                                on_conflict = "takeover"})
+      H.markers(name, 1, 50, 10)
+      assert(s:stop())
+      local _, r = H.check_file(dir .. "/b.dat")
+      assert.equal(50, r.markers)
+      os.remove(dir .. "/b.dat")
+      nothing_left(name, dir)
+    end)
+
+    for _, lost in ipairs{"status", "config"} do
+      it("its " .. lost .. " file deleted: `kernellogger stop` ends the session and the recorder", function()
+        local file = dir .. "/lost" .. lost .. ".dat"
+        assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 64})
+        H.markers(name, 1, 300, 50)
+        assert(os.execute("rm -f " .. H.q(dir) .. "/.kl-*/" .. lost))
+        assert.is_true(kl.query(name).recorder_alive)
+        local r = H.run(H.cli_cmd("stop " .. name))
+        if lost == "status" then
+          -- the chunks and config are there: the file holds every event
+          assert.is_true(r.ok, r.err)
+          local _, c = H.check_file(file)
+          assert.equal(300, c.markers)
+        else
+          assert.is_false(r.ok)
+          assert.truthy(r.err:find("was lost", 1, true), r.err)
+        end
+        nothing_left(name, dir)
+      end)
+    end
+
+    it("a dead writer's TARGET.tmp.PID.N goes at the next stop; a live pid's stays", function()
+      local file = dir .. "/tmps.dat"
+      local dead = tonumber(H.run("sh -c 'echo $$'").out) -- exited: no such process now
+      local stale, live = ("%s.tmp.%d.0"):format(file, dead), file .. ".tmp.1.0"
+      local other = ("%s.tmp.%d.0.x"):format(file, dead) -- not the exact pattern
+      local state_tmp = ("/run/kernellogger/%s.state.tmp.%d.3"):format(name, dead)
+      for _, p in ipairs{stale, live, other, state_tmp} do H.write(p, "junk") end
+      local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 64})
+      assert.is_nil(io.open(state_tmp, "r")) -- the state write cleared it
+      H.markers(name, 1, 100, 50)
+      assert(s:stop())
+      local _, r = H.check_file(file)
+      assert.equal(100, r.markers)
+      assert.is_nil(io.open(stale, "r"))
+      assert.equal("junk", H.read(live))
+      assert.equal("junk", H.read(other))
+      os.remove(live)
+      os.remove(other)
+      nothing_left(name, dir)
+    end)
+
+    it("starter SIGKILLed during start: stop or takeover_stale ends what it left", function()
+      local file = dir .. "/sk.dat"
+      for i = 1, 6 do
+        local cmd = H.kl_cmd(([[kl.start{name = %q, flags = {"systemcall"}, file = %q,
+          overwrite = true, max_mb = 50} os.execute("sleep 5")]]):format(name, file))
+        H.run(("%s >/dev/null 2>&1 & P=$!; sleep 0.0%d; kill -9 $P; wait $P; true"):format(cmd, 20 + i))
+        if i % 2 == 0 then
+          -- what the killed start left is ours and stale: takeover_stale takes it
+          local q = kl.query(name)
+          if q then assert.is_false(q.foreign) end
+          local s = assert(kl.start{name = name, flags = {MARK}, file = file, overwrite = true,
+                                    max_mb = 50, on_conflict = "takeover_stale"})
+          assert(s:stop{file = false})
+        else
+          local ok, msg, code = kl.stop(name, {file = false})
+          assert.is_true(ok ~= nil or code == "not_found", msg)
+        end
+        nothing_left(name, dir)
+        os.remove(file)
+        assert.same({}, H.run("ls /run/kernellogger | grep -F " .. H.q(name .. ".state") .. " || true").out
+          == "" and {} or {"state files left"})
+      end
+    end)
+
+    it("a recorder whose starter died before the start completed leaves by itself", function()
+      local file = dir .. "/orph.dat"
+      -- a start that stops right after spawning the recorder: a stand-in
+      -- for a SIGKILL between the recorder's spawn and the end of the start
+      local cmd = H.kl_cmd(([[kl.start{name = %q, flags = {"systemcall"}, file = %q,
+        max_mb = 50} os.execute("sleep 5")]]):format(name, file))
+      local gone_in
+      for _ = 1, 10 do
+        H.run(("%s >/dev/null 2>&1 & P=$!; sleep 0.03; kill -9 $P; wait $P; true"):format(cmd))
+        if recorder_running(name) then
+          local t0 = os.time()
+          assert.is_true(H.wait_for(function() return not recorder_running(name) end, 5))
+          gone_in = os.time() - t0
+        end
+        local ok, msg, code = kl.stop(name, {file = false})
+        assert.is_true(ok ~= nil or code == "not_found", msg)
+        nothing_left(name, dir)
+        os.remove(file)
+      end
+      if gone_in then assert.is_true(gone_in <= 5) end
     end)
 
     it("instance removed: refused while the recorder holds it; gone, query says not_found", function()

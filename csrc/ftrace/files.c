@@ -6,8 +6,10 @@
 #define _GNU_SOURCE
 #include "ftrace.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -88,6 +90,38 @@ toolong:
   return kl_err_set(err, KL_E_BAD_PATH, ENAMETOOLONG, "%s: path too long", path);
 }
 
+/* The temporaries of writers that died before their rename (a stopper
+ * killed during assembly): exactly NAME.tmp.PID.N beside path, whose PID
+ * is no process.  A live pid's file is left alone, whoever it is. */
+static void remove_stale_tmps(const char *path, const char *dir) {
+  const char *base = strrchr(path, '/');
+  size_t bl;
+  DIR *d;
+  struct dirent *de;
+  base = base ? base + 1 : path;
+  bl = strlen(base);
+  if ((d = opendir(dir)) == NULL) return;
+  while ((de = readdir(d)) != NULL) {
+    long pid;
+    unsigned n;
+    int used = 0;
+    struct stat sb;
+    if (strncmp(de->d_name, base, bl) != 0 || strncmp(de->d_name + bl, ".tmp.", 5) != 0) continue;
+    if (sscanf(de->d_name + bl + 5, "%ld.%u%n", &pid, &n, &used) != 2 || used <= 0 ||
+        de->d_name[bl + 5 + (size_t)used] != '\0' || pid <= 0 || pid == kl_getpid())
+      continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+    if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+      unlinkat(dirfd(d), de->d_name, 0);
+  }
+  closedir(d);
+}
+
+void kl_remove_stale_tmps(const char *path) {
+  char dir[KL_PATH_MAX];
+  if (dir_of(path, dir, sizeof dir) == 0) remove_stale_tmps(path, dir);
+}
+
 int kl_atomic_open(kl_atomic_file *f, const char *path, int overwrite,
                    unsigned mode, kl_err *err) {
   char dir[KL_PATH_MAX];
@@ -101,6 +135,7 @@ int kl_atomic_open(kl_atomic_file *f, const char *path, int overwrite,
   snprintf(f->path, sizeof f->path, "%s", path);
   if (dir_of(path, dir, sizeof dir) != 0)
     return kl_err_set(err, KL_E_BAD_PATH, ENAMETOOLONG, "%s: path too long", path);
+  remove_stale_tmps(path, dir);
 
   for (attempt = 0; attempt < 100; attempt++) {
     if (snprintf(f->tmp, sizeof f->tmp, "%s.tmp.%ld.%u", path, kl_getpid(), attempt) >=

@@ -63,6 +63,7 @@ typedef struct kl_rec_cfg {
   uint64_t reserve_bytes;          /* room held for the assembly */
   unsigned flush_ms;               /* flush_timer */
   int exclude;                     /* write its tid to set_event_notrace_pid */
+  int32_t starter_pid;             /* until DATA_DIR/started exists, its death ends the worker */
 } kl_rec_cfg;
 
 /* DATA_DIR/status, rewritten in place by the worker (seq == seq_end when
@@ -77,6 +78,7 @@ typedef struct kl_rec_state {
   int32_t sys;                     /* errno of a failure */
   uint32_t flush_ack;              /* bumped after each requested drain */
   uint64_t bytes;                  /* on disk now, all CPUs */
+  uint64_t written_total;          /* ever written, chunks dropped since included */
   uint32_t seq_end;
 } kl_rec_state;
 
@@ -127,6 +129,10 @@ KL_INTERNAL int kl_path_check(const char *path, int overwrite, kl_err *err);
 /* Open a temporary file beside path (O_EXCL, O_NOFOLLOW, mode).  Fails
  * with bad_path when path exists and !overwrite, is a symlink, a folder,
  * or its folder is missing. */
+/* Remove PATH.tmp.PID.N beside path whose PID is no process. */
+KL_INTERNAL void kl_remove_stale_tmps(const char *path);
+/* The starter says the start completed: DATA_DIR/started. */
+KL_INTERNAL int kl_rec_started(const char *data_dir, const char *name, kl_err *err);
 KL_INTERNAL int kl_atomic_open(kl_atomic_file *f, const char *path, int overwrite,
                                unsigned mode, kl_err *err);
 /* fsync, close, rename into place, fsync the folder. */

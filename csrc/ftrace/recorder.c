@@ -62,6 +62,7 @@ typedef struct kl_rec {
   kl_rec_cfg cfg;
   kl_rec_state st;
   int status_fd, dir_fd;
+  int starter_fd;      /* pidfd of the starter until the start completed; -1 */
   char *page;          /* one sub-buffer, for the partly filled page */
   rec_cpu cpu[KL_MAX_CPUS];
 } kl_rec;
@@ -195,6 +196,7 @@ static void wrote(kl_rec *r, int i, uint64_t n) {
   r->cpu[i].in_chunk += n;
   r->cpu[i].kept += n;
   r->st.bytes += n;
+  r->st.written_total += n;
 }
 
 /* A short write left part of a page: cut the chunk back to whole pages. */
@@ -378,6 +380,32 @@ static void boost(void) {
   if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0) (void)!setpriority(PRIO_PROCESS, 0, -10);
 }
 
+/* A start killed half-way leaves no one to stop this worker: while
+ * DATA_DIR/started is missing, the starter's death (its pidfd readable)
+ * ends it, so that the instance can go (stop, takeover_stale). */
+static int starter_died(kl_rec *r) {
+  struct pollfd p;
+  if (faccessat(r->dir_fd, "started", F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+    close(r->starter_fd);
+    r->starter_fd = -1;
+    return 0;
+  }
+  p.fd = r->starter_fd;
+  p.events = POLLIN;
+  p.revents = 0;
+  return poll(&p, 1, 0) > 0;
+}
+
+static int open_starter(pid_t pid) {
+#ifdef SYS_pidfd_open
+  return (int)syscall(SYS_pidfd_open, pid, 0u);
+#else
+  (void)pid;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
 /* One pass of the loop after ppoll returned. */
 static void service(kl_rec *r, struct pollfd *pf, int npf, int *idx, double *tick) {
   int k;
@@ -394,6 +422,7 @@ static void service(kl_rec *r, struct pollfd *pf, int npf, int *idx, double *tic
     }
     *tick = t;
     if (!instance_there(&r->cfg)) r->st.gone = 1;
+    if (r->starter_fd >= 0 && starter_died(r)) r->st.gone = 1;
   }
 }
 
@@ -438,6 +467,8 @@ static void worker(kl_rec *r) {
   r->status_fd = r->dir_fd < 0 ? -1
                                : openat(r->dir_fd, "status", O_RDWR | O_NOFOLLOW | O_CLOEXEC);
   if (r->status_fd < 0 || flock(r->status_fd, LOCK_EX) != 0) _exit(2);
+  r->starter_fd = open_starter((pid_t)r->cfg.starter_pid);
+  if (r->starter_fd < 0 && errno == ESRCH) _exit(2); /* the starter is gone already */
   r->st.pid = (int32_t)getpid();
   r->st.sys = 0;
   if (r->cfg.exclude && exclude_self(&r->cfg) != 0) {
@@ -558,6 +589,13 @@ int kl_rec_spawn(const kl_rec_cfg *cfg, kl_rec_state *st, kl_err *err) {
   return wait_ready(cfg, st, err);
 }
 
+int kl_rec_started(const char *data_dir, const char *name, kl_err *err) {
+  if (write_file_at(data_dir, "started", "", 0, err) != 0)
+    return kl_err_errno(err, KL_E_IO, "start %s: cannot mark the start done in %s", name,
+                        data_dir);
+  return 0;
+}
+
 int kl_rec_signal(const char *data_dir, int sig) {
   kl_rec_state st;
   if (!kl_rec_alive(data_dir) || kl_rec_read(data_dir, &st) != 0 || st.pid <= 0) return -1;
@@ -616,7 +654,7 @@ int kl_rec_drain_here(const kl_rec_cfg *cfg, kl_err *err) {
     return kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "stop %s: out of memory", cfg->name);
   }
   r->cfg = *cfg;
-  r->status_fd = -1;
+  r->status_fd = r->starter_fd = -1;
   if (kl_rec_read(cfg->data_dir, &r->st) != 0) memset(&r->st, 0, sizeof r->st);
   r->dir_fd = open(cfg->data_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (r->dir_fd < 0 || kl_chunks_list(cfg->data_dir, cfg->ncpus, &ch) != 0) {

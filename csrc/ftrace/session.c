@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,9 @@ typedef struct kl_state {
   unsigned long long bytes_written;
   char data_dir[KL_PATH_MAX];        /* streaming sessions: the recorder's folder */
   unsigned flush_timer;              /* seconds (streaming) */
+  long rec_pid;                      /* streaming: the recorder, found without its folder */
+  unsigned long long rec_start;      /* its /proc starttime */
+  int starting;                      /* written before the start completed */
 } kl_state;
 
 struct kl_session {
@@ -195,6 +199,9 @@ static int read_state(const char *name, kl_state *s) {
     else if (!strcmp(line, "bytes_written")) s->bytes_written = strtoull(v, NULL, 10);
     else if (!strcmp(line, "data_dir")) snprintf(s->data_dir, sizeof s->data_dir, "%s", v);
     else if (!strcmp(line, "flush_timer")) s->flush_timer = (unsigned)strtoul(v, NULL, 10);
+    else if (!strcmp(line, "rec_pid")) s->rec_pid = strtol(v, NULL, 10);
+    else if (!strcmp(line, "rec_start")) s->rec_start = strtoull(v, NULL, 10);
+    else if (!strcmp(line, "starting")) s->starting = atoi(v);
   }
   fclose(f);
   s->present = 1;
@@ -213,11 +220,12 @@ static int write_state(const char *name, const kl_state *s, kl_err *err) {
                "file=%s\nmode=%s\nflags=%s\ntracepoints=%s\nclock=%s\ncircular_mb=%u\n"
                "max_mb=%u\nfile_mode=%o\noverwrite=%d\nkallsyms=%d\nstacks=%d\nowner_pid=%ld\n"
                "owner_start=%llu\nstart_time=%.6f\nlast_flush=%.6f\nbytes_written=%llu\n"
-               "data_dir=%s\nflush_timer=%u\n",
+               "data_dir=%s\nflush_timer=%u\nrec_pid=%ld\nrec_start=%llu\nstarting=%d\n",
                s->file, kl_mode_names[s->mode], s->flags, s->tracepoints, s->clock,
                s->circular_mb, s->max_mb, s->file_mode, s->overwrite, s->kallsyms, s->stacks,
                s->owner_pid, s->owner_start, s->start_time, s->last_flush,
-               s->bytes_written, s->data_dir, s->flush_timer);
+               s->bytes_written, s->data_dir, s->flush_timer, s->rec_pid, s->rec_start,
+               s->starting);
   if (n < 0 || n >= (int)sizeof buf)
     return kl_err_set(err, KL_E_INVALID, 0, "session %s: state too large", name);
   if (kl_atomic_open(&af, path, 1, 0600, err) != 0) return -1;
@@ -232,7 +240,9 @@ static int write_state(const char *name, const kl_state *s, kl_err *err) {
 
 static void remove_state(const char *name) {
   char path[KL_PATH_MAX];
-  if (state_path(path, sizeof path, name) == 0) unlink(path);
+  if (state_path(path, sizeof path, name) != 0) return;
+  unlink(path);
+  kl_remove_stale_tmps(path); /* of writers killed before their rename */
 }
 
 /* Serialise the operations of all processes on sessions: an flock on the
@@ -638,7 +648,7 @@ static void fill_state(const kl_config *cfg, const char *file, kl_state *st) {
  * assembly copies inside the kernel, and the target's disk is the one
  * that fills), unique per start, 0700.  Making it also proves that the
  * target's folder takes new files, before anything else starts. */
-static int make_data_dir(const kl_config *cfg, const char *file, kl_state *st, kl_err *err) {
+static int name_data_dir(const kl_config *cfg, const char *file, kl_state *st, kl_err *err) {
   char dir[KL_PATH_MAX];
   const char *slash = strrchr(file, '/');
   size_t n = slash ? (size_t)(slash - file) : 0;
@@ -649,9 +659,20 @@ static int make_data_dir(const kl_config *cfg, const char *file, kl_state *st, k
                kl_getpid(), kl_walltime() * 1e6) >= (int)sizeof st->data_dir)
     return kl_err_set(err, KL_E_BAD_PATH, ENAMETOOLONG, "start %s: %s: path too long",
                       cfg->name, file);
+  return 0;
+}
+
+static int make_data_dir(const kl_config *cfg, const char *file, kl_state *st, kl_err *err) {
+  const char *slash = strrchr(file, '/');
+  char dir[KL_PATH_MAX];
+  size_t n = slash ? (size_t)(slash - file) : 0;
+  if (n >= sizeof dir) n = sizeof dir - 1;
+  memcpy(dir, file, n);
+  dir[n] = '\0';
   if (mkdir(st->data_dir, 0700) != 0) {
     kl_err_errno(err, KL_E_BAD_PATH, "start %s: %s: cannot create files in %s", cfg->name,
                  file, n ? dir : "/");
+    if (err->code == KL_E_NOT_FOUND) err->code = KL_E_BAD_PATH; /* /proc takes no folder */
     st->data_dir[0] = '\0';
     return -1;
   }
@@ -738,7 +759,42 @@ static int start_recorder(struct tracefs_instance *inst, const kl_config *cfg, k
   rc.reserve_bytes = hdr + rc.chunk_bytes;
   rc.flush_ms = st->flush_timer * 1000u;
   rc.exclude = cfg->stacks || recorder_can_raise(st->tracepoints);
-  return kl_rec_spawn(&rc, &rs, err);
+  rc.starter_pid = (int32_t)kl_getpid();
+  if (kl_rec_spawn(&rc, &rs, err) != 0) return -1;
+  st->rec_pid = rs.pid;
+  st->rec_start = proc_start(rs.pid);
+  return 0;
+}
+
+/* Is the recorder alive?  By its pid and start time, so that a deleted
+ * folder (or status file) cannot hide it; by its status lock for state
+ * files that predate the pid. */
+static int rec_alive(const kl_state *st) {
+  if (st->rec_pid > 0) return st->rec_start && proc_start(st->rec_pid) == st->rec_start;
+  return kl_rec_alive(st->data_dir);
+}
+
+/* End the recorder by its pid: SIGUSR1 (drain and leave), then SIGKILL
+ * after wait seconds.  0 when it ended it, 1 when there was none alive
+ * (dead already: the caller drains the ring itself). */
+static int rec_end_by_pid(const kl_state *st, double wait) {
+  double t0 = kl_monotime();
+  if (st->rec_pid <= 0 || !rec_alive(st)) return 1;
+  kill((pid_t)st->rec_pid, SIGUSR1);
+  while (rec_alive(st)) {
+    if (kl_monotime() - t0 > wait) {
+      kill((pid_t)st->rec_pid, SIGKILL);
+      wait = 1e9;
+    }
+    kl_sleep(0.001);
+  }
+  return 0;
+}
+
+/* Are the recorder's folder and its config still there? */
+static int data_dir_lost(const kl_state *st) {
+  kl_rec_cfg rc;
+  return kl_rec_read_cfg(st->data_dir, &rc) != 0;
 }
 
 /* Turn tracing on: the last step of a start. */
@@ -749,12 +805,30 @@ static int tracing_on(struct tracefs_instance *inst, const char *name, kl_err *e
   return 0;
 }
 
+/* Before the instance's mkdir (which takes tens of ms): a state that
+ * says "starting", owned by this process, so that a start killed half-way
+ * leaves a session that is recognisably ours and stale (stop and
+ * takeover_stale end it), not a foreign instance. */
+static int mark_starting(const char *name, kl_state *st, kl_err *err) {
+  long pid = st->owner_pid;
+  unsigned long long t = st->owner_start;
+  st->starting = 1;
+  st->owner_pid = kl_getpid(); /* a detached start too: until it completed */
+  st->owner_start = proc_start(st->owner_pid);
+  if (write_state(name, st, err) != 0) return -1;
+  st->present = 1;
+  st->owner_pid = pid;
+  st->owner_start = t;
+  return 0;
+}
+
 static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
   const char *dir;
   char path[KL_PATH_MAX], file[KL_PATH_MAX];
   struct tracefs_instance *inst = NULL;
   kl_session *s = NULL;
   kl_state st;
+  struct stat sb;
   int lock = -1, stream = streaming(cfg);
 
   memset(&st, 0, sizeof st);
@@ -774,25 +848,28 @@ static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
     return NULL;
   }
   lock = lock_session(cfg->name);
+  if (stream && name_data_dir(cfg, file, &st, err) != 0) goto error;
+  fill_state(cfg, cfg->file ? file : NULL, &st);
+  /* (a name taken: make_instance says so; its state is not ours to touch) */
+  if (stat(path, &sb) != 0 && mark_starting(cfg->name, &st, err) != 0) goto error;
   if (stream && make_data_dir(cfg, file, &st, err) != 0) goto error;
   if ((inst = make_instance(cfg, path, err)) == NULL) goto error;
-  fill_state(cfg, cfg->file ? file : NULL, &st);
   if (configure(inst, cfg, &st, err) != 0) goto error;
   if (stream && start_recorder(inst, cfg, &st, err) != 0) goto error;
+  fill_state(cfg, cfg->file ? file : NULL, &st); /* the owner, once started */
+  st.starting = 0;
   if (write_state(cfg->name, &st, err) != 0) goto error;
-  if (tracing_on(inst, cfg->name, err) != 0) {
-    remove_state(cfg->name);
-    goto error;
-  }
+  if (tracing_on(inst, cfg->name, err) != 0) goto error;
+  if (stream && kl_rec_started(st.data_dir, cfg->name, err) != 0) goto error;
   if ((s = new_handle(cfg->name, inst)) == NULL) {
     kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "start %s: out of memory", cfg->name);
-    remove_state(cfg->name);
     goto error;
   }
   unlock_session(lock);
   return s;
 
 error:
+  if (st.present) remove_state(cfg->name);
   if (inst) {
     tracefs_instance_file_write(inst, "tracing_on", "0");
     if (st.data_dir[0]) {
@@ -819,7 +896,7 @@ static void forget_gone(const char *name, const char *inst) {
   lock = lock_sessions(LOCK_EX);
   if (inst == NULL || stat(inst, &sb) != 0) { /* still gone, under the lock */
     if (state.data_dir[0]) {
-      kl_rec_finish(state.data_dir, name, &ignored);
+      if (rec_end_by_pid(&state, 5) != 0) kl_rec_finish(state.data_dir, name, &ignored);
       remove_data_dir(state.data_dir);
     }
     remove_state(name);
@@ -882,20 +959,37 @@ static void read_cpu_stats(struct tracefs_instance *inst, int cpu, kl_cpu_stats 
   free(buf);
 }
 
+/* Chunks that left the folder behind the recorder's back (deleted by
+ * another tool): what it wrote there and the folder no longer holds, as
+ * ETW's LogBuffersLost (buffers that never reached the file).  Counted
+ * once the recorder is gone, when no rotation can be under way. */
+static void stream_missing(const kl_state *state, const kl_rec_state *rs, kl_status *st) {
+  kl_chunks *ch = malloc(sizeof *ch);
+  uint64_t have = 0, sub = (uint64_t)st->buffer_kb * 1024;
+  int i;
+  if (ch == NULL) return;
+  if (kl_chunks_list(state->data_dir, KL_MAX_CPUS, ch) == 0) {
+    for (i = 0; i < KL_MAX_CPUS; i++) have += ch->cpu[i].bytes;
+    st->log_buffers_lost = rs->bytes > have ? (int64_t)((rs->bytes - have + sub - 1) / sub) : 0;
+  }
+  free(ch);
+}
+
 /* What the recorder adds to a query: its life, why it stopped, the bytes
  * on disk.  Once it stopped taking data (file or disk full), what the ring
  * still holds will never reach the file: counted as lost. */
 static void stream_status(const kl_state *state, kl_status *st) {
   kl_rec_state rs;
-  st->recorder_alive = kl_rec_alive(state->data_dir);
+  st->recorder_alive = rec_alive(state);
   st->flush_timer = state->flush_timer;
   if (kl_rec_read(state->data_dir, &rs) != 0) return;
   st->file_full = rs.file_full != 0;
   st->disk_full = rs.disk_full != 0;
   /* ETW's BuffersWritten: sub-buffers that reached the disk so far
    * (bytes_written stays the size of the file the last flush wrote) */
-  if (st->buffer_kb > 0) st->buffers_written = (int64_t)rs.bytes / (st->buffer_kb * 1024);
+  if (st->buffer_kb > 0) st->buffers_written = (int64_t)rs.written_total / (st->buffer_kb * 1024);
   if (rs.stopped) st->events_lost += st->entries;
+  if (!st->recorder_alive && st->buffer_kb > 0) stream_missing(state, &rs, st);
 }
 
 static int fill_status(kl_session *s, const kl_state *state, kl_status *st) {
@@ -1014,8 +1108,8 @@ static int ftrace_update(kl_session *s, const kl_config *cfg, unsigned what, kl_
 
   if (what & ~allowed)
     return kl_err_set(err, KL_E_INVALID, 0,
-                      "update %s: only flags, file and circular_mb can change while a Linux "
-                      "session runs",
+                      "update %s: only flags and file can change while a Linux session runs "
+                      "(and circular_mb, of a session without a file)",
                       s->name);
   lock = lock_session(s->name);
   if (gone(s, "update", err)) goto out;
@@ -1123,8 +1217,11 @@ static int stream_write(kl_session *s, kl_state *st, const char *file, int overw
 /* Everything in the rings to disk: by the recorder, or here when it died. */
 static int stream_drain(kl_session *s, const kl_state *st, int finish, kl_err *err) {
   kl_rec_cfg rc;
-  int r = finish ? kl_rec_finish(st->data_dir, s->name, err)
-                 : kl_rec_flush(st->data_dir, s->name, err);
+  int r;
+  /* by pid first: the status file (its lock) may be gone with the recorder alive */
+  if (finish && rec_end_by_pid(st, data_dir_lost(st) ? 5 : 60) == 0) return 0;
+  r = finish ? kl_rec_finish(st->data_dir, s->name, err)
+             : kl_rec_flush(st->data_dir, s->name, err);
   if (r <= 0) return r;
   if (kl_rec_read_cfg(st->data_dir, &rc) != 0)
     return kl_err_errno(err, KL_E_IO, "%s %s: the recorder's folder %s",
@@ -1150,6 +1247,12 @@ static int stream_consume(const kl_state *st) {
 static int stream_stop(kl_session *s, kl_state *state, const char *file, int overwrite,
                        kl_status *st, kl_err *err) {
   char reserve[KL_PATH_MAX + 16];
+  if (data_dir_lost(state)) {
+    /* nothing to write from: end the recorder, and the session with it */
+    rec_end_by_pid(state, 5);
+    fill_status(s, state, st);
+    return file == NULL ? 0 : 2;
+  }
   if (stream_drain(s, state, 1, err) != 0) return -1;
   fill_status(s, state, st); /* after the drain: the final counters */
   if (file == NULL) return 0;
@@ -1200,10 +1303,24 @@ static int remove_instance(kl_session *s, kl_err *err) {
                       e == EBUSY ? " (a reader still has it open)" : "");
 }
 
+/* A start killed half-way (the session lock, which its starter held, says
+ * it is gone): nothing was recorded.  Its recorder, instance, folder and
+ * state go; no file is written. */
+static int end_half_made(kl_session *s, const kl_state *state, kl_status *st, kl_err *err) {
+  kl_err ignored;
+  if (state->data_dir[0] && rec_end_by_pid(state, 5) != 0)
+    kl_rec_finish(state->data_dir, s->name, &ignored);
+  fill_status(s, state, st);
+  if (remove_instance(s, err) != 0) return -1;
+  remove_data_dir(state->data_dir);
+  remove_state(s->name);
+  return 0;
+}
+
 static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status *st,
                        kl_err *err) {
   kl_state state;
-  int lock, rc = -1;
+  int lock, rc = -1, lost = 0;
   lock = lock_session(s->name);
   if (gone(s, "stop", err)) {
     unlock_session(lock);
@@ -1213,6 +1330,10 @@ static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status
   if (read_state(s->name, &state) != 0) memset(&state, 0, sizeof state);
   tracefs_instance_file_write(s->inst, "tracing_on", "0");
   live_close_all(s->name);
+  if (state.present && state.starting) {
+    rc = end_half_made(s, &state, st, err);
+    goto out;
+  }
   if (file == NULL && state.file[0]) {
     file = state.file;
     overwrite = own_file_replaceable(&state);
@@ -1221,7 +1342,8 @@ static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status
   }
   if (state.data_dir[0]) {
     /* a failed write keeps the session (tracing off, data kept) for a retry */
-    if (stream_stop(s, &state, file, overwrite, st, err) != 0) goto out;
+    lost = stream_stop(s, &state, file, overwrite, st, err);
+    if (lost < 0) goto out;
   } else {
     /* The final counters are the ring's before the file write drains it. */
     fill_status(s, &state, st);
@@ -1231,16 +1353,22 @@ static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status
       goto out;
     }
   }
-  if (file) {
+  if (file && !lost) {
     snprintf(st->file, sizeof st->file, "%s", file);
     st->bytes_written = (int64_t)state.bytes_written;
     st->last_flush = state.last_flush;
-    if (st->buffer_kb > 0) st->buffers_written = st->bytes_written / (st->buffer_kb * 1024);
+    if (st->buffer_kb > 0 && !state.data_dir[0]) /* streaming: the recorder's count */
+      st->buffers_written = st->bytes_written / (st->buffer_kb * 1024);
   }
   if (remove_instance(s, err) != 0) goto out;
   remove_data_dir(state.data_dir);
   remove_state(s->name);
   rc = 0;
+  if (lost)
+    rc = kl_err_set(err, KL_E_IO, ENOENT,
+                    "stop %s: the session is stopped, but the recorder's data folder %s was lost: "
+                    "no file written to %s",
+                    s->name, state.data_dir, file);
 out:
   unlock_session(lock);
   return rc;

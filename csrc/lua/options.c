@@ -470,7 +470,13 @@ int klua_parse_update(lua_State *L, int arg, kl_config *cfg, kl_err *err, unsign
   for (i = 0; i < sizeof update_bits / sizeof update_bits[0]; i++)
     if (klua_opt_present(L, arg, update_bits[i].key)) *what |= update_bits[i].bit;
   if (*what == 0) luaL_argerror(L, arg, "nothing to update");
-  return parse_common(L, arg, arg, cfg, err, &skipped);
+  if (parse_common(L, arg, arg, cfg, err, &skipped) == 0) return 0;
+  if (strncmp(err->msg, "start ", 6) == 0) { /* the flag checks speak of start */
+    char msg[KL_MSG_MAX];
+    snprintf(msg, sizeof msg, "update %s", err->msg + 6);
+    snprintf(err->msg, sizeof err->msg, "%s", msg);
+  }
+  return -1;
 }
 
 /* ------------------------------------------------------------------ */

@@ -45,6 +45,9 @@ function M.progress_line(q, elapsed, seconds)
 end
 
 -- A number, not NaN, finite, and >= lo.
+-- About 31 years: a longer capture is a mistake (1e300, math.huge), not a plan.
+local MAX_SECONDS = 1e9
+
 local function finite(v, lo)
   return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge and v >= lo
 end
@@ -106,9 +109,9 @@ function M.capture(start, core, opts)
     error(("bad argument #1 to 'capture' (table expected, got %s)"):format(type(opts)), 3)
   end
   local seconds, stop_when = opts.seconds, opts.stop_when
-  if seconds ~= nil and not finite(seconds, 0) then
-    error(("bad argument #1 to 'capture' (field 'seconds' must be a finite number >= 0, got %s)")
-      :format(tostring(seconds)), 3)
+  if seconds ~= nil and not (finite(seconds, 0) and seconds <= MAX_SECONDS) then
+    error(("bad argument #1 to 'capture' (field 'seconds' must be a number from 0 to %g, got %s)")
+      :format(MAX_SECONDS, tostring(seconds)), 3)
   end
   if stop_when ~= nil and type(stop_when) ~= "function" then
     error("bad argument #1 to 'capture' (field 'stop_when' must be a function)", 3)

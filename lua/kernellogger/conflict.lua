@@ -119,6 +119,7 @@ local function holder_text(h, msg)
                   (h.owner_alive == true) and "alive" or "unknown"
     return (" (held by pid %d, %s)"):format(pid, state)
   end
+  if h.detached then return " (a detached kernellogger session)" end
   return " (held by another tool)"
 end
 
@@ -240,7 +241,9 @@ function Ctx:takeover(msg, holder)
   elseif code == "busy" then          -- someone had its files open: try again
     if not self:pause() then return self:gave_up(msg, holder) end
     return
-  elseif code ~= "not_found" then     -- not_found: it went away by itself
+  elseif code ~= "not_found" and self.core.query(self.copts.name) then
+    -- (not_found, or a stop that ended the session with an error, such as a
+    -- lost data folder: the name is free all the same)
     return self:fail(("%s; taking it over failed: %s"):format(msg, m), code, holder)
   end
   -- the first retry is immediate: a stop that succeeded usually frees the name
