@@ -1,9 +1,8 @@
 /*
  * fuzz_etl.c - libFuzzer harness for the portable .etl reader (csrc/etl).
  *
- *   clang -fsanitize=fuzzer,address,undefined -Icsrc fuzz/fuzz_etl.c \
- *         (every .c file of csrc/etl) csrc/common.c -o build/fuzz_etl
- *   build/fuzz_etl fuzz/corpus/etl
+ *   sh fuzz/build.sh build-fuzz
+ *   build-fuzz/fuzz_etl build-fuzz/corpus/fuzz_etl fuzz/corpus/fuzz_etl
  *
  * Each input is a whole file, read from memory: open, info (every record
  * once), then every event with all fields decoded; then once more with a
