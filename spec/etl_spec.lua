@@ -363,6 +363,27 @@ describe("damaged .etl files", function()
     assert.matches("buffer at offset 16384: BufferSize 8192 runs past the end of the file " ..
                    "%(20480 bytes%): truncated file", msg)
   end)
+  it("a decompression bomb is refused at open, before any buffer is allocated", function()
+    -- the first buffer of a fixture, its header claiming 64 MiB buffers and 4096 processors,
+    -- then 64 tiny compressed buffers (one a processor) each claiming 64 MiB once expanded
+    local out = os.tmpname()
+    finally(function() os.remove(out) end)
+    local data = read(DIR .. "perfview_SelfDescribingSingleEvent.etl")
+    local first = data:sub(1, 0x48 + 0x20) .. string.pack("<I4", 64 << 20) ..
+                  data:sub(0x48 + 0x25, 0x48 + 0x2C) .. string.pack("<I4", 4096) ..
+                  data:sub(0x48 + 0x31, string.unpack("<I4", data))
+    local f = assert(io.open(out, "wb"))
+    f:write(first)
+    for cpu = 0, 63 do
+      f:write(string.pack("<I4I4I4I4I8I8I8I2I2I4I4I2I2", 0x48 + 16, 0, 0, 0, 0, 0, 0, cpu, 0, 0,
+                          64 << 20, 0x40 | 0x20, 0) .. string.rep("\0", 16) .. string.rep("\0", 16))
+    end
+    f:close()
+    local t, msg, code = kl.open(out)
+    assert.is_nil(t)
+    assert.equal("invalid", code)
+    assert.matches("the buffers claim %d+ bytes once uncompressed, more than 16 times the file's", msg)
+  end)
 end)
 
 describe("kernellogger report on an .etl file #linux", function()

@@ -58,6 +58,7 @@ KL_INTERNAL int etl_xca_decompress(const uint8_t *in, size_t nin, uint8_t *out, 
 #define ETL_BUF_HDR 0x48
 #define ETL_BUF_MAX (64u << 20)   /* the largest buffer accepted */
 #define ETL_MAX_CPU 4096          /* processor numbers above are corrupt */
+#define ETL_MEM_FACTOR 16         /* buffers in memory: at most this times the file size */
 
 typedef struct etl_bufhdr {
   uint32_t size;     /* on disk, header included */

@@ -25,6 +25,7 @@ struct kl_etl {
   int ncpus;                  /* processors with buffers */
   int *cpus;
   uint64_t *first;            /* each one's first buffer */
+  uint32_t *peak;             /* each one's largest buffer once uncompressed */
   uint64_t nbuffers, ncompressed, skipped;
   etl_cursor cur;             /* the events() position */
   etl_out *out;
@@ -65,20 +66,43 @@ static int read_loghdr(kl_etl *t, kl_err *err) {
   return rc;
 }
 
+/* The processor's index in cpus[] (added at its first buffer), or -1. */
 static int add_cpu(kl_etl *t, int cpu, uint64_t off, kl_err *err) {
   int i;
   for (i = 0; i < t->ncpus; i++)
-    if (t->cpus[i] == cpu) return 0;
+    if (t->cpus[i] == cpu) return i;
   if ((t->ncpus & 15) == 0) {
-    int *c = (int *)realloc(t->cpus, (size_t)(t->ncpus + 16) * sizeof *c);
+    size_t n = (size_t)t->ncpus + 16;
+    int *c = (int *)realloc(t->cpus, n * sizeof *c);
     uint64_t *f;
+    uint32_t *p;
     if (c) t->cpus = c;
-    f = c ? (uint64_t *)realloc(t->first, (size_t)(t->ncpus + 16) * sizeof *f) : NULL;
-    if (f == NULL) return kl_err_set(err, KL_E_NO_RESOURCES, 0, "out of memory");
-    t->first = f;
+    f = c ? (uint64_t *)realloc(t->first, n * sizeof *f) : NULL;
+    if (f) t->first = f;
+    p = f ? (uint32_t *)realloc(t->peak, n * sizeof *p) : NULL;
+    if (p == NULL) return kl_err_set(err, KL_E_NO_RESOURCES, 0, "out of memory");
+    t->peak = p;
   }
   t->cpus[t->ncpus] = cpu;
-  t->first[t->ncpus++] = off;
+  t->peak[t->ncpus] = 0;
+  t->first[t->ncpus] = off;
+  return t->ncpus++;
+}
+
+/* Reading keeps one buffer per processor in memory (file.c): their sum may
+ * not exceed ETL_MEM_FACTOR times the file's size (or ETL_BUF_MAX for small
+ * files), so compressed buffers claiming more than MS-XCA plausibly gives
+ * (a decompression bomb) are refused before anything is allocated. */
+static int check_memory(const kl_etl *t, uint64_t off, kl_err *err) {
+  uint64_t sum = 0, cap = t->src.size * ETL_MEM_FACTOR;
+  int i;
+  for (i = 0; i < t->ncpus; i++) sum += t->peak[i];
+  if (cap < ETL_BUF_MAX) cap = ETL_BUF_MAX;
+  if (sum > cap)
+    return kl_err_set(err, KL_E_INVALID, 0, "buffer at offset %llu: the buffers claim %llu "
+                      "bytes once uncompressed, more than %d times the file's %llu bytes",
+                      (unsigned long long)off, (unsigned long long)sum, ETL_MEM_FACTOR,
+                      (unsigned long long)t->src.size);
   return 0;
 }
 
@@ -91,7 +115,12 @@ static int scan_buffers(kl_etl *t, kl_err *err) {
                         ? t->hdr.buffer_size : ETL_BUF_MAX;
   t->src.ncpus = (int)t->hdr.ncpus;
   while ((r = etl_buf_header(&t->src, off, &h, err)) == 1) {
-    if (add_cpu(t, h.cpu, off, err) != 0) return -1;
+    int k = add_cpu(t, h.cpu, off, err);
+    if (k < 0) return -1;
+    if (h.filled > t->peak[k]) {
+      t->peak[k] = h.filled;
+      if (check_memory(t, off, err) != 0) return -1;
+    }
     t->nbuffers++;
     if (h.flags & 0x40u) t->ncompressed++;
     off += h.size;
@@ -148,6 +177,7 @@ void kl_etl_close(kl_etl *t) {
   drop_types(t);
   free(t->cpus);
   free(t->first);
+  free(t->peak);
   free(t->out);
   free(t);
 }
