@@ -363,6 +363,28 @@ describe("damaged .etl files", function()
     assert.matches("buffer at offset 16384: BufferSize 8192 runs past the end of the file " ..
                    "%(20480 bytes%): truncated file", msg)
   end)
+  it("a zero BufferSize mid-file is refused, not taken for the end of the capture", function()
+    local out = os.tmpname()
+    finally(function() os.remove(out) end)
+    local data = read(DIR .. "airbus_ShutdownPerfDiagLogger.etl")
+    assert.equal(0x10000, string.unpack("<I4", data, 0x10000 + 1))   -- the second buffer's size
+    local f = assert(io.open(out, "wb"))
+    f:write(data:sub(1, 0x10000), "\0\0\0\0", data:sub(0x10000 + 5))
+    f:close()
+    local t, msg, code = kl.open(out)
+    assert.is_nil(t)
+    assert.equal("invalid", code)
+    assert.matches("buffer at offset 65536: BufferSize 0 after 1 of the 49 buffers written, " ..
+                   "with data after it", msg)
+    -- a zero-filled tail after the last buffer is the end of the capture, as before
+    f = assert(io.open(out, "wb"))
+    f:write(data:sub(1, 0x10000), string.rep("\0", 0x10000))
+    f:close()
+    local t2 = assert(kl.open(out))
+    assert.equal(1, t2:info().buffers)
+    t2:close()
+  end)
+
   it("a decompression bomb is refused at open, before any buffer is allocated", function()
     -- the first buffer of a fixture, its header claiming 64 MiB buffers and 4096 processors,
     -- then 64 tiny compressed buffers (one a processor) each claiming 64 MiB once expanded

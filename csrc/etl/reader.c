@@ -106,6 +106,32 @@ static int check_memory(const kl_etl *t, uint64_t off, kl_err *err) {
   return 0;
 }
 
+/* 1 if the file is zeros from off to its end, 0 if not, -1 on a read error. */
+static int zero_tail(const etl_src *s, uint64_t off, kl_err *err) {
+  uint8_t b[4096];
+  while (off < s->size) {
+    size_t n = s->size - off < sizeof b ? (size_t)(s->size - off) : sizeof b, i;
+    if (s->read_at(s->ud, off, b, n) != (long)n)
+      return kl_err_set(err, KL_E_IO, 0, "read error at offset %llu", (unsigned long long)off);
+    for (i = 0; i < n; i++)
+      if (b[i] != 0) return 0;
+    off += n;
+  }
+  return 1;
+}
+
+/* The buffers end at off (a zero BufferSize) before the file does: fine for
+ * a zero-filled tail, or when the header counts no more buffers than were
+ * found; otherwise the rest of the capture would be silently lost. */
+static int check_end(const kl_etl *t, uint64_t off, kl_err *err) {
+  int z;
+  if (off >= t->src.size || t->nbuffers >= t->hdr.buffers_written) return 0;
+  if ((z = zero_tail(&t->src, off, err)) != 0) return z < 0 ? -1 : 0;
+  return kl_err_set(err, KL_E_INVALID, 0, "buffer at offset %llu: BufferSize 0 after %llu of "
+                    "the %lu buffers written, with data after it", (unsigned long long)off,
+                    (unsigned long long)t->nbuffers, (unsigned long)t->hdr.buffers_written);
+}
+
 static int scan_buffers(kl_etl *t, kl_err *err) {
   uint64_t off = 0;
   etl_bufhdr h;
@@ -125,7 +151,7 @@ static int scan_buffers(kl_etl *t, kl_err *err) {
     if (h.flags & 0x40u) t->ncompressed++;
     off += h.size;
   }
-  return r;
+  return r == 0 ? check_end(t, off, err) : r;
 }
 
 kl_etl *kl_etl_open_src(etl_src *src, const char *what, kl_err *err) {
