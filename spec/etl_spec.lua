@@ -385,6 +385,38 @@ describe("damaged .etl files", function()
     t2:close()
   end)
 
+  it("a timestamp that does not convert, or goes back on its processor, is an error", function()
+    -- the record at byte 5384 of the buffer at 73728: its raw timestamp at +0x10
+    local out = os.tmpname()
+    finally(function() os.remove(out) end)
+    local data = read(DIR .. "tx_HTTP_Server.etl")
+    local at = 73728 + 5384 + 0x10
+    for _, c in ipairs{
+      {1 << 56, "buffer at offset 73728, byte 5384: timestamp 72057594037927936 is out of range"},
+      {math.maxinteger, "buffer at offset 73728, byte 5384: timestamp 9223372036854775807 is out of range"},
+      {0, "buffer at offset 73728, byte 5384: timestamp 0 goes back in time %(after %d+ on processor 0%)"},
+    } do
+      local f = assert(io.open(out, "wb"))
+      f:write(data:sub(1, at), string.pack("<i8", c[1]), data:sub(at + 9))
+      f:close()
+      local t <close> = assert(kl.open(out))
+      local info, msg, code = t:info()
+      assert.is_nil(info)
+      assert.equal("invalid", code)
+      assert.matches(c[2], msg)
+      local n, prev = 0, 0
+      local ok, err = pcall(function()
+        for ev in t:events() do
+          assert.is_true(ev.time >= prev)
+          prev, n = ev.time, n + 1
+        end
+      end)
+      assert.is_false(ok)
+      assert.matches(c[2], err)
+      assert.equal(580, n)
+    end
+  end)
+
   it("a decompression bomb is refused at open, before any buffer is allocated", function()
     -- the first buffer of a fixture, its header claiming 64 MiB buffers and 4096 processors,
     -- then 64 tiny compressed buffers (one a processor) each claiming 64 MiB once expanded

@@ -414,7 +414,7 @@ static void decode(kl_etl *t, const etl_rec *r, const ident *id, int cpu, kl_eve
 /* ---- next ---------------------------------------------------------------- */
 
 int kl_etl_next(kl_etl *t, const kl_filter *f, int rewind, kl_event *ev, kl_err *err) {
-  if (rewind && etl_cursor_start(&t->cur, &t->src, t->cpus, t->first, t->ncpus,
+  if (rewind && etl_cursor_start(&t->cur, &t->src, &t->hdr, t->cpus, t->first, t->ncpus,
                                  f ? f->cpu : -1, err) != 0)
     return -1;
   for (;;) {
@@ -476,7 +476,7 @@ static int scan_events(kl_etl *t, kl_err *err) {
   size_t i, k = 0;
   int s;
   memset(&c, 0, sizeof c);
-  if (etl_cursor_start(&c, &t->src, t->cpus, t->first, t->ncpus, -1, err) != 0) goto fail;
+  if (etl_cursor_start(&c, &t->src, &t->hdr, t->cpus, t->first, t->ncpus, -1, err) != 0) goto fail;
   while ((s = etl_cursor_next(&c, err)) >= 0) {
     const etl_rec *r = &c.s[s].head;
     ident id;
