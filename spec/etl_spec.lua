@@ -477,6 +477,22 @@ describe("the recipes in examples/ on .etl captures #linux", function()
     assert.matches("4 connection ends", out)
   end)
 
+  it("a read error mid-stream ends a recipe with a message and status 1, no traceback", function()
+    local out = os.tmpname()
+    finally(function() os.remove(out) end)
+    local data = read(DIR .. "tx_HTTP_Server.etl")
+    local at = 73728 + 5384 + 0x10                  -- a raw timestamp set to 0: back in time
+    local f = assert(io.open(out, "wb"))
+    f:write(data:sub(1, at), string.pack("<i8", 0), data:sub(at + 9))
+    f:close()
+    for _, name in ipairs{"processes", "tcp_connections", "cswitch"} do
+      local ok, text = example(name, out)
+      assert.is_falsy(ok, text)
+      assert.matches("^" .. name .. ": buffer at offset 73728, byte 5384: timestamp 0 goes back " ..
+                     "in time %(after %d+ on processor 0%) %[invalid%]\n$", text)
+    end
+  end)
+
   it("cswitch.lua reads a capture without context switches", function()
     local ok, out = example("cswitch", DIR .. "perfview_net.4.5.2.x64.etl")
     assert.is_true(ok, out)
