@@ -417,6 +417,26 @@ describe("damaged .etl files", function()
     end
   end)
 
+  it("filters: a set for names, or from after to, raise naming events and the option", function()
+    local t <close> = assert(kl.open(DIR .. "tx_KernelNetwork.etl"))
+    local ok, err = pcall(t.events, t, {names = {TcpIp = true}})
+    assert.is_false(ok)
+    assert.equal("bad argument #2 to 'events' (names: must be a list of strings ({\"a\", " ..
+                 "\"b\"}), not a table with other keys)", err)
+    ok, err = pcall(function() return t:events{names = {"TcpIp", UdpIp = true}} end)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'events' %(names: must be a list of strings", err)
+    ok, err = pcall(t.events, t, {from = 2^62, to = 0})
+    assert.is_false(ok)
+    assert.equal("bad argument #2 to 'events' (from (4611686018427387904) is after to (0))", err)
+    ok, err = pcall(t.events, t, {from = 20, to = 5})
+    assert.is_false(ok)
+    assert.equal("bad argument #2 to 'events' (from (20) is after to (5))", err)
+    local n = 0
+    for _ in t:events{names = {}, from = 5, to = 5} do n = n + 1 end   -- an empty list: all
+    assert.equal(0, n)
+  end)
+
   it("a decompression bomb is refused at open, before any buffer is allocated", function()
     -- the first buffer of a fixture, its header claiming 64 MiB buffers and 4096 processors,
     -- then 64 tiny compressed buffers (one a processor) each claiming 64 MiB once expanded
