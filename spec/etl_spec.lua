@@ -676,6 +676,23 @@ describe("a capture built from the documented layouts", function()
 end)
 
 describe("kernellogger report on a capture spanning a century #linux", function()
+  it("a capture damaged mid-stream gives a clean error, exit status 1", function()
+    local out = os.tmpname()
+    finally(function() os.remove(out) end)
+    local data = read(DIR .. "tx_HTTP_Server.etl")
+    local at = 73728 + 5384 + 0x10                  -- a raw timestamp set to 0: back in time
+    local f = assert(io.open(out, "wb"))
+    f:write(data:sub(1, at), string.pack("<i8", 0), data:sub(at + 9))
+    f:close()
+    local p = assert(io.popen("timeout 60 lua5.4 bin/kernellogger report " .. out .. " 2>&1"))
+    local text = p:read("a")
+    local ok, _, status = p:close()
+    assert.is_falsy(ok, text)
+    assert.equal(1, status)
+    assert.matches("^kernellogger report: buffer at offset 73728, byte 5384: timestamp 0 goes " ..
+                   "back in time %(after %d+ on processor 0%) %[invalid%]\n$", text)
+  end)
+
   it("keeps a bounded number of rate buckets", function()
     -- the built capture's last record moved 100 years on (raw 7000 at 10 MHz)
     local path = built_capture()

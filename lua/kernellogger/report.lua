@@ -117,30 +117,41 @@ function M.collect(path)
   local kl = require "kernellogger"
   local t, err, code = kl.open(path)
   if not t then return nil, err, code end
-  local info = t:info()
+  local info, ierr, icode = t:info()
+  if not info then
+    t:close()
+    return nil, ierr, icode
+  end
   local counts, total = {}, 0
   local lost, markers, unknown, lost_cpu = 0, 0, 0, {}
   -- counts by second kept sparse (memory bounded by the events, not the span), then
   -- folded into at most MAX_BUCKETS buckets of `step` seconds
   local sparse, first, last, origin = {}, nil, nil, nil
-  for ev in t:events() do
-    local time = ev.time
-    origin = origin or time
-    if not first or time < first then first = time end
-    if not last or time > last then last = time end
-    local sec = (time - origin) // 1000000000
-    sparse[sec] = (sparse[sec] or 0) + 1
-    if ev.name == "lost_events" then
-      markers = markers + 1
-      if ev.lost > 0 then lost = lost + ev.lost else unknown = unknown + 1 end
-      lost_cpu[ev.cpu] = (lost_cpu[ev.cpu] or 0) + math.max(ev.lost, 0)
-    else
-      total = total + 1
-      local key = ev.system .. ":" .. ev.name
-      counts[key] = (counts[key] or 0) + 1
+  local ok, rerr = pcall(function()
+    for ev in t:events() do
+      local time = ev.time
+      origin = origin or time
+      if not first or time < first then first = time end
+      if not last or time > last then last = time end
+      local sec = (time - origin) // 1000000000
+      sparse[sec] = (sparse[sec] or 0) + 1
+      if ev.name == "lost_events" then
+        markers = markers + 1
+        if ev.lost > 0 then lost = lost + ev.lost else unknown = unknown + 1 end
+        lost_cpu[ev.cpu] = (lost_cpu[ev.cpu] or 0) + math.max(ev.lost, 0)
+      else
+        total = total + 1
+        local key = ev.system .. ":" .. ev.name
+        counts[key] = (counts[key] or 0) + 1
+      end
     end
-  end
+  end)
   t:close()
+  if not ok then   -- a capture damaged mid-stream: "message [code]"
+    local msg = tostring(rerr):gsub("^[^%s:]+%.lua:%d+: ", "")
+    local text, ecode = msg:match("^(.-) %[(%w+)%]$")
+    return nil, text or msg, ecode or "invalid"
+  end
   local per_second, step, seconds = {}, 1, 0
   if first then
     local s0 = (first - origin) // 1000000000
