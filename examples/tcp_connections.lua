@@ -76,7 +76,7 @@ local function analyse(file)
   local t <close>, err, code = kl.open(file)
   if not t then fail(err, code) end
   local acc = tcp.new()
-  for ev in t:events{names = tcp.NAMES} do acc:add(ev) end
+  for ev in recipe.guard(t:events{names = tcp.NAMES}) do acc:add(ev) end
   return acc:result()
 end
 
@@ -89,7 +89,7 @@ local function analyse_etl(file)
   if not t then fail(err, code) end
   local socks, order, retrans, changes, images = {}, {}, {}, 0, {}
   local first
-  for ev in t:events{names = recipe.EVENTS.tcp_connections.etl} do
+  for ev in recipe.guard(t:events{names = recipe.EVENTS.tcp_connections.etl}) do
     first = first or ev.time
     if ev.system == "Process" then
       images[ev.ProcessId] = ev.ImageFileName

@@ -363,6 +363,101 @@ describe("damaged .etl files", function()
     assert.matches("buffer at offset 16384: BufferSize 8192 runs past the end of the file " ..
                    "%(20480 bytes%): truncated file", msg)
   end)
+  it("a zero BufferSize mid-file is refused, not taken for the end of the capture", function()
+    local out = os.tmpname()
+    finally(function() os.remove(out) end)
+    local data = read(DIR .. "airbus_ShutdownPerfDiagLogger.etl")
+    assert.equal(0x10000, string.unpack("<I4", data, 0x10000 + 1))   -- the second buffer's size
+    local f = assert(io.open(out, "wb"))
+    f:write(data:sub(1, 0x10000), "\0\0\0\0", data:sub(0x10000 + 5))
+    f:close()
+    local t, msg, code = kl.open(out)
+    assert.is_nil(t)
+    assert.equal("invalid", code)
+    assert.matches("buffer at offset 65536: BufferSize 0 after 1 of the 49 buffers written, " ..
+                   "with data after it", msg)
+    -- a zero-filled tail after the last buffer is the end of the capture, as before
+    f = assert(io.open(out, "wb"))
+    f:write(data:sub(1, 0x10000), string.rep("\0", 0x10000))
+    f:close()
+    local t2 = assert(kl.open(out))
+    assert.equal(1, t2:info().buffers)
+    t2:close()
+  end)
+
+  it("a timestamp that does not convert, or goes back on its processor, is an error", function()
+    -- the record at byte 5384 of the buffer at 73728: its raw timestamp at +0x10
+    local out = os.tmpname()
+    finally(function() os.remove(out) end)
+    local data = read(DIR .. "tx_HTTP_Server.etl")
+    local at = 73728 + 5384 + 0x10
+    for _, c in ipairs{
+      {1 << 56, "buffer at offset 73728, byte 5384: timestamp 72057594037927936 is out of range"},
+      {math.maxinteger, "buffer at offset 73728, byte 5384: timestamp 9223372036854775807 is out of range"},
+      {0, "buffer at offset 73728, byte 5384: timestamp 0 goes back in time %(after %d+ on processor 0%)"},
+    } do
+      local f = assert(io.open(out, "wb"))
+      f:write(data:sub(1, at), string.pack("<i8", c[1]), data:sub(at + 9))
+      f:close()
+      local t <close> = assert(kl.open(out))
+      local info, msg, code = t:info()
+      assert.is_nil(info)
+      assert.equal("invalid", code)
+      assert.matches(c[2], msg)
+      local n, prev = 0, 0
+      local ok, err = pcall(function()
+        for ev in t:events() do
+          assert.is_true(ev.time >= prev)
+          prev, n = ev.time, n + 1
+        end
+      end)
+      assert.is_false(ok)
+      assert.matches(c[2], err)
+      assert.equal(580, n)
+    end
+  end)
+
+  it("filters: a set for names, or from after to, raise naming events and the option", function()
+    local t <close> = assert(kl.open(DIR .. "tx_KernelNetwork.etl"))
+    local ok, err = pcall(t.events, t, {names = {TcpIp = true}})
+    assert.is_false(ok)
+    assert.equal("bad argument #2 to 'events' (names: must be a list of strings ({\"a\", " ..
+                 "\"b\"}), not a table with other keys)", err)
+    ok, err = pcall(function() return t:events{names = {"TcpIp", UdpIp = true}} end)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'events' %(names: must be a list of strings", err)
+    ok, err = pcall(t.events, t, {from = 2^62, to = 0})
+    assert.is_false(ok)
+    assert.equal("bad argument #2 to 'events' (from (4611686018427387904) is after to (0))", err)
+    ok, err = pcall(t.events, t, {from = 20, to = 5})
+    assert.is_false(ok)
+    assert.equal("bad argument #2 to 'events' (from (20) is after to (5))", err)
+    local n = 0
+    for _ in t:events{names = {}, from = 5, to = 5} do n = n + 1 end   -- an empty list: all
+    assert.equal(0, n)
+  end)
+
+  it("a decompression bomb is refused at open, before any buffer is allocated", function()
+    -- the first buffer of a fixture, its header claiming 64 MiB buffers and 4096 processors,
+    -- then 64 tiny compressed buffers (one a processor) each claiming 64 MiB once expanded
+    local out = os.tmpname()
+    finally(function() os.remove(out) end)
+    local data = read(DIR .. "perfview_SelfDescribingSingleEvent.etl")
+    local first = data:sub(1, 0x48 + 0x20) .. string.pack("<I4", 64 << 20) ..
+                  data:sub(0x48 + 0x25, 0x48 + 0x2C) .. string.pack("<I4", 4096) ..
+                  data:sub(0x48 + 0x31, string.unpack("<I4", data))
+    local f = assert(io.open(out, "wb"))
+    f:write(first)
+    for cpu = 0, 63 do
+      f:write(string.pack("<I4I4I4I4I8I8I8I2I2I4I4I2I2", 0x48 + 16, 0, 0, 0, 0, 0, 0, cpu, 0, 0,
+                          64 << 20, 0x40 | 0x20, 0) .. string.rep("\0", 16) .. string.rep("\0", 16))
+    end
+    f:close()
+    local t, msg, code = kl.open(out)
+    assert.is_nil(t)
+    assert.equal("invalid", code)
+    assert.matches("the buffers claim %d+ bytes once uncompressed, more than 16 times the file's", msg)
+  end)
 end)
 
 describe("kernellogger report on an .etl file #linux", function()
@@ -400,6 +495,22 @@ describe("the recipes in examples/ on .etl captures #linux", function()
     assert.matches("%[2001:4898:f0:26:b18e:e85f:db5d:8e8%]:64025 %-%-  " ..
                    "%[2001:4898:e0:81:7cb9:ab:cd5:e6af%]:445 System/4%s+0%s+0%s+Send%(60%)>Recv%(65%)", out)
     assert.matches("4 connection ends", out)
+  end)
+
+  it("a read error mid-stream ends a recipe with a message and status 1, no traceback", function()
+    local out = os.tmpname()
+    finally(function() os.remove(out) end)
+    local data = read(DIR .. "tx_HTTP_Server.etl")
+    local at = 73728 + 5384 + 0x10                  -- a raw timestamp set to 0: back in time
+    local f = assert(io.open(out, "wb"))
+    f:write(data:sub(1, at), string.pack("<i8", 0), data:sub(at + 9))
+    f:close()
+    for _, name in ipairs{"processes", "tcp_connections", "cswitch"} do
+      local ok, text = example(name, out)
+      assert.is_falsy(ok, text)
+      assert.matches("^" .. name .. ": buffer at offset 73728, byte 5384: timestamp 0 goes back " ..
+                     "in time %(after %d+ on processor 0%) %[invalid%]\n$", text)
+    end
   end)
 
   it("cswitch.lua reads a capture without context switches", function()
@@ -561,5 +672,44 @@ describe("a capture built from the documented layouts", function()
     assert.is_true(p:close(), out)
     assert.matches("Context switches in .-: 1 in", out)
     assert.matches("<idle>%s+app%.exe/5678%s+1%s+100%.0%%%s+cpu1 %(1%)", out)
+  end)
+end)
+
+describe("kernellogger report on a capture spanning a century #linux", function()
+  it("a capture damaged mid-stream gives a clean error, exit status 1", function()
+    local out = os.tmpname()
+    finally(function() os.remove(out) end)
+    local data = read(DIR .. "tx_HTTP_Server.etl")
+    local at = 73728 + 5384 + 0x10                  -- a raw timestamp set to 0: back in time
+    local f = assert(io.open(out, "wb"))
+    f:write(data:sub(1, at), string.pack("<i8", 0), data:sub(at + 9))
+    f:close()
+    local p = assert(io.popen("timeout 60 lua5.4 bin/kernellogger report " .. out .. " 2>&1"))
+    local text = p:read("a")
+    local ok, _, status = p:close()
+    assert.is_falsy(ok, text)
+    assert.equal(1, status)
+    assert.matches("^kernellogger report: buffer at offset 73728, byte 5384: timestamp 0 goes " ..
+                   "back in time %(after %d+ on processor 0%) %[invalid%]\n$", text)
+  end)
+
+  it("keeps a bounded number of rate buckets", function()
+    -- the built capture's last record moved 100 years on (raw 7000 at 10 MHz)
+    local path = built_capture()
+    finally(function() os.remove(path) end)
+    local data = read(path)
+    local at = assert(data:find(string.pack("<i8", 7000), 1, true))
+    local far = 7000 + 100 * 365 * 86400 * 10000000
+    local f = assert(io.open(path, "wb"))
+    f:write(data:sub(1, at - 1), string.pack("<i8", far), data:sub(at + 8))
+    f:close()
+    local p = assert(io.popen("timeout 60 lua5.4 bin/kernellogger report --width 64 " .. path .. " 2>&1"))
+    local out = p:read("a")
+    assert.is_true(p:close(), out)
+    assert.matches("events: 8", out)
+    assert.matches("events per second over 3153600001 s %(0%.%.0/s, 49275008 s per column%)", out)
+    local r = assert(require("kernellogger.report").collect(path))
+    assert.equal(4096, #r.per_second)
+    assert.equal(3153600001, r.seconds)
   end)
 end)

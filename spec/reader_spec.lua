@@ -496,6 +496,25 @@ describe("Trace:events on trace.dat #linux", function()
   end)
 end)
 
+describe("a trace.dat shrunk after open #linux", function()
+  it("names where the file really ends now", function()
+    local path = os.tmpname()
+    finally(function() os.remove(path) end)
+    local data = assert(io.open(TESTDATA .. "trappy_trace.dat", "rb")):read("a")
+    local f = assert(io.open(path, "wb"))
+    f:write(data)
+    f:close()
+    local t <close> = assert(kl.open(path))
+    f = assert(io.open(path, "wb"))       -- truncated in place: the open reader sees it
+    f:write(data:sub(1, 20000))
+    f:close()
+    local ok, err = pcall(function() for _ in t:events() do end end)
+    assert.is_false(ok)
+    assert.matches("the file ends at offset 20000, inside CPU 0's data %(which needs offset %d+: " ..
+                   "truncated, or changed while it was read%) %[invalid%]", err)
+  end)
+end)
+
 describe("the comparison with trace-cmd report -R #linux", function()
   local F = H.fixture()
   if not have("trace-cmd") then

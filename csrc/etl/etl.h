@@ -58,6 +58,7 @@ KL_INTERNAL int etl_xca_decompress(const uint8_t *in, size_t nin, uint8_t *out, 
 #define ETL_BUF_HDR 0x48
 #define ETL_BUF_MAX (64u << 20)   /* the largest buffer accepted */
 #define ETL_MAX_CPU 4096          /* processor numbers above are corrupt */
+#define ETL_MEM_FACTOR 16         /* buffers in memory: at most this times the file size */
 
 typedef struct etl_bufhdr {
   uint32_t size;     /* on disk, header included */
@@ -117,10 +118,14 @@ typedef struct etl_stream {
   size_t cap, pos, end;     /* allocated, next record, end of the valid bytes */
   int has_head;
   struct etl_rec head;      /* the next record */
+  size_t head_at;           /* its byte in buf */
+  int64_t last_raw;         /* the timestamp of the stream's previous record */
+  int has_last;
 } etl_stream;
 
 typedef struct etl_cursor {
   const etl_src *src;
+  const etl_loghdr *hdr;    /* for the timestamp checks */
   etl_stream *s;
   int n;
   int pending;              /* stream whose head was handed out, -1 none */
@@ -130,8 +135,11 @@ typedef struct etl_cursor {
 } etl_cursor;
 
 /* Start streams for the processors cpus[0..n) whose first buffers are at
- * first[]; only_cpu >= 0 keeps that one.  0 or -1. */
-KL_INTERNAL int etl_cursor_start(etl_cursor *c, const etl_src *src, const int *cpus,
+ * first[]; only_cpu >= 0 keeps that one.  0 or -1.  A record whose
+ * timestamp goes back within its processor's stream, or does not convert
+ * to a time (etl_time_valid), is an error naming its offset. */
+KL_INTERNAL int etl_cursor_start(etl_cursor *c, const etl_src *src, const etl_loghdr *hdr,
+                                 const int *cpus,
                                  const uint64_t *first, int n, int only_cpu, kl_err *err);
 /* Index of the stream holding the earliest record (c->s[i].head), -1 at the
  * end, -2 on error (err set). */
@@ -182,6 +190,8 @@ KL_INTERNAL size_t etl_strlen(const uint8_t *p, size_t n, int unit, int *term);
 
 /* Session clock -> ns since 1970 (the consumer API's conversion). */
 KL_INTERNAL uint64_t etl_time_ns(const etl_loghdr *h, int64_t raw);
+/* 1 if raw converts to a time after 1970 that fits an int64 of ns. */
+KL_INTERNAL int etl_time_valid(const etl_loghdr *h, int64_t raw);
 /* FILETIME -> ns since 1970 (0 before 1970). */
 KL_INTERNAL uint64_t etl_filetime_ns(uint64_t ft);
 

@@ -106,6 +106,23 @@ static int next_buffer(etl_cursor *c, etl_stream *st, kl_err *err) {
   }
 }
 
+/* The head's timestamp: converts, and is not before the stream's previous. */
+static int check_time(etl_cursor *c, etl_stream *st, kl_err *err) {
+  int64_t raw = st->head.raw;
+  if (!etl_time_valid(c->hdr, raw))
+    return kl_err_set(err, KL_E_INVALID, 0, "buffer at offset %llu, byte %lu: timestamp %lld "
+                      "is out of range", (unsigned long long)st->buf_off,
+                      (unsigned long)st->head_at, (long long)raw);
+  if (st->has_last && raw < st->last_raw)
+    return kl_err_set(err, KL_E_INVALID, 0, "buffer at offset %llu, byte %lu: timestamp %lld "
+                      "goes back in time (after %lld on processor %d)",
+                      (unsigned long long)st->buf_off, (unsigned long)st->head_at,
+                      (long long)raw, (long long)st->last_raw, st->cpu);
+  st->last_raw = raw;
+  st->has_last = 1;
+  return 0;
+}
+
 /* Move the stream to its next record.  1 head set, 0 stream ended, -1 error. */
 static int advance(etl_cursor *c, etl_stream *st, kl_err *err) {
   for (;;) {
@@ -122,21 +139,27 @@ static int advance(etl_cursor *c, etl_stream *st, kl_err *err) {
       }
       continue;
     }
+    st->head_at = st->pos;
     st->pos += ((size_t)n + 7u) & ~(size_t)7u;
     if (st->head.kind == ETL_K_SKIP) {
       c->skipped++;
       continue;
+    }
+    if (check_time(c, st, err) != 0) {
+      st->has_head = 0;
+      return -1;
     }
     st->has_head = 1;
     return 1;
   }
 }
 
-int etl_cursor_start(etl_cursor *c, const etl_src *src, const int *cpus,
+int etl_cursor_start(etl_cursor *c, const etl_src *src, const etl_loghdr *hdr, const int *cpus,
                      const uint64_t *first, int n, int only_cpu, kl_err *err) {
   int i, k = 0;
   etl_cursor_free(c);
   c->src = src;
+  c->hdr = hdr;
   c->pending = -1;
   c->s = (etl_stream *)calloc((size_t)(n > 0 ? n : 1), sizeof *c->s);
   if (c->s == NULL) return kl_err_set(err, KL_E_NO_RESOURCES, 0, "out of memory");

@@ -272,3 +272,16 @@ uint64_t etl_time_ns(const etl_loghdr *h, int64_t raw) {
   }
   return ft >= (uint64_t)1 << 63 ? 0 : etl_filetime_ns(ft);
 }
+
+int etl_time_valid(const etl_loghdr *h, int64_t raw) {
+  double ft, lim = (double)FT_UNIX + 9.2e18 / 100;   /* ns since 1970 fit an int64 */
+  if (raw < 0) return 0;
+  if (h->clock_type == 2 || (h->clock_type == 0 && h->perf_freq == 0))
+    ft = (double)raw;
+  else if (h->clock_type == 3)
+    ft = (double)h->start_time + ((double)raw - (double)h->raw0) * 10.0 / (double)h->cpu_mhz;
+  else
+    ft = (double)h->start_time +
+         ((double)raw - (double)h->raw0) * 1e7 / (double)h->perf_freq;
+  return ft > (double)FT_UNIX && ft < lim;
+}

@@ -25,6 +25,7 @@ struct kl_etl {
   int ncpus;                  /* processors with buffers */
   int *cpus;
   uint64_t *first;            /* each one's first buffer */
+  uint32_t *peak;             /* each one's largest buffer once uncompressed */
   uint64_t nbuffers, ncompressed, skipped;
   etl_cursor cur;             /* the events() position */
   etl_out *out;
@@ -65,21 +66,70 @@ static int read_loghdr(kl_etl *t, kl_err *err) {
   return rc;
 }
 
+/* The processor's index in cpus[] (added at its first buffer), or -1. */
 static int add_cpu(kl_etl *t, int cpu, uint64_t off, kl_err *err) {
   int i;
   for (i = 0; i < t->ncpus; i++)
-    if (t->cpus[i] == cpu) return 0;
+    if (t->cpus[i] == cpu) return i;
   if ((t->ncpus & 15) == 0) {
-    int *c = (int *)realloc(t->cpus, (size_t)(t->ncpus + 16) * sizeof *c);
+    size_t n = (size_t)t->ncpus + 16;
+    int *c = (int *)realloc(t->cpus, n * sizeof *c);
     uint64_t *f;
+    uint32_t *p;
     if (c) t->cpus = c;
-    f = c ? (uint64_t *)realloc(t->first, (size_t)(t->ncpus + 16) * sizeof *f) : NULL;
-    if (f == NULL) return kl_err_set(err, KL_E_NO_RESOURCES, 0, "out of memory");
-    t->first = f;
+    f = c ? (uint64_t *)realloc(t->first, n * sizeof *f) : NULL;
+    if (f) t->first = f;
+    p = f ? (uint32_t *)realloc(t->peak, n * sizeof *p) : NULL;
+    if (p == NULL) return kl_err_set(err, KL_E_NO_RESOURCES, 0, "out of memory");
+    t->peak = p;
   }
   t->cpus[t->ncpus] = cpu;
-  t->first[t->ncpus++] = off;
+  t->peak[t->ncpus] = 0;
+  t->first[t->ncpus] = off;
+  return t->ncpus++;
+}
+
+/* Reading keeps one buffer per processor in memory (file.c): their sum may
+ * not exceed ETL_MEM_FACTOR times the file's size (or ETL_BUF_MAX for small
+ * files), so compressed buffers claiming more than MS-XCA plausibly gives
+ * (a decompression bomb) are refused before anything is allocated. */
+static int check_memory(const kl_etl *t, uint64_t off, kl_err *err) {
+  uint64_t sum = 0, cap = t->src.size * ETL_MEM_FACTOR;
+  int i;
+  for (i = 0; i < t->ncpus; i++) sum += t->peak[i];
+  if (cap < ETL_BUF_MAX) cap = ETL_BUF_MAX;
+  if (sum > cap)
+    return kl_err_set(err, KL_E_INVALID, 0, "buffer at offset %llu: the buffers claim %llu "
+                      "bytes once uncompressed, more than %d times the file's %llu bytes",
+                      (unsigned long long)off, (unsigned long long)sum, ETL_MEM_FACTOR,
+                      (unsigned long long)t->src.size);
   return 0;
+}
+
+/* 1 if the file is zeros from off to its end, 0 if not, -1 on a read error. */
+static int zero_tail(const etl_src *s, uint64_t off, kl_err *err) {
+  uint8_t b[4096];
+  while (off < s->size) {
+    size_t n = s->size - off < sizeof b ? (size_t)(s->size - off) : sizeof b, i;
+    if (s->read_at(s->ud, off, b, n) != (long)n)
+      return kl_err_set(err, KL_E_IO, 0, "read error at offset %llu", (unsigned long long)off);
+    for (i = 0; i < n; i++)
+      if (b[i] != 0) return 0;
+    off += n;
+  }
+  return 1;
+}
+
+/* The buffers end at off (a zero BufferSize) before the file does: fine for
+ * a zero-filled tail, or when the header counts no more buffers than were
+ * found; otherwise the rest of the capture would be silently lost. */
+static int check_end(const kl_etl *t, uint64_t off, kl_err *err) {
+  int z;
+  if (off >= t->src.size || t->nbuffers >= t->hdr.buffers_written) return 0;
+  if ((z = zero_tail(&t->src, off, err)) != 0) return z < 0 ? -1 : 0;
+  return kl_err_set(err, KL_E_INVALID, 0, "buffer at offset %llu: BufferSize 0 after %llu of "
+                    "the %lu buffers written, with data after it", (unsigned long long)off,
+                    (unsigned long long)t->nbuffers, (unsigned long)t->hdr.buffers_written);
 }
 
 static int scan_buffers(kl_etl *t, kl_err *err) {
@@ -91,12 +141,17 @@ static int scan_buffers(kl_etl *t, kl_err *err) {
                         ? t->hdr.buffer_size : ETL_BUF_MAX;
   t->src.ncpus = (int)t->hdr.ncpus;
   while ((r = etl_buf_header(&t->src, off, &h, err)) == 1) {
-    if (add_cpu(t, h.cpu, off, err) != 0) return -1;
+    int k = add_cpu(t, h.cpu, off, err);
+    if (k < 0) return -1;
+    if (h.filled > t->peak[k]) {
+      t->peak[k] = h.filled;
+      if (check_memory(t, off, err) != 0) return -1;
+    }
     t->nbuffers++;
     if (h.flags & 0x40u) t->ncompressed++;
     off += h.size;
   }
-  return r;
+  return r == 0 ? check_end(t, off, err) : r;
 }
 
 kl_etl *kl_etl_open_src(etl_src *src, const char *what, kl_err *err) {
@@ -148,6 +203,7 @@ void kl_etl_close(kl_etl *t) {
   drop_types(t);
   free(t->cpus);
   free(t->first);
+  free(t->peak);
   free(t->out);
   free(t);
 }
@@ -358,7 +414,7 @@ static void decode(kl_etl *t, const etl_rec *r, const ident *id, int cpu, kl_eve
 /* ---- next ---------------------------------------------------------------- */
 
 int kl_etl_next(kl_etl *t, const kl_filter *f, int rewind, kl_event *ev, kl_err *err) {
-  if (rewind && etl_cursor_start(&t->cur, &t->src, t->cpus, t->first, t->ncpus,
+  if (rewind && etl_cursor_start(&t->cur, &t->src, &t->hdr, t->cpus, t->first, t->ncpus,
                                  f ? f->cpu : -1, err) != 0)
     return -1;
   for (;;) {
@@ -420,7 +476,7 @@ static int scan_events(kl_etl *t, kl_err *err) {
   size_t i, k = 0;
   int s;
   memset(&c, 0, sizeof c);
-  if (etl_cursor_start(&c, &t->src, t->cpus, t->first, t->ncpus, -1, err) != 0) goto fail;
+  if (etl_cursor_start(&c, &t->src, &t->hdr, t->cpus, t->first, t->ncpus, -1, err) != 0) goto fail;
   while ((s = etl_cursor_next(&c, err)) >= 0) {
     const etl_rec *r = &c.s[s].head;
     ident id;

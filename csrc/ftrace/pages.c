@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event-parse.h>
@@ -94,6 +95,18 @@ static int bad_page(const kl_pages *p, int c, uint64_t off, const char *what, kl
                     p->g.path, (unsigned long long)off, c, what);
 }
 
+/* A read at off found the end of the file: say where it really ends now
+ * (it may have shrunk below off since it was opened). */
+static int cut_short(const kl_pages *p, int c, uint64_t off, kl_err *err) {
+  struct stat st;
+  uint64_t at = off;
+  if (fstat(p->g.fd, &st) == 0 && (uint64_t)st.st_size < off) at = (uint64_t)st.st_size;
+  return kl_err_set(err, KL_E_INVALID, 0,
+                    "read trace %s: the file ends at offset %llu, inside CPU %d's data "
+                    "(which needs offset %llu: truncated, or changed while it was read)",
+                    p->g.path, (unsigned long long)at, c, (unsigned long long)off);
+}
+
 /* Read the next page of CPU c into the buffer not holding the current
  * one (a record handed out from it stays valid) and check its header.
  * 1: loaded; 0: no more pages; -1: error. */
@@ -115,12 +128,7 @@ static int load_page(kl_pages *p, int c, kl_err *err) {
       return kl_err_set(err, KL_E_IO, e, "read trace %s: read at file offset %llu: %s",
                         p->g.path, (unsigned long long)(q->off + got), strerror(e));
     }
-    if (r == 0) {
-      return kl_err_set(err, KL_E_INVALID, 0,
-                        "read trace %s: the file ends at offset %llu, inside CPU %d's data "
-                        "(truncated, or changed while it was read)",
-                        p->g.path, (unsigned long long)(q->off + got), c);
-    }
+    if (r == 0) return cut_short(p, c, q->off + got, err);
     got += (size_t)r;
   }
   if (n < p->hdr) return bad_page(p, c, q->off, "shorter than a page header", err);

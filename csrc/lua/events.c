@@ -117,6 +117,32 @@ static int events_next(lua_State *L) {
   return 1;
 }
 
+/* A bad filter (argument 2) as luaL_argerror says it, but naming the
+ * function 'events' when Lua cannot tell its name (a call through pcall or
+ * a local), not '?'. */
+static int filter_error(lua_State *L, const char *msg) {
+  lua_Debug ar;
+  int arg = 2;
+  const char *name = "events";
+  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar)) {
+    if (ar.namewhat != NULL && strcmp(ar.namewhat, "method") == 0) arg--;
+    if (ar.name != NULL) name = ar.name;
+  }
+  return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, name, msg);
+}
+
+/* 1 if the table at idx holds keys other than 1..#t (a set, not a list). */
+static int has_other_keys(lua_State *L, int idx) {
+  lua_Integer n = 0;
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    n++;
+  }
+  return n != (lua_Integer)lua_rawlen(L, idx);
+}
+
 /* names: a list, or one string of comma-separated names.  Pushes a list
  * (or nil). */
 static void push_names(lua_State *L, int has_opts) {
@@ -129,7 +155,10 @@ static void push_names(lua_State *L, int has_opts) {
     klua_split(L, s, len, 0);
     lua_remove(L, -2);
   } else if (!lua_isnil(L, -1) && !lua_istable(L, -1)) {
-    luaL_argerror(L, 2, "names: must be a string or a list of strings");
+    filter_error(L, "names: must be a string or a list of strings");
+  } else if (lua_istable(L, -1) && has_other_keys(L, -1)) {
+    filter_error(L, "names: must be a list of strings ({\"a\", \"b\"}), not a table with "
+                 "other keys");
   }
 }
 
@@ -158,7 +187,7 @@ klua_iter *klua_push_events(lua_State *L, const char *const keys[], int times,
   memset(it, 0, sizeof *it);
   for (i = 0; i < nnames; i++) {
     if (lua_rawgeti(L, -2, (lua_Integer)i + 1) != LUA_TSTRING)
-      luaL_argerror(L, 2, "names: must be a string or a list of strings");
+      filter_error(L, "names: must be a string or a list of strings");
     it->names[i] = lua_tostring(L, -1);
     lua_pop(L, 1);
   }
@@ -171,10 +200,13 @@ klua_iter *klua_push_events(lua_State *L, const char *const keys[], int times,
     it->f.pid = (int)klua_opt_int(L, 2, "pid", -1, 0, INT_MAX_, 2);
   }
   if (has_opts && times) {
+    int has_to = klua_opt_present(L, 2, "to") || klua_opt_present(L, 2, "t1");
     it->f.t0 = (uint64_t)opt_int2(L, "from", "t0", 0, NS_MAX);
     it->f.t1 = (uint64_t)opt_int2(L, "to", "t1", 0, NS_MAX);
-    if (it->f.t1 == 0 && (klua_opt_present(L, 2, "to") || klua_opt_present(L, 2, "t1")))
-      luaL_argerror(L, 2, "to: must be a positive time (ns)");
+    if (has_to && it->f.t0 > it->f.t1)
+      filter_error(L, lua_pushfstring(L, "from (%I) is after to (%I)", (lua_Integer)it->f.t0,
+                                      (lua_Integer)it->f.t1));
+    if (has_to && it->f.t1 == 0) filter_error(L, "to: must be a positive time (ns)");
   }
   lua_pushvalue(L, 1);   /* upvalues: owner, state, names */
   lua_pushvalue(L, -2);

@@ -44,15 +44,35 @@ function M.format(file)
   return head == "\23\8Dtracing" and "trace.dat" or "etl"
 end
 
+local function default_prog()
+  return (arg and arg[0] or "recipe"):match("([^/\\]+)%.lua$") or "recipe"
+end
+
+--- An events iterator whose read errors (a capture damaged mid-stream) end the
+-- recipe with `prog: message [code]` on stderr and status 1 (`M.fail`), not a
+-- Lua traceback.
+-- @func it an iterator, as from `Trace:events`
+-- @string[opt] prog the recipe's name (default: the script's, from `arg[0]`)
+-- @treturn function the same iterator, guarded
+function M.guard(it, prog)
+  return function()
+    local ok, ev = pcall(it)
+    if ok then return ev end
+    local msg = tostring(ev):gsub("^[^%s:]+%.lua:%d+: ", "")
+    local text, code = msg:match("^(.-) %[(%w+)%]$")
+    M.fail(prog or default_prog(), text or msg, code)
+  end
+end
+
 --- Process events of an open capture in one shape, whatever its format.
 -- Yields tables `{what, time, pid, ppid, comm, parent, cmd}` where `what` is
 -- `"fork"` (a new process; on Windows with its command line), `"exec"`, `"rename"`,
 -- `"exit"` or `"running"` (a Windows rundown: the process existed before the capture).
 -- @param t an open Trace
 -- @string fmt its format (`M.format`)
--- @treturn function an iterator
+-- @treturn function an iterator (read errors end the recipe: `M.guard`)
 function M.process_events(t, fmt)
-  local it = t:events{names = M.EVENTS.processes[fmt]}
+  local it = M.guard(t:events{names = M.EVENTS.processes[fmt]})
   local images = {}
   return function()
     local ev = it()
@@ -82,9 +102,9 @@ end
 -- known from the thread and process events before the switch ("?" otherwise).
 -- @param t an open Trace
 -- @string fmt its format (`M.format`)
--- @treturn function an iterator
+-- @treturn function an iterator (read errors end the recipe: `M.guard`)
 function M.switch_events(t, fmt)
-  local it = t:events{names = M.EVENTS.cswitch[fmt]}
+  local it = M.guard(t:events{names = M.EVENTS.cswitch[fmt]})
   if fmt ~= "etl" then return it end
   local owner, image = {}, {[0] = "Idle"}
   return function()

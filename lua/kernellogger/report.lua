@@ -14,6 +14,10 @@ local M = {}
 
 local BLOCKS = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"}
 
+--- The most buckets of the events-per-second table: longer spans get buckets of
+-- several seconds, so the report's memory does not grow with the span.
+M.MAX_BUCKETS = 4096
+
 M.usage = [[
 usage: kernellogger report [--width N] [--top N] [--] FILE
        kernellogger report --html OUT [--overwrite] [--] FILE
@@ -102,7 +106,10 @@ end
 -- @string path
 -- @treturn[1] table `info`, `total`, `by_type` (list of {key, count}), `lost`
 --   (events), `lost_markers`, `lost_unknown` (markers without a count),
---   `lost_cpu` (per CPU), `per_second` (list), `first`, `last`
+--   `lost_cpu` (per CPU), `per_second` (events in each bucket of `step` seconds, at
+--   most `MAX_BUCKETS` of them, whatever the time span), `step`, `seconds` (the span in
+--   whole seconds), `first` and `last`
+--   (the earliest and latest event times)
 -- @treturn[2] nil
 -- @treturn[2] string message
 -- @treturn[2] string code
@@ -110,30 +117,52 @@ function M.collect(path)
   local kl = require "kernellogger"
   local t, err, code = kl.open(path)
   if not t then return nil, err, code end
-  local info = t:info()
+  local info, ierr, icode = t:info()
+  if not info then
+    t:close()
+    return nil, ierr, icode
+  end
   local counts, total = {}, 0
   local lost, markers, unknown, lost_cpu = 0, 0, 0, {}
-  local per_second, first, last = {}, nil, nil
-  for ev in t:events() do
-    local time = ev.time
-    first = first or time
-    last = time
-    local sec = (time - first) // 1000000000 + 1
-    per_second[sec] = (per_second[sec] or 0) + 1
-    if ev.name == "lost_events" then
-      markers = markers + 1
-      if ev.lost > 0 then lost = lost + ev.lost else unknown = unknown + 1 end
-      lost_cpu[ev.cpu] = (lost_cpu[ev.cpu] or 0) + math.max(ev.lost, 0)
-    else
-      total = total + 1
-      local key = ev.system .. ":" .. ev.name
-      counts[key] = (counts[key] or 0) + 1
+  -- counts by second kept sparse (memory bounded by the events, not the span), then
+  -- folded into at most MAX_BUCKETS buckets of `step` seconds
+  local sparse, first, last, origin = {}, nil, nil, nil
+  local ok, rerr = pcall(function()
+    for ev in t:events() do
+      local time = ev.time
+      origin = origin or time
+      if not first or time < first then first = time end
+      if not last or time > last then last = time end
+      local sec = (time - origin) // 1000000000
+      sparse[sec] = (sparse[sec] or 0) + 1
+      if ev.name == "lost_events" then
+        markers = markers + 1
+        if ev.lost > 0 then lost = lost + ev.lost else unknown = unknown + 1 end
+        lost_cpu[ev.cpu] = (lost_cpu[ev.cpu] or 0) + math.max(ev.lost, 0)
+      else
+        total = total + 1
+        local key = ev.system .. ":" .. ev.name
+        counts[key] = (counts[key] or 0) + 1
+      end
+    end
+  end)
+  t:close()
+  if not ok then   -- a capture damaged mid-stream: "message [code]"
+    local msg = tostring(rerr):gsub("^[^%s:]+%.lua:%d+: ", "")
+    local text, ecode = msg:match("^(.-) %[(%w+)%]$")
+    return nil, text or msg, ecode or "invalid"
+  end
+  local per_second, step, seconds = {}, 1, 0
+  if first then
+    local s0 = (first - origin) // 1000000000
+    local n = (last - origin) // 1000000000 - s0 + 1
+    step, seconds = (n + M.MAX_BUCKETS - 1) // M.MAX_BUCKETS, n
+    for i = 1, (n + step - 1) // step do per_second[i] = 0 end
+    for sec, c in pairs(sparse) do
+      local b = (sec - s0) // step + 1
+      per_second[b] = per_second[b] + c
     end
   end
-  t:close()
-  local n = 0
-  for k in pairs(per_second) do if k > n then n = k end end
-  for i = 1, n do per_second[i] = per_second[i] or 0 end
   local by_type = {}
   for k, c in pairs(counts) do by_type[#by_type + 1] = {key = k, count = c} end
   table.sort(by_type, function(a, b)
@@ -141,7 +170,8 @@ function M.collect(path)
     return a.key < b.key
   end)
   return {info = info, total = total, by_type = by_type, lost = lost, lost_markers = markers,
-          lost_unknown = unknown, lost_cpu = lost_cpu, per_second = per_second,
+          lost_unknown = unknown, lost_cpu = lost_cpu, per_second = per_second, step = step,
+          seconds = seconds,
           first = first, last = last}
 end
 
@@ -198,7 +228,7 @@ function M.print(r, path, out, opts)
     w(("%-" .. keyw .. "s %12s %6.1f%%\n"):format(e.key, thousands(e.count),
                                                   100 * e.count / math.max(r.total, 1)))
   end
-  local secs = r.per_second
+  local secs, step = r.per_second, r.step or 1
   if #secs > 0 then
     local width = opts.width or math.min(72, columns() - 8)
     local lo, hi = math.huge, 0
@@ -206,9 +236,10 @@ function M.print(r, path, out, opts)
       if v < lo then lo = v end
       if v > hi then hi = v end
     end
-    w(("\nevents per second over %d s (%s..%s/s%s):\n"):format(#secs, thousands(lo),
-      thousands(hi), #secs > width and (", %d s per column"):format(
-        math.ceil(#secs / width)) or ""))
+    local nsec = r.seconds or #secs
+    local per_col = math.ceil(#secs / width) * step
+    w(("\nevents per second over %d s (%s..%s/s%s):\n"):format(nsec, thousands(lo / step),
+      thousands(hi / step), per_col > 1 and (", %d s per column"):format(per_col) or ""))
     w("  ", M.sparkline(secs, width), "\n")
   end
 end
