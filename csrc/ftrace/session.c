@@ -1290,13 +1290,17 @@ out:
 
 /* rmdir the instance; another tool may hold one of its files for a moment. */
 static int remove_instance(kl_session *s, kl_err *err) {
-  int e = 0, tries;
-  for (tries = 0; tries < 50; tries++) {
+  int e = 0;
+  double t0 = kl_monotime(), pause = 0.0005;
+  for (;;) {
     errno = 0;
     if (tracefs_instance_destroy(s->inst) == 0) return 0;
     e = errno ? errno : EBUSY;
-    if (e != EBUSY) break;
-    kl_sleep(0.02);
+    if (e != EBUSY || kl_monotime() - t0 > 1.0) break;
+    /* a file just closed is often released within a millisecond: start
+     * short, back off to 20 ms */
+    kl_sleep(pause);
+    if (pause < 0.02) pause *= 2;
   }
   errno = e;
   return kl_err_errno(err, KL_E_BUSY, "stop %s: cannot remove the instance%s", s->name,
