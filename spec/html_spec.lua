@@ -204,7 +204,10 @@ describe("the HTML report #linux #heavy", function()
         local s = assert(kl.start{name = name, flags = {"systemcall", "cswitch"},
                                   circular_mb = 1})
         -- about 600000 system calls: many times what a 1 MB ring holds
-        assert(os.execute("env -u LD_PRELOAD dd if=/dev/zero of=/dev/null bs=1 count=300000 2>/dev/null"))
+        -- (in ten bursts with a short sleep between: context switches all along
+        -- the data the ring keeps, so that the page has CPU lanes to draw)
+        assert(os.execute("for i in 1 2 3 4 5 6 7 8 9 10; do env -u LD_PRELOAD dd if=/dev/zero " ..
+                          "of=/dev/null bs=1 count=30000 2>/dev/null; sleep 0.01; done"))
         assert(s:stop(cap))
         local markers, cpus = 0, {}
         do
