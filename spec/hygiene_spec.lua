@@ -56,8 +56,8 @@ describe("the repository #linux", function()
         local n = 0
         for line in (s .. "\n"):gmatch("([^\n]*)\n") do
           n = n + 1
-          if line:find("/work/", 1, true) or line:find("shared/reference", 1, true)
-             or line:find("../shared", 1, true) then
+          -- (a folder beside the checkout is caught below, as a climb out of it)
+          if line:find("/work/", 1, true) then
             bad[#bad + 1] = ("%s:%d: %s"):format(f, n, line)
           end
           -- relative paths: Lua and shell run from the root, C resolves from the file
