@@ -131,6 +131,7 @@ int kl_atomic_open(kl_atomic_file *f, const char *path, int overwrite,
   f->fd = -1;
   f->tmp[0] = '\0';
   f->overwrite = overwrite;
+  f->durable = 1;
   if (kl_path_check(path, overwrite, err) != 0) return -1;
   snprintf(f->path, sizeof f->path, "%s", path);
   if (dir_of(path, dir, sizeof dir) != 0)
@@ -167,7 +168,7 @@ int kl_atomic_commit(kl_atomic_file *f, kl_err *err) {
   struct stat st;
   int e, dfd;
 
-  if (fsync(f->fd) != 0) goto fail;
+  if (f->durable && fsync(f->fd) != 0) goto fail;
   if (close(f->fd) != 0) {
     f->fd = -1;
     goto fail;
@@ -192,7 +193,7 @@ int kl_atomic_commit(kl_atomic_file *f, kl_err *err) {
   }
   if (rename(f->tmp, f->path) != 0) goto fail;
   f->tmp[0] = '\0';
-  if (dir_of(f->path, dir, sizeof dir) == 0) {
+  if (f->durable && dir_of(f->path, dir, sizeof dir) == 0) {
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
       (void)fsync(dfd);

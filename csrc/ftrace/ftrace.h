@@ -117,6 +117,7 @@ typedef struct kl_atomic_file {
   char tmp[KL_PATH_MAX];           /* temporary path in the target's folder */
   char path[KL_PATH_MAX];          /* the target */
   int overwrite;
+  int durable;                     /* fsync before and after the rename (the default) */
 } kl_atomic_file;
 
 /* path made absolute against the current folder (not resolved: a link in
@@ -131,11 +132,16 @@ KL_INTERNAL int kl_path_check(const char *path, int overwrite, kl_err *err);
  * or its folder is missing. */
 /* Remove PATH.tmp.PID.N beside path whose PID is no process. */
 KL_INTERNAL void kl_remove_stale_tmps(const char *path);
+/* A pidfd for pid (pidfd_open), or -1 with errno. */
+KL_INTERNAL int kl_pidfd_open(long pid);
+/* Wait up to seconds for the process of pidfd to end: 1 when it did, 0 on
+ * the timeout or a signal. */
+KL_INTERNAL int kl_pidfd_wait(int pidfd, double seconds);
 /* The starter says the start completed: DATA_DIR/started. */
 KL_INTERNAL int kl_rec_started(const char *data_dir, const char *name, kl_err *err);
 KL_INTERNAL int kl_atomic_open(kl_atomic_file *f, const char *path, int overwrite,
                                unsigned mode, kl_err *err);
-/* fsync, close, rename into place, fsync the folder. */
+/* fsync (when durable), close, rename into place, fsync the folder (when durable). */
 KL_INTERNAL int kl_atomic_commit(kl_atomic_file *f, kl_err *err);
 /* Close and unlink the temporary file; safe to call twice. */
 KL_INTERNAL void kl_atomic_abort(kl_atomic_file *f);

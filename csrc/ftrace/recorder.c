@@ -63,6 +63,7 @@ typedef struct kl_rec {
   kl_rec_state st;
   int status_fd, dir_fd;
   int starter_fd;      /* pidfd of the starter until the start completed; -1 */
+  int ready_fd;        /* write end of the starter's ready pipe until ready; -1 */
   char *page;          /* one sub-buffer, for the partly filled page */
   rec_cpu cpu[KL_MAX_CPUS];
 } kl_rec;
@@ -328,8 +329,11 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* A fresh process state: no inherited fd, handler or mask, no terminal. */
-static void detach_state(const kl_rec_cfg *cfg) {
+/* A fresh process state: no inherited fd, handler or mask, no terminal.
+ * The one fd kept is the ready pipe, moved to READY_FD. */
+#define READY_FD 3
+static void detach_state(kl_rec *r) {
+  const kl_rec_cfg *cfg = &r->cfg;
   struct sigaction sa;
   sigset_t all;
   int sig, fd;
@@ -356,10 +360,13 @@ static void detach_state(const kl_rec_cfg *cfg) {
     dup2(fd, 2);
     if (fd > 2) close(fd);
   }
+  if (r->ready_fd != READY_FD) {
+    r->ready_fd = dup2(r->ready_fd, READY_FD) == READY_FD ? READY_FD : -1;
+  }
 #ifdef SYS_close_range
-  if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
+  if (syscall(SYS_close_range, READY_FD + 1u, ~0u, 0u) != 0)
 #endif
-    for (fd = 3; fd < 1024; fd++) close(fd);
+    for (fd = READY_FD + 1; fd < 1024; fd++) close(fd);
   if (chdir("/") != 0) {}
   umask(077);
   /* "kl:" and the name's tail, where unique names differ (ps, the trace) */
@@ -396,14 +403,31 @@ static int starter_died(kl_rec *r) {
   return poll(&p, 1, 0) > 0;
 }
 
-static int open_starter(pid_t pid) {
+int kl_pidfd_open(long pid) {
 #ifdef SYS_pidfd_open
-  return (int)syscall(SYS_pidfd_open, pid, 0u);
+  return (int)syscall(SYS_pidfd_open, (pid_t)pid, 0u);
 #else
   (void)pid;
   errno = ENOSYS;
   return -1;
 #endif
+}
+
+int kl_pidfd_wait(int pidfd, double seconds) {
+  double t0 = kl_monotime(), left;
+  struct pollfd p;
+  int rc;
+  for (;;) {
+    left = seconds - (kl_monotime() - t0);
+    if (left <= 0) return 0;
+    p.fd = pidfd;
+    p.events = POLLIN;
+    p.revents = 0;
+    /* a signal (Lua's SIGINT hook) ends the wait like kl_sleep does */
+    rc = poll(&p, 1, left > 1e6 ? 1000000000 : (int)(left * 1000) + 1);
+    if (rc > 0) return 1;
+    if (rc < 0 && errno == EINTR) return 0;
+  }
 }
 
 /* One pass of the loop after ppoll returned. */
@@ -458,16 +482,26 @@ static void run_loop(kl_rec *r) {
   }
 }
 
+/* Wake the starter: the status file says ready (or failed) already; the
+ * pipe only ends its wait at once.  Its end of file (this process gone)
+ * wakes it too. */
+static void say_ready(kl_rec *r) {
+  if (r->ready_fd < 0) return;
+  (void)!write(r->ready_fd, "r", 1);
+  close(r->ready_fd);
+  r->ready_fd = -1;
+}
+
 /* The worker: open everything, say ready, loop, drain, leave. */
 static void worker(kl_rec *r) {
   int i;
   boost(); /* first: on a busy machine the rest then runs at once */
-  detach_state(&r->cfg);
+  detach_state(r);
   r->dir_fd = open(r->cfg.data_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   r->status_fd = r->dir_fd < 0 ? -1
                                : openat(r->dir_fd, "status", O_RDWR | O_NOFOLLOW | O_CLOEXEC);
   if (r->status_fd < 0 || flock(r->status_fd, LOCK_EX) != 0) _exit(2);
-  r->starter_fd = open_starter((pid_t)r->cfg.starter_pid);
+  r->starter_fd = kl_pidfd_open(r->cfg.starter_pid);
   if (r->starter_fd < 0 && errno == ESRCH) _exit(2); /* the starter is gone already */
   r->st.pid = (int32_t)getpid();
   r->st.sys = 0;
@@ -488,6 +522,7 @@ static void worker(kl_rec *r) {
   }
   r->st.ready = 1;
   status_put(r);
+  say_ready(r);
   run_loop(r);
   if (!r->st.gone) drain_all(r);
   close_cpus(r);
@@ -539,9 +574,14 @@ static int make_reserve(const kl_rec_cfg *cfg, kl_err *err) {
   return 0;
 }
 
-/* Wait until the worker said ready (or failed, or died). */
-static int wait_ready(const kl_rec_cfg *cfg, kl_rec_state *st, kl_err *err) {
+/* Wait until the worker said ready (or failed, or died).  The status file
+ * is the truth; the pipe (fd, -1 if none) ends each wait as soon as the
+ * worker wrote it or is gone, and the status is read again once more
+ * after that, so a worker that died before saying anything is an error
+ * rather than a 10 s wait. */
+static int wait_ready(const kl_rec_cfg *cfg, int fd, kl_rec_state *st, kl_err *err) {
   double t0 = kl_monotime();
+  int woke = 0;
   for (;;) {
     if (kl_rec_read(cfg->data_dir, st) == 0) {
       if (st->ready) return 0;
@@ -551,17 +591,54 @@ static int wait_ready(const kl_rec_cfg *cfg, kl_rec_state *st, kl_err *err) {
                             cfg->name);
       }
     }
+    if (woke)
+      return kl_err_set(err, KL_E_IO, ECHILD, "start %s: the recorder ended before it was ready",
+                        cfg->name);
     if (kl_monotime() - t0 > 10)
       return kl_err_set(err, KL_E_IO, ETIMEDOUT,
                         "start %s: the recorder did not start within 10 s", cfg->name);
-    kl_sleep(0.0005);
+    if (fd < 0) {
+      kl_sleep(0.0005);
+    } else {
+      struct pollfd p;
+      p.fd = fd;
+      p.events = POLLIN;
+      p.revents = 0;
+      woke = poll(&p, 1, 100) > 0;
+    }
   }
+}
+
+/* Fork the worker twice removed (see docs/design.md); rd gets the read
+ * end of its ready pipe, or -1 when no pipe could be made. */
+static int fork_worker(kl_rec *r, int *rd) {
+  int fds[2], status;
+  pid_t mid;
+  *rd = -1;
+  r->ready_fd = -1;
+  if (pipe2(fds, O_CLOEXEC) == 0) {
+    *rd = fds[0];
+    r->ready_fd = fds[1];
+  }
+  fflush(NULL);
+  mid = fork();
+  if (mid == 0) {
+    /* first child: a new session without a terminal; the worker is its
+     * child, so it is no session leader and can never get one back */
+    if (*rd >= 0) close(*rd);
+    if (setsid() < 0) _exit(1);
+    if (fork() == 0) worker(r);
+    _exit(0);
+  }
+  if (r->ready_fd >= 0) close(r->ready_fd);
+  if (mid < 0) return -1;
+  while (waitpid(mid, &status, 0) < 0 && errno == EINTR) {}
+  return 0;
 }
 
 int kl_rec_spawn(const kl_rec_cfg *cfg, kl_rec_state *st, kl_err *err) {
   kl_rec *r;
-  pid_t mid;
-  int status;
+  int rd, rc;
   if (write_file_at(cfg->data_dir, "config", cfg, sizeof *cfg, err) != 0) return -1;
   memset(st, 0, sizeof *st);
   if (write_file_at(cfg->data_dir, "status", st, sizeof *st, err) != 0) return -1;
@@ -573,20 +650,16 @@ int kl_rec_spawn(const kl_rec_cfg *cfg, kl_rec_state *st, kl_err *err) {
     return kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "start %s: out of memory", cfg->name);
   }
   r->cfg = *cfg;
-  fflush(NULL);
-  mid = fork();
-  if (mid == 0) {
-    /* first child: a new session without a terminal; the worker is its
-     * child, so it is no session leader and can never get one back */
-    if (setsid() < 0) _exit(1);
-    if (fork() == 0) worker(r);
-    _exit(0);
-  }
+  rc = fork_worker(r, &rd);
   free(r->page);
   free(r);
-  if (mid < 0) return kl_err_errno(err, KL_E_NO_RESOURCES, "start %s: fork", cfg->name);
-  while (waitpid(mid, &status, 0) < 0 && errno == EINTR) {}
-  return wait_ready(cfg, st, err);
+  if (rc != 0) {
+    if (rd >= 0) close(rd);
+    return kl_err_errno(err, KL_E_NO_RESOURCES, "start %s: fork", cfg->name);
+  }
+  rc = wait_ready(cfg, rd, st, err);
+  if (rd >= 0) close(rd);
+  return rc;
 }
 
 int kl_rec_started(const char *data_dir, const char *name, kl_err *err) {
