@@ -16,35 +16,23 @@ local H = require "helpers"
 
 local SYS_ENTER = "raw_syscalls:sys_enter"
 local MARK = "sock:inet_sock_set_state" -- any flag: trace_marker lines are always recorded
-local GETPPID = 110 -- x86_64
 
--- spec/support/getppid_n.c, built by CMake next to the module this run loads.
-local function getppid_bin()
-  for entry in package.cpath:gmatch("[^;]+") do
-    local dir = entry:match("^(.*)%?%.so$")
-    if dir then
-      local bin = (dir:sub(1, 1) == "/" and "" or H.ROOT .. "/") .. dir .. "spec" .. "/getppid_n"
-      local f = io.open(bin, "r")
-      if f then f:close() return bin end
-    end
-  end
-  error("getppid_n (spec/support/getppid_n.c) is not built: cmake --build build")
-end
-
---- Run getppid_n n times on `cpu`; returns its pid.
+--- Run spec/support/getppid_n.c: n getppid() calls on `cpu`; returns its
+-- pid and the system call's number.
 local function getppid_n(n, cpu)
-  local p = assert(io.popen(("%s %d %s"):format(H.q(getppid_bin()), n, cpu or "")))
-  local pid = tonumber(p:read("l"))
+  local p = assert(io.popen(("%s %d %s"):format(H.q(H.built("spec/getppid_n")), n, cpu or "")))
+  local pid, nr = tonumber(p:read("l")), tonumber(p:read("l"))
   p:read("a")
   assert(p:close())
-  return pid
+  return pid, nr
 end
 
---- Exact count of the helper's getppid sys_enter events in trace-cmd report.
-local function report_count(file, pid)
+--- Exact count of the helper's getppid sys_enter events (system call nr) in
+-- trace-cmd report.
+local function report_count(file, pid, nr)
   local r = H.run("bash -c " .. H.q(("set -o pipefail; trace-cmd report -i %s | "
     .. "grep -c -E '^ *getppid_n-%d +\\[[0-9]+\\] +[0-9.]+: sys_enter: +NR %d '"):format(
-      H.q(file), pid, GETPPID)))
+      H.q(file), pid, nr)))
   assert(r.ok or r.out:match("^0"), "trace-cmd report failed: " .. r.err)
   assert(not r.err:match("%S"), "trace-cmd report warned: " .. r.err)
   return tonumber(r.out:match("%d+"))
@@ -109,14 +97,14 @@ describe("streaming #linux #heavy", function()
     assert.is_true(q.recorder_alive)
     assert.is_true(math.abs(q.ring_kb - 8192) < 64, "ring_kb " .. q.ring_kb)
     local n = 3000000
-    local pid = getppid_n(n, 1)
+    local pid, nr = getppid_n(n, 1)
     local rec = recorder_pid(name)
     local st = assert(s:stop())
     assert.equal(0, st.events_lost)
     assert.equal(0, st.dropped)
     assert.is_true(H.size(file) >= 20 * q.ring_kb * 1024,
                    ("file %d bytes, ring %d KB"):format(H.size(file), q.ring_kb))
-    assert.equal(n, report_count(file, pid))
+    assert.equal(n, report_count(file, pid, nr))
     -- the recorder excluded itself (set_event_notrace_pid): none of its system calls
     local mine = H.run(("trace-cmd report -i %s | grep -c -E -- '-%d +\\[' || true")
       :format(H.q(file), rec))
@@ -134,13 +122,13 @@ describe("streaming #linux #heavy", function()
       H.cli_cmd(("start -n %s -f %s -o cap.dat --max-mb 4096"):format(name, SYS_ENTER))))
     assert.equal(0, r3.code, r3.err)
     local n = 3000000
-    local pid = getppid_n(n, 1)
+    local pid, nr = getppid_n(n, 1)
     r3 = H.run(("cd %s && %s"):format(H.q(b), H.cli_cmd("stop " .. name)))
     assert.equal(0, r3.code, r3.err .. r3.out)
     local file = a .. "/cap.dat"
     assert.is_nil(io.open(b .. "/cap.dat", "r"))
     assert.is_true(H.size(file) >= 20 * 8192 * 1024)
-    assert.equal(n, report_count(file, pid))
+    assert.equal(n, report_count(file, pid, nr))
     assert.is_true(H.libtracecmd(file).events >= n)
     nothing_left(name, a)
   end)

@@ -374,14 +374,19 @@ function H.summary(path)
   return strict_tool("trace-cmd dump", "trace-cmd dump --summary -i " .. H.q(path), path)
 end
 
--- spec/support/tdcheck.c, built by CMake beside the module this run loads.
-local function tdcheck()
+--- A program CMake built beside the module this run loads; rel is its path
+-- below the build folder ("tdcheck", "spec/getppid_n"). Fails when it is
+-- not built.
+function H.built(rel)
   local dir = H.LUA_CPATH:match("^([^;]*)/%?%.so") or (H.ROOT .. "/build")
-  local bin = dir .. "/tdcheck"
-  if not exists(bin) then bin = H.ROOT .. "/build/tdcheck" end
-  assert(exists(bin), "no tdcheck: build first (cmake --build build)")
+  local bin = dir .. "/" .. rel
+  if not exists(bin) then bin = H.ROOT .. "/build/" .. rel end
+  assert(exists(bin), ("no %s: build first (cmake --build build)"):format(rel))
   return bin
 end
+
+-- spec/support/tdcheck.c
+local function tdcheck() return H.built("tdcheck") end
 
 --- Read a file with libtracecmd's public reader (tracecmd_open,
 -- tracecmd_read_data, tracecmd_iterate_events). Returns a table
