@@ -19,7 +19,7 @@ local function spawn(cmd)
   SYS_GETPPID = assert(tonumber(p:read("l")), "getppid_n printed no system call number")
   return p, pid
 end
-local function getppid_n() return H.built("spec/getppid_n") end
+local function getppid_n() return H.built("getppid_n") end
 
 -- Write an instance file as root would with `echo`.
 local function write_instance(name, rel, text)

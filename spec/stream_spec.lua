@@ -20,7 +20,7 @@ local MARK = "sock:inet_sock_set_state" -- any flag: trace_marker lines are alwa
 --- Run spec/support/getppid_n.c: n getppid() calls on `cpu`; returns its
 -- pid and the system call's number.
 local function getppid_n(n, cpu)
-  local p = assert(io.popen(("%s %d %s"):format(H.q(H.built("spec/getppid_n")), n, cpu or "")))
+  local p = assert(io.popen(("%s %d %s"):format(H.q(H.built("getppid_n")), n, cpu or "")))
   local pid, nr = tonumber(p:read("l")), tonumber(p:read("l"))
   p:read("a")
   assert(p:close())

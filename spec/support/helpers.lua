@@ -374,14 +374,13 @@ function H.summary(path)
   return strict_tool("trace-cmd dump", "trace-cmd dump --summary -i " .. H.q(path), path)
 end
 
---- A program CMake built beside the module this run loads; rel is its path
--- below the build folder ("tdcheck", "spec/getppid_n"). Fails when it is
--- not built.
-function H.built(rel)
+--- A program CMake built beside the module this run loads, by name
+-- ("tdcheck", "getppid_n"). Fails when it is not built.
+function H.built(name)
   local dir = H.LUA_CPATH:match("^([^;]*)/%?%.so") or (H.ROOT .. "/build")
-  local bin = dir .. "/" .. rel
-  if not exists(bin) then bin = H.ROOT .. "/build/" .. rel end
-  assert(exists(bin), ("no %s: build first (cmake --build build)"):format(rel))
+  local bin = dir .. "/" .. name
+  if not exists(bin) then bin = H.ROOT .. "/build/" .. name end
+  assert(exists(bin), ("no %s: build first (cmake --build build)"):format(name))
   return bin
 end
 
