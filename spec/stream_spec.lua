@@ -77,6 +77,22 @@ local function nothing_left(name, dir)
   assert.is_false(recorder_running(name))
 end
 
+--- Write n markers (500 bytes each) through session s, whose file reaches a
+-- bound on the way: `flag` ("file_full", "disk_full") says so while it runs
+-- and at stop, later events are lost, and the file is valid with every event
+-- kept or counted.
+local function past_bound(name, s, file, flag, n)
+  H.markers(name, 1, n, 500)
+  assert.is_true(H.wait_for(function() return s:query()[flag] end, 5))
+  local q = s:query()
+  assert.is_true(q.events_lost > 0)
+  local st = assert(s:stop())
+  assert.is_true(st[flag])
+  local _, r = H.check_file(file)
+  assert.is_true(r.markers > 1000)
+  assert.equal(n, r.markers + st.events_lost) -- every event kept or counted
+end
+
 describe("streaming #linux #heavy", function()
   local name, dir
 
@@ -213,16 +229,8 @@ describe("streaming #linux #heavy", function()
   it("max_mb bounds the file: then file_full, later events lost, a valid file", function()
     local file = dir .. "/full.dat"
     local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 3})
-    H.markers(name, 1, 20000, 500) -- about 10 MB
-    assert.is_true(H.wait_for(function() return s:query().file_full end, 5))
-    local q = s:query()
-    assert.is_true(q.events_lost > 0)
-    local st = assert(s:stop())
-    assert.is_true(st.file_full)
+    past_bound(name, s, file, "file_full", 20000) -- about 10 MB
     assert.is_true(H.size(file) <= 3 * 1024 * 1024, "size " .. H.size(file))
-    local _, r = H.check_file(file)
-    assert.is_true(r.markers > 1000)
-    assert.equal(20000, r.markers + st.events_lost) -- every event kept or counted
     nothing_left(name, dir)
   end)
 
@@ -249,15 +257,7 @@ describe("streaming #linux #heavy", function()
         .. H.q(mnt)))
       local file = mnt .. "/df.dat"
       local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 1024})
-      H.markers(name, 1, 30000, 500) -- about 15 MB
-      assert.is_true(H.wait_for(function() return s:query().disk_full end, 5))
-      local q = s:query()
-      assert.is_true(q.events_lost > 0)
-      local st = assert(s:stop())
-      assert.is_true(st.disk_full)
-      local _, r = H.check_file(file)
-      assert.is_true(r.markers > 1000)
-      assert.equal(30000, r.markers + st.events_lost)
+      past_bound(name, s, file, "disk_full", 30000) -- about 15 MB
       nothing_left(name, mnt)
       assert(os.execute("umount " .. H.q(mnt)))
     end)
