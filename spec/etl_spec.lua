@@ -12,13 +12,6 @@ local FILES = {"airbus_ShutdownPerfDiagLogger.etl", "perfview_net.4.5.2.x64.etl"
 
 local function read(path) return assert(io.open(path, "rb")):read("a") end
 
--- Write the strings to path, in order.
-local function write(path, ...)
-  local f = assert(io.open(path, "wb"))
-  f:write(...)
-  f:close()
-end
-
 -- A temporary file's name; the file is removed when the test ends.
 local function tmpfile()
   local out = os.tmpname()
@@ -30,7 +23,7 @@ end
 -- message that matches `pattern`. Returns the file's name.
 local function open_refused(data, pattern)
   local out = tmpfile()
-  write(out, data)
+  H.write(out, data)
   local t, msg, code = kl.open(out)
   assert.is_nil(t)
   assert.equal("invalid", code)
@@ -399,7 +392,7 @@ describe("damaged .etl files", function()
                              "buffer at offset 65536: BufferSize 0 after 1 of the 49 buffers " ..
                              "written, with data after it")
     -- a zero-filled tail after the last buffer is the end of the capture, as before
-    write(out, data:sub(1, 0x10000), string.rep("\0", 0x10000))
+    H.write(out, data:sub(1, 0x10000), string.rep("\0", 0x10000))
     local t2 = assert(kl.open(out))
     assert.equal(1, t2:info().buffers)
     t2:close()
@@ -412,7 +405,7 @@ describe("damaged .etl files", function()
       {math.maxinteger, "buffer at offset 73728, byte 5384: timestamp 9223372036854775807 is out of range"},
       {0, BACK_IN_TIME},
     } do
-      write(out, with_timestamp(c[1]))
+      H.write(out, with_timestamp(c[1]))
       local t <close> = assert(kl.open(out))
       local info, msg, code = t:info()
       assert.is_nil(info)
@@ -507,7 +500,7 @@ describe("the recipes in examples/ on .etl captures #linux", function()
 
   it("a read error mid-stream ends a recipe with a message and status 1, no traceback", function()
     local out = tmpfile()
-    write(out, with_timestamp(0))
+    H.write(out, with_timestamp(0))
     for _, name in ipairs{"processes", "tcp_connections", "cswitch"} do
       local ok, text = example(name, out)
       assert.is_falsy(ok, text)
@@ -606,7 +599,7 @@ local function built_capture()
     rec_tracelogging(7000, "TestProv", schema, tl),
   }
   local path = os.tmpname()
-  write(path, buffer(0x400, 0, 1, 4, {rec_system(0, 2, 1, 4, 1000, loghdr)}),
+  H.write(path, buffer(0x400, 0, 1, 4, {rec_system(0, 2, 1, 4, 1000, loghdr)}),
         buffer(0x800, 1, 1, 0, records))
   return path
 end
@@ -678,7 +671,7 @@ end)
 describe("kernellogger report on a capture spanning a century #linux", function()
   it("a capture damaged mid-stream gives a clean error, exit status 1", function()
     local out = tmpfile()
-    write(out, with_timestamp(0))
+    H.write(out, with_timestamp(0))
     local p = assert(io.popen("timeout 60 lua5.4 bin/kernellogger report " .. out .. " 2>&1"))
     local text = p:read("a")
     local ok, _, status = p:close()
@@ -694,7 +687,7 @@ describe("kernellogger report on a capture spanning a century #linux", function(
     local data = read(path)
     local at = assert(data:find(string.pack("<i8", 7000), 1, true))
     local far = 7000 + 100 * 365 * 86400 * 10000000
-    write(path, data:sub(1, at - 1), string.pack("<i8", far), data:sub(at + 8))
+    H.write(path, data:sub(1, at - 1), string.pack("<i8", far), data:sub(at + 8))
     local p = assert(io.popen("timeout 60 lua5.4 bin/kernellogger report --width 64 " .. path .. " 2>&1"))
     local out = p:read("a")
     assert.is_true(p:close(), out)

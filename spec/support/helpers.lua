@@ -105,10 +105,10 @@ function H.read(path)
   return s
 end
 
---- Write a whole file.
-function H.write(path, s)
+--- Write a whole file: the strings, in order.
+function H.write(path, ...)
   local f = assert(io.open(path, "wb"))
-  f:write(s)
+  f:write(...)
   f:close()
 end
 
