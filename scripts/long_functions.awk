@@ -1,4 +1,4 @@
-# awk -v max=N -f scripts/long_functions.awk FILE.c...
+# awk -v max=N [-v skip=...] -f scripts/long_functions.awk FILES
 # Prints each C function whose body is longer than max lines, one a line
 # ("file:line: name is N lines long (at most max)"). A definition starts at
 # column 0 with a name and "(", its body at the first line that ends in "{",
