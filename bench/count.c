@@ -1,8 +1,8 @@
 /*
- * count FILE PID... - for bench/load: read a trace.dat with libtracecmd and
- * print "events N" (all records) and "getppid N" (sys_enter records with
- * id 110, the system call bench/load's getppid_n workers make, from the
- * given pids).
+ * count FILE ID PID... - for bench/load: read a trace.dat with libtracecmd
+ * and print "events N" (all records) and "getppid N" (sys_enter records with
+ * id ID, the system call bench/load's getppid_n workers make, from the given
+ * pids).
  */
 #include <stdio.h>
 #include <string.h>
@@ -11,7 +11,7 @@
 
 #include <stdlib.h>
 
-struct counts { long events, getppid; int npids; const int *pids; };
+struct counts { long events, getppid; unsigned long long id; int npids; const int *pids; };
 
 static int on_event(struct tracecmd_input *h, struct tep_record *r, int cpu, void *data) {
   struct counts *c = data;
@@ -21,7 +21,7 @@ static int on_event(struct tracecmd_input *h, struct tep_record *r, int cpu, voi
   (void)cpu;
   c->events++;
   if (ev && strcmp(ev->name, "sys_enter") == 0 &&
-      tep_get_field_val(NULL, ev, "id", r, &id, 0) == 0 && id == 110) {
+      tep_get_field_val(NULL, ev, "id", r, &id, 0) == 0 && id == c->id) {
     int pid = tep_data_pid(tep, r), i;
     for (i = 0; i < c->npids; i++)
       if (c->pids[i] == pid) c->getppid++;
@@ -31,11 +31,12 @@ static int on_event(struct tracecmd_input *h, struct tep_record *r, int cpu, voi
 
 int main(int argc, char **argv) {
   struct tracecmd_input *h;
-  struct counts c = {0, 0, 0, NULL};
+  struct counts c = {0, 0, 0, 0, NULL};
   int pids[64], i;
-  if (argc < 2) return 2;
-  for (i = 2; i < argc && i - 2 < 64; i++) pids[i - 2] = atoi(argv[i]);
-  c.npids = i - 2;
+  if (argc < 3) return 2;
+  c.id = strtoull(argv[2], NULL, 10);
+  for (i = 3; i < argc && i - 3 < 64; i++) pids[i - 3] = atoi(argv[i]);
+  c.npids = i - 3;
   c.pids = pids;
   h = tracecmd_open(argv[1], 0);
   if (h == NULL) {

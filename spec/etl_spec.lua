@@ -12,6 +12,36 @@ local FILES = {"airbus_ShutdownPerfDiagLogger.etl", "perfview_net.4.5.2.x64.etl"
 
 local function read(path) return assert(io.open(path, "rb")):read("a") end
 
+-- A temporary file's name; the file is removed when the test ends.
+local function tmpfile()
+  local out = os.tmpname()
+  finally(function() os.remove(out) end)
+  return out
+end
+
+--- kl.open refuses `data` (written to a temporary file) as invalid, with a
+-- message that matches `pattern`. Returns the file's name.
+local function open_refused(data, pattern)
+  local out = tmpfile()
+  H.write(out, data)
+  local t, msg, code = kl.open(out)
+  assert.is_nil(t)
+  assert.equal("invalid", code)
+  assert.matches(pattern, msg)
+  return out
+end
+
+-- tx_HTTP_Server.etl with the raw timestamp (at +0x10) of the record at byte
+-- 5384 of its buffer at offset 73728 set to `raw`; 0 goes back in time, and
+-- every reader says so in these words:
+local TS_AT = 73728 + 5384 + 0x10
+local BACK_IN_TIME = "buffer at offset 73728, byte 5384: timestamp 0 goes back in time " ..
+                     "%(after %d+ on processor 0%)"
+local function with_timestamp(raw)
+  local data = read(DIR .. "tx_HTTP_Server.etl")
+  return data:sub(1, TS_AT) .. string.pack("<i8", raw) .. data:sub(TS_AT + 9)
+end
+
 -- FILETIME -> ns since 1970, as the format defines it
 local function ft_ns(ft) return (ft - 116444736000000000) * 100 end
 
@@ -351,54 +381,31 @@ describe("damaged .etl files", function()
   end)
 
   it("a truncated capture names the buffer and the file size", function()
-    local out = os.tmpname()
-    finally(function() os.remove(out) end)
-    local data = read(DIR .. "tx_HTTP_Server.etl")
-    local f = assert(io.open(out, "wb"))
-    f:write(data:sub(1, 0x5000))
-    f:close()
-    local t, msg, code = kl.open(out)
-    assert.is_nil(t)
-    assert.equal("invalid", code)
-    assert.matches("buffer at offset 16384: BufferSize 8192 runs past the end of the file " ..
-                   "%(20480 bytes%): truncated file", msg)
+    open_refused(read(DIR .. "tx_HTTP_Server.etl"):sub(1, 0x5000),
+                 "buffer at offset 16384: BufferSize 8192 runs past the end of the file " ..
+                 "%(20480 bytes%): truncated file")
   end)
   it("a zero BufferSize mid-file is refused, not taken for the end of the capture", function()
-    local out = os.tmpname()
-    finally(function() os.remove(out) end)
     local data = read(DIR .. "airbus_ShutdownPerfDiagLogger.etl")
     assert.equal(0x10000, string.unpack("<I4", data, 0x10000 + 1))   -- the second buffer's size
-    local f = assert(io.open(out, "wb"))
-    f:write(data:sub(1, 0x10000), "\0\0\0\0", data:sub(0x10000 + 5))
-    f:close()
-    local t, msg, code = kl.open(out)
-    assert.is_nil(t)
-    assert.equal("invalid", code)
-    assert.matches("buffer at offset 65536: BufferSize 0 after 1 of the 49 buffers written, " ..
-                   "with data after it", msg)
+    local out = open_refused(data:sub(1, 0x10000) .. "\0\0\0\0" .. data:sub(0x10000 + 5),
+                             "buffer at offset 65536: BufferSize 0 after 1 of the 49 buffers " ..
+                             "written, with data after it")
     -- a zero-filled tail after the last buffer is the end of the capture, as before
-    f = assert(io.open(out, "wb"))
-    f:write(data:sub(1, 0x10000), string.rep("\0", 0x10000))
-    f:close()
+    H.write(out, data:sub(1, 0x10000), string.rep("\0", 0x10000))
     local t2 = assert(kl.open(out))
     assert.equal(1, t2:info().buffers)
     t2:close()
   end)
 
   it("a timestamp that does not convert, or goes back on its processor, is an error", function()
-    -- the record at byte 5384 of the buffer at 73728: its raw timestamp at +0x10
-    local out = os.tmpname()
-    finally(function() os.remove(out) end)
-    local data = read(DIR .. "tx_HTTP_Server.etl")
-    local at = 73728 + 5384 + 0x10
+    local out = tmpfile()
     for _, c in ipairs{
       {1 << 56, "buffer at offset 73728, byte 5384: timestamp 72057594037927936 is out of range"},
       {math.maxinteger, "buffer at offset 73728, byte 5384: timestamp 9223372036854775807 is out of range"},
-      {0, "buffer at offset 73728, byte 5384: timestamp 0 goes back in time %(after %d+ on processor 0%)"},
+      {0, BACK_IN_TIME},
     } do
-      local f = assert(io.open(out, "wb"))
-      f:write(data:sub(1, at), string.pack("<i8", c[1]), data:sub(at + 9))
-      f:close()
+      H.write(out, with_timestamp(c[1]))
       local t <close> = assert(kl.open(out))
       local info, msg, code = t:info()
       assert.is_nil(info)
@@ -440,23 +447,17 @@ describe("damaged .etl files", function()
   it("a decompression bomb is refused at open, before any buffer is allocated", function()
     -- the first buffer of a fixture, its header claiming 64 MiB buffers and 4096 processors,
     -- then 64 tiny compressed buffers (one a processor) each claiming 64 MiB once expanded
-    local out = os.tmpname()
-    finally(function() os.remove(out) end)
     local data = read(DIR .. "perfview_SelfDescribingSingleEvent.etl")
-    local first = data:sub(1, 0x48 + 0x20) .. string.pack("<I4", 64 << 20) ..
-                  data:sub(0x48 + 0x25, 0x48 + 0x2C) .. string.pack("<I4", 4096) ..
-                  data:sub(0x48 + 0x31, string.unpack("<I4", data))
-    local f = assert(io.open(out, "wb"))
-    f:write(first)
+    local parts = {data:sub(1, 0x48 + 0x20) .. string.pack("<I4", 64 << 20) ..
+                   data:sub(0x48 + 0x25, 0x48 + 0x2C) .. string.pack("<I4", 4096) ..
+                   data:sub(0x48 + 0x31, string.unpack("<I4", data))}
     for cpu = 0, 63 do
-      f:write(string.pack("<I4I4I4I4I8I8I8I2I2I4I4I2I2", 0x48 + 16, 0, 0, 0, 0, 0, 0, cpu, 0, 0,
-                          64 << 20, 0x40 | 0x20, 0) .. string.rep("\0", 16) .. string.rep("\0", 16))
+      parts[#parts + 1] = string.pack("<I4I4I4I4I8I8I8I2I2I4I4I2I2", 0x48 + 16, 0, 0, 0, 0, 0, 0,
+                                      cpu, 0, 0, 64 << 20, 0x40 | 0x20, 0) ..
+                          string.rep("\0", 16) .. string.rep("\0", 16)
     end
-    f:close()
-    local t, msg, code = kl.open(out)
-    assert.is_nil(t)
-    assert.equal("invalid", code)
-    assert.matches("the buffers claim %d+ bytes once uncompressed, more than 16 times the file's", msg)
+    open_refused(table.concat(parts),
+                 "the buffers claim %d+ bytes once uncompressed, more than 16 times the file's")
   end)
 end)
 
@@ -498,18 +499,12 @@ describe("the recipes in examples/ on .etl captures #linux", function()
   end)
 
   it("a read error mid-stream ends a recipe with a message and status 1, no traceback", function()
-    local out = os.tmpname()
-    finally(function() os.remove(out) end)
-    local data = read(DIR .. "tx_HTTP_Server.etl")
-    local at = 73728 + 5384 + 0x10                  -- a raw timestamp set to 0: back in time
-    local f = assert(io.open(out, "wb"))
-    f:write(data:sub(1, at), string.pack("<i8", 0), data:sub(at + 9))
-    f:close()
+    local out = tmpfile()
+    H.write(out, with_timestamp(0))
     for _, name in ipairs{"processes", "tcp_connections", "cswitch"} do
       local ok, text = example(name, out)
       assert.is_falsy(ok, text)
-      assert.matches("^" .. name .. ": buffer at offset 73728, byte 5384: timestamp 0 goes back " ..
-                     "in time %(after %d+ on processor 0%) %[invalid%]\n$", text)
+      assert.matches("^" .. name .. ": " .. BACK_IN_TIME .. " %[invalid%]\n$", text)
     end
   end)
 
@@ -604,10 +599,8 @@ local function built_capture()
     rec_tracelogging(7000, "TestProv", schema, tl),
   }
   local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(buffer(0x400, 0, 1, 4, {rec_system(0, 2, 1, 4, 1000, loghdr)}))
-  f:write(buffer(0x800, 1, 1, 0, records))
-  f:close()
+  H.write(path, buffer(0x400, 0, 1, 4, {rec_system(0, 2, 1, 4, 1000, loghdr)}),
+        buffer(0x800, 1, 1, 0, records))
   return path
 end
 
@@ -677,20 +670,14 @@ end)
 
 describe("kernellogger report on a capture spanning a century #linux", function()
   it("a capture damaged mid-stream gives a clean error, exit status 1", function()
-    local out = os.tmpname()
-    finally(function() os.remove(out) end)
-    local data = read(DIR .. "tx_HTTP_Server.etl")
-    local at = 73728 + 5384 + 0x10                  -- a raw timestamp set to 0: back in time
-    local f = assert(io.open(out, "wb"))
-    f:write(data:sub(1, at), string.pack("<i8", 0), data:sub(at + 9))
-    f:close()
+    local out = tmpfile()
+    H.write(out, with_timestamp(0))
     local p = assert(io.popen("timeout 60 lua5.4 bin/kernellogger report " .. out .. " 2>&1"))
     local text = p:read("a")
     local ok, _, status = p:close()
     assert.is_falsy(ok, text)
     assert.equal(1, status)
-    assert.matches("^kernellogger report: buffer at offset 73728, byte 5384: timestamp 0 goes " ..
-                   "back in time %(after %d+ on processor 0%) %[invalid%]\n$", text)
+    assert.matches("^kernellogger report: " .. BACK_IN_TIME .. " %[invalid%]\n$", text)
   end)
 
   it("keeps a bounded number of rate buckets", function()
@@ -700,9 +687,7 @@ describe("kernellogger report on a capture spanning a century #linux", function(
     local data = read(path)
     local at = assert(data:find(string.pack("<i8", 7000), 1, true))
     local far = 7000 + 100 * 365 * 86400 * 10000000
-    local f = assert(io.open(path, "wb"))
-    f:write(data:sub(1, at - 1), string.pack("<i8", far), data:sub(at + 8))
-    f:close()
+    H.write(path, data:sub(1, at - 1), string.pack("<i8", far), data:sub(at + 8))
     local p = assert(io.popen("timeout 60 lua5.4 bin/kernellogger report --width 64 " .. path .. " 2>&1"))
     local out = p:read("a")
     assert.is_true(p:close(), out)

@@ -8,27 +8,18 @@ local core = kl._core
 
 -- getppid calls: about 3.4 MB of sys_enter records; the default ring holds 4 MB a CPU
 local N = 50000
-local SYS_GETPPID -- the system call's number, as nsyscalls prints it (110 on x86_64)
+local SYS_GETPPID -- the system call's number, as getppid_n prints it (110 on x86_64)
 
--- Run nsyscalls; returns the popen handle and the child's pid.
+-- Run spec/support/getppid_n.c (cmd: its command line); returns the popen
+-- handle and the child's pid.  Its comm is getppid_n.
 local function spawn(cmd)
   local p = assert(io.popen(cmd))
-  local pid, nr = (p:read("l") or ""):match("^(%d+) (%d+)$")
-  assert(pid, "nsyscalls printed no pid")
-  SYS_GETPPID = tonumber(nr)
-  return p, tonumber(pid)
+  local pid = tonumber(p:read("l"))
+  assert(pid, "getppid_n printed no pid")
+  SYS_GETPPID = assert(tonumber(p:read("l")), "getppid_n printed no system call number")
+  return p, pid
 end
-
--- spec/support/nsyscalls.c, built once for this file; its file name is its comm.
-local bin_dir, bin
-local function nsyscalls()
-  if bin then return bin end
-  bin_dir = H.tmpdir()
-  bin = bin_dir .. "/nsyscalls"
-  local ok = os.execute(("cc -O1 -o %s spec/support/nsyscalls.c"):format(H.q(bin)))
-  assert(ok, "building spec/support/nsyscalls.c failed")
-  return bin
-end
+local function getppid_n() return H.built("getppid_n") end
 
 -- Write an instance file as root would with `echo`.
 local function write_instance(name, rel, text)
@@ -37,7 +28,7 @@ local function write_instance(name, rel, text)
   f:close()
 end
 
--- Start a session of sys_enter events, open its reader, run nsyscalls N while
+-- Start a session of sys_enter events, open its reader, run getppid_n N while
 -- it reads, then turn tracing off as a stop does (the reader drains the ring,
 -- then its iteration ends); every event it yields goes to `each(ev, child_pid)`
 -- (counted on the fly: a list of every system call of a busy machine would
@@ -55,7 +46,7 @@ local function run(name, opts, each, isolate, late)
   end
   local it = s:events(opts)
   local first = assert(it())  -- the reader is open now (our own calls before it are in the ring)
-  local p, pid = spawn(("%s %d; echo 0 > %s"):format(H.q(nsyscalls()), N,
+  local p, pid = spawn(("%s %d; echo 0 > %s"):format(H.q(getppid_n()), N,
     H.q(("%s/instances/%s/tracing_on"):format(H.tracing, name))))
   if late then p:close() end
   each(first, pid)
@@ -70,7 +61,6 @@ describe("live reading of a real-time session #linux #heavy", function()
   local name
   before_each(function() name = H.name("live") end)
   after_each(function() H.cleanup(name) end)
-  teardown(function() if bin_dir then H.rmtree(bin_dir) end end)
 
   -- every sys_enter of the child is there, named, with no loss
   local function exact(late)
@@ -79,7 +69,7 @@ describe("live reading of a real-time session #linux #heavy", function()
       names[ev.name] = true
       if ev.name == "lost_events" then lost = lost + ev.lost end
       if ev.pid == child then
-        if ev.comm == "nsyscalls" then
+        if ev.comm == "getppid_n" then
           if ev.id == SYS_GETPPID then mine = mine + 1 end
         else
           before[ev.comm] = true -- before its exec: the shell that forked it
@@ -132,7 +122,7 @@ describe("live reading of a real-time session #linux #heavy", function()
     H.tcp_connections(1)
     assert.is_table(it())
     assert(s:update{flags = {"tcpip", "raw_syscalls:sys_enter"}})
-    local p, pid = spawn(H.q(nsyscalls()) .. " 100")
+    local p, pid = spawn(H.q(getppid_n()) .. " 100")
     p:close()
     local n = 0
     for ev in s:events{names = "sys_enter", pid = pid, timeout = 0.5} do

@@ -16,35 +16,23 @@ local H = require "helpers"
 
 local SYS_ENTER = "raw_syscalls:sys_enter"
 local MARK = "sock:inet_sock_set_state" -- any flag: trace_marker lines are always recorded
-local GETPPID = 110 -- x86_64
 
--- spec/support/getppid_n.c, built by CMake next to the module this run loads.
-local function getppid_bin()
-  for entry in package.cpath:gmatch("[^;]+") do
-    local dir = entry:match("^(.*)%?%.so$")
-    if dir then
-      local bin = (dir:sub(1, 1) == "/" and "" or H.ROOT .. "/") .. dir .. "spec" .. "/getppid_n"
-      local f = io.open(bin, "r")
-      if f then f:close() return bin end
-    end
-  end
-  error("getppid_n (spec/support/getppid_n.c) is not built: cmake --build build")
-end
-
---- Run getppid_n n times on `cpu`; returns its pid.
+--- Run spec/support/getppid_n.c: n getppid() calls on `cpu`; returns its
+-- pid and the system call's number.
 local function getppid_n(n, cpu)
-  local p = assert(io.popen(("%s %d %s"):format(H.q(getppid_bin()), n, cpu or "")))
-  local pid = tonumber(p:read("l"))
+  local p = assert(io.popen(("%s %d %s"):format(H.q(H.built("getppid_n")), n, cpu or "")))
+  local pid, nr = tonumber(p:read("l")), tonumber(p:read("l"))
   p:read("a")
   assert(p:close())
-  return pid
+  return pid, nr
 end
 
---- Exact count of the helper's getppid sys_enter events in trace-cmd report.
-local function report_count(file, pid)
+--- Exact count of the helper's getppid sys_enter events (system call nr) in
+-- trace-cmd report.
+local function report_count(file, pid, nr)
   local r = H.run("bash -c " .. H.q(("set -o pipefail; trace-cmd report -i %s | "
     .. "grep -c -E '^ *getppid_n-%d +\\[[0-9]+\\] +[0-9.]+: sys_enter: +NR %d '"):format(
-      H.q(file), pid, GETPPID)))
+      H.q(file), pid, nr)))
   assert(r.ok or r.out:match("^0"), "trace-cmd report failed: " .. r.err)
   assert(not r.err:match("%S"), "trace-cmd report warned: " .. r.err)
   return tonumber(r.out:match("%d+"))
@@ -89,6 +77,22 @@ local function nothing_left(name, dir)
   assert.is_false(recorder_running(name))
 end
 
+--- Write n markers (500 bytes each) through session s, whose file reaches a
+-- bound on the way: `flag` ("file_full", "disk_full") says so while it runs
+-- and at stop, later events are lost, and the file is valid with every event
+-- kept or counted.
+local function past_bound(name, s, file, flag, n)
+  H.markers(name, 1, n, 500)
+  assert.is_true(H.wait_for(function() return s:query()[flag] end, 5))
+  local q = s:query()
+  assert.is_true(q.events_lost > 0)
+  local st = assert(s:stop())
+  assert.is_true(st[flag])
+  local _, r = H.check_file(file)
+  assert.is_true(r.markers > 1000)
+  assert.equal(n, r.markers + st.events_lost) -- every event kept or counted
+end
+
 describe("streaming #linux #heavy", function()
   local name, dir
 
@@ -109,14 +113,14 @@ describe("streaming #linux #heavy", function()
     assert.is_true(q.recorder_alive)
     assert.is_true(math.abs(q.ring_kb - 8192) < 64, "ring_kb " .. q.ring_kb)
     local n = 3000000
-    local pid = getppid_n(n, 1)
+    local pid, nr = getppid_n(n, 1)
     local rec = recorder_pid(name)
     local st = assert(s:stop())
     assert.equal(0, st.events_lost)
     assert.equal(0, st.dropped)
     assert.is_true(H.size(file) >= 20 * q.ring_kb * 1024,
                    ("file %d bytes, ring %d KB"):format(H.size(file), q.ring_kb))
-    assert.equal(n, report_count(file, pid))
+    assert.equal(n, report_count(file, pid, nr))
     -- the recorder excluded itself (set_event_notrace_pid): none of its system calls
     local mine = H.run(("trace-cmd report -i %s | grep -c -E -- '-%d +\\[' || true")
       :format(H.q(file), rec))
@@ -134,13 +138,13 @@ describe("streaming #linux #heavy", function()
       H.cli_cmd(("start -n %s -f %s -o cap.dat --max-mb 4096"):format(name, SYS_ENTER))))
     assert.equal(0, r3.code, r3.err)
     local n = 3000000
-    local pid = getppid_n(n, 1)
+    local pid, nr = getppid_n(n, 1)
     r3 = H.run(("cd %s && %s"):format(H.q(b), H.cli_cmd("stop " .. name)))
     assert.equal(0, r3.code, r3.err .. r3.out)
     local file = a .. "/cap.dat"
     assert.is_nil(io.open(b .. "/cap.dat", "r"))
     assert.is_true(H.size(file) >= 20 * 8192 * 1024)
-    assert.equal(n, report_count(file, pid))
+    assert.equal(n, report_count(file, pid, nr))
     assert.is_true(H.libtracecmd(file).events >= n)
     nothing_left(name, a)
   end)
@@ -225,16 +229,8 @@ describe("streaming #linux #heavy", function()
   it("max_mb bounds the file: then file_full, later events lost, a valid file", function()
     local file = dir .. "/full.dat"
     local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 3})
-    H.markers(name, 1, 20000, 500) -- about 10 MB
-    assert.is_true(H.wait_for(function() return s:query().file_full end, 5))
-    local q = s:query()
-    assert.is_true(q.events_lost > 0)
-    local st = assert(s:stop())
-    assert.is_true(st.file_full)
+    past_bound(name, s, file, "file_full", 20000) -- about 10 MB
     assert.is_true(H.size(file) <= 3 * 1024 * 1024, "size " .. H.size(file))
-    local _, r = H.check_file(file)
-    assert.is_true(r.markers > 1000)
-    assert.equal(20000, r.markers + st.events_lost) -- every event kept or counted
     nothing_left(name, dir)
   end)
 
@@ -261,15 +257,7 @@ describe("streaming #linux #heavy", function()
         .. H.q(mnt)))
       local file = mnt .. "/df.dat"
       local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 1024})
-      H.markers(name, 1, 30000, 500) -- about 15 MB
-      assert.is_true(H.wait_for(function() return s:query().disk_full end, 5))
-      local q = s:query()
-      assert.is_true(q.events_lost > 0)
-      local st = assert(s:stop())
-      assert.is_true(st.disk_full)
-      local _, r = H.check_file(file)
-      assert.is_true(r.markers > 1000)
-      assert.equal(30000, r.markers + st.events_lost)
+      past_bound(name, s, file, "disk_full", 30000) -- about 15 MB
       nothing_left(name, mnt)
       assert(os.execute("umount " .. H.q(mnt)))
     end)

@@ -47,8 +47,7 @@ FILE *kl_create_exclusive(const char *path, kl_err *err) {
   FILE *f;
   int e;
   if (fd < 0) {
-    e = errno;
-    kl_err_set(err, kl_code_from_errno(e), e, "%s: %s (errno %d)", path, strerror(e), e);
+    kl_err_errno(err, KL_E_IO, "%s", path);
     return NULL;
   }
   f = _fdopen(fd, "wb");
@@ -56,7 +55,8 @@ FILE *kl_create_exclusive(const char *path, kl_err *err) {
     e = errno;
     _close(fd);
     _unlink(path);
-    kl_err_set(err, kl_code_from_errno(e), e, "%s: %s (errno %d)", path, strerror(e), e);
+    errno = e;
+    kl_err_errno(err, KL_E_IO, "%s", path);
   }
   return f;
 }

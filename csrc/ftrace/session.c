@@ -1086,29 +1086,42 @@ out:
   return rc;
 }
 
+/* What an update will set, worked out before the kernel changes. */
+typedef struct {
+  char flags[2048], tps[8192]; /* KL_UPD_FLAGS: the resolved flags and tracepoints */
+  char file[KL_PATH_MAX];      /* KL_UPD_FILE: the new file, absolute; "" for none */
+} update_plan;
+
+/* What an update changed in the kernel so far, for update_undo. */
+typedef struct {
+  char old_tps[8192];          /* the state's tracepoints before the update */
+  const char *tried;           /* the tracepoints being applied; NULL: not touched */
+  long long ring_kb;           /* per CPU before a resize; 0: not resized */
+  int overwrite;               /* the overwrite option before a resize */
+} update_done;
+
 /* Undo what a failed update changed in the kernel, so that it agrees
- * with the state file again: the tracepoints it tried (tps) back to the
+ * with the state file again: the tracepoints it tried back to the
  * state's list, the ring back to ring_kb per CPU and the overwrite option.
  * Every step is tried even when one fails; *err keeps the update's error,
  * with a note when the undo failed too. */
-static void update_undo(kl_session *s, const char *old_tps, const char *tps, long long ring_kb,
-                        int overwrite, kl_err *err) {
+static void update_undo(kl_session *s, const update_done *d, kl_err *err) {
   char buf[8192], *tok, *save = NULL;
   kl_err e2;
   int bad = 0;
-  if (tps) {
-    snprintf(buf, sizeof buf, "%s", tps);
+  if (d->tried) {
+    snprintf(buf, sizeof buf, "%s", d->tried);
     for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-      if (!list_has(old_tps, tok) && set_event(s->inst, tok, 0, &e2, s->name) != 0)
+      if (!list_has(d->old_tps, tok) && set_event(s->inst, tok, 0, &e2, s->name) != 0)
         bad |= e2.code != KL_E_INVALID && e2.code != KL_E_NOT_SUPPORTED; /* never enabled */
-    snprintf(buf, sizeof buf, "%s", old_tps);
+    snprintf(buf, sizeof buf, "%s", d->old_tps);
     for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
       if (set_event(s->inst, tok, 1, &e2, s->name) != 0) bad = 1;
   }
-  if (ring_kb > 0) {
-    if (tracefs_instance_set_buffer_size(s->inst, (size_t)ring_kb, -1) < 0) bad = 1;
-    if ((overwrite ? tracefs_option_enable(s->inst, TRACEFS_OPTION_OVERWRITE)
-                   : tracefs_option_disable(s->inst, TRACEFS_OPTION_OVERWRITE)) < 0)
+  if (d->ring_kb > 0) {
+    if (tracefs_instance_set_buffer_size(s->inst, (size_t)d->ring_kb, -1) < 0) bad = 1;
+    if ((d->overwrite ? tracefs_option_enable(s->inst, TRACEFS_OPTION_OVERWRITE)
+                      : tracefs_option_disable(s->inst, TRACEFS_OPTION_OVERWRITE)) < 0)
       bad = 1;
   }
   if (bad) {
@@ -1118,12 +1131,74 @@ static void update_undo(kl_session *s, const char *old_tps, const char *tps, lon
   }
 }
 
+/* Everything that can be checked is checked before the kernel changes:
+ * an update is all or nothing.  Fills *p with what update_apply sets. */
+static int update_check(kl_session *s, const kl_config *cfg, unsigned what,
+                        const kl_state *state, update_plan *p, kl_err *err) {
+  if ((what & KL_UPD_CIRCULAR_MB) && state->mode != KL_MODE_CIRCULAR &&
+      state->mode != KL_MODE_BUFFERING)
+    return kl_err_set(err, KL_E_INVALID, 0,
+                      "update %s: circular_mb applies to circular or buffering sessions only",
+                      s->name);
+  if ((what & KL_UPD_FLAGS) &&
+      resolve(cfg, p->flags, sizeof p->flags, p->tps, sizeof p->tps, err) != 0)
+    return -1;
+  if ((what & KL_UPD_CIRCULAR_MB) && state->data_dir[0])
+    return kl_err_set(err, KL_E_INVALID, 0,
+                      "update %s: circular_mb bounds the file of a streaming session and is "
+                      "fixed at start", s->name);
+  /* the new file obeys the same rules as at start: an absolute path, no
+   * symlink, no folder, no existing file unless overwrite */
+  p->file[0] = '\0';
+  if ((what & KL_UPD_FILE) && cfg->file &&
+      (kl_abs_path(cfg->file, p->file, sizeof p->file, err) != 0 ||
+       kl_path_check(p->file, cfg->overwrite, err) != 0)) {
+    char m[KL_MSG_MAX];
+    snprintf(m, sizeof m, "%s", err->msg);
+    return kl_err_set(err, err->code, err->sys, "update %s: %s", s->name, m);
+  }
+  return 0;
+}
+
+/* Sets the kernel and *state to the plan, noting in *d what changed so
+ * far; on an error the caller undoes that. */
+static int update_apply(kl_session *s, const kl_config *cfg, unsigned what, const update_plan *p,
+                        kl_state *state, update_done *d, kl_err *err) {
+  if (what & KL_UPD_FLAGS) {
+    d->tried = p->tps;
+    if (apply_events(s->inst, state->tracepoints, p->tps, err, s->name) != 0) return -1;
+    snprintf(state->flags, sizeof state->flags, "%s", p->flags);
+    snprintf(state->tracepoints, sizeof state->tracepoints, "%s", p->tps);
+  }
+  if (what & KL_UPD_CIRCULAR_MB) {
+    if (tracefs_instance_file_read_number(s->inst, "buffer_size_kb", &d->ring_kb) < 0)
+      d->ring_kb = 0;
+    d->overwrite = tracefs_option_is_enabled(s->inst, TRACEFS_OPTION_OVERWRITE);
+    if (resize(s->inst, cfg->circular_mb * 1024u, err, s->name) != 0) return -1;
+    state->circular_mb = cfg->circular_mb;
+    state->mode = KL_MODE_CIRCULAR;
+    tracefs_option_enable(s->inst, TRACEFS_OPTION_OVERWRITE);
+  }
+  if (what & KL_UPD_FILE) {
+    snprintf(state->file, sizeof state->file, "%s", p->file);
+    state->overwrite = cfg->overwrite;
+    if (cfg->file && state->mode == KL_MODE_BUFFERING) {
+      state->mode = KL_MODE_CIRCULAR;
+      if (!state->circular_mb) {
+        long long kb = 0;
+        tracefs_instance_file_read_number(s->inst, "buffer_total_size_kb", &kb);
+        state->circular_mb = (unsigned)((kb + 1023) / 1024);
+      }
+    }
+  }
+  return 0;
+}
+
 static int ftrace_update(kl_session *s, const kl_config *cfg, unsigned what, kl_err *err) {
   kl_state state;
-  char flags[2048], tps[8192], old_tps[8192], abs[KL_PATH_MAX];
-  int lock, rc = -1, overwrite = 0;
-  long long ring_kb = 0;                /* per CPU before a resize; 0: not resized */
-  const char *tried = NULL;             /* tracepoints being applied */
+  update_plan plan;
+  update_done done = {{0}, NULL, 0, 0};
+  int lock, rc = -1;
   const unsigned allowed = KL_UPD_FLAGS | KL_UPD_FILE | KL_UPD_CIRCULAR_MB;
 
   if (what & ~allowed)
@@ -1139,63 +1214,13 @@ static int ftrace_update(kl_session *s, const kl_config *cfg, unsigned what, kl_
                s->name);
     goto out;
   }
-  snprintf(old_tps, sizeof old_tps, "%s", state.tracepoints);
-  /* Everything that can be checked is checked before the kernel changes:
-   * an update is all or nothing. */
-  if ((what & KL_UPD_CIRCULAR_MB) && state.mode != KL_MODE_CIRCULAR &&
-      state.mode != KL_MODE_BUFFERING) {
-    kl_err_set(err, KL_E_INVALID, 0,
-               "update %s: circular_mb applies to circular or buffering sessions only", s->name);
-    goto out;
+  snprintf(done.old_tps, sizeof done.old_tps, "%s", state.tracepoints);
+  if (update_check(s, cfg, what, &state, &plan, err) != 0) goto out;
+  if (update_apply(s, cfg, what, &plan, &state, &done, err) == 0) {
+    rc = write_state(s->name, &state, err);
+    if (rc == 0) goto out;
   }
-  if ((what & KL_UPD_FLAGS) && resolve(cfg, flags, sizeof flags, tps, sizeof tps, err) != 0)
-    goto out;
-  if ((what & KL_UPD_CIRCULAR_MB) && state.data_dir[0]) {
-    kl_err_set(err, KL_E_INVALID, 0,
-               "update %s: circular_mb bounds the file of a streaming session and is fixed "
-               "at start", s->name);
-    goto out;
-  }
-  /* the new file obeys the same rules as at start: an absolute path, no
-   * symlink, no folder, no existing file unless overwrite */
-  if ((what & KL_UPD_FILE) && cfg->file &&
-      (kl_abs_path(cfg->file, abs, sizeof abs, err) != 0 ||
-       kl_path_check(abs, cfg->overwrite, err) != 0)) {
-    char m[KL_MSG_MAX];
-    snprintf(m, sizeof m, "%s", err->msg);
-    kl_err_set(err, err->code, err->sys, "update %s: %s", s->name, m);
-    goto out;
-  }
-  if (what & KL_UPD_FLAGS) {
-    tried = tps;
-    if (apply_events(s->inst, state.tracepoints, tps, err, s->name) != 0) goto undo;
-    snprintf(state.flags, sizeof state.flags, "%s", flags);
-    snprintf(state.tracepoints, sizeof state.tracepoints, "%s", tps);
-  }
-  if (what & KL_UPD_CIRCULAR_MB) {
-    if (tracefs_instance_file_read_number(s->inst, "buffer_size_kb", &ring_kb) < 0) ring_kb = 0;
-    overwrite = tracefs_option_is_enabled(s->inst, TRACEFS_OPTION_OVERWRITE);
-    if (resize(s->inst, cfg->circular_mb * 1024u, err, s->name) != 0) goto undo;
-    state.circular_mb = cfg->circular_mb;
-    state.mode = KL_MODE_CIRCULAR;
-    tracefs_option_enable(s->inst, TRACEFS_OPTION_OVERWRITE);
-  }
-  if (what & KL_UPD_FILE) {
-    snprintf(state.file, sizeof state.file, "%s", cfg->file ? abs : "");
-    state.overwrite = cfg->overwrite;
-    if (cfg->file && state.mode == KL_MODE_BUFFERING) {
-      state.mode = KL_MODE_CIRCULAR;
-      if (!state.circular_mb) {
-        long long kb = 0;
-        tracefs_instance_file_read_number(s->inst, "buffer_total_size_kb", &kb);
-        state.circular_mb = (unsigned)((kb + 1023) / 1024);
-      }
-    }
-  }
-  rc = write_state(s->name, &state, err);
-  if (rc == 0) goto out;
-undo:
-  update_undo(s, old_tps, tried, ring_kb, overwrite, err);
+  update_undo(s, &done, err);
 out:
   unlock_session(lock);
   return rc;

@@ -41,8 +41,7 @@ FILE *kl_create_exclusive(const char *path, kl_err *err) {
   FILE *f;
   int e;
   if (fd < 0) {
-    e = errno;
-    kl_err_set(err, kl_code_from_errno(e), e, "%s: %s (errno %d)", path, strerror(e), e);
+    kl_err_errno(err, KL_E_IO, "%s", path);
     return NULL;
   }
   f = fdopen(fd, "wb");
@@ -50,19 +49,16 @@ FILE *kl_create_exclusive(const char *path, kl_err *err) {
     e = errno;
     close(fd);
     unlink(path);
-    kl_err_set(err, kl_code_from_errno(e), e, "%s: %s (errno %d)", path, strerror(e), e);
+    errno = e;
+    kl_err_errno(err, KL_E_IO, "%s", path);
   }
   return f;
 }
 
 int kl_rename_noreplace(const char *from, const char *to, kl_err *err) {
-  int e;
   /* link() fails with EEXIST whatever is at `to`, a symbolic link included,
    * and never follows it: the check and the naming are one step. */
-  if (link(from, to) != 0) {
-    e = errno;
-    return kl_err_set(err, kl_code_from_errno(e), e, "%s: %s (errno %d)", to, strerror(e), e);
-  }
+  if (link(from, to) != 0) return kl_err_errno(err, KL_E_IO, "%s", to);
   unlink(from);
   return 0;
 }
@@ -73,7 +69,7 @@ int kl_path_kind(const char *path, kl_err *err) {
   if (lstat(path, &st) != 0) {
     e = errno;
     if (e == ENOENT) return 0;
-    return kl_err_set(err, kl_code_from_errno(e), e, "%s: %s (errno %d)", path, strerror(e), e);
+    return kl_err_errno(err, KL_E_IO, "%s", path);
   }
   if (S_ISLNK(st.st_mode)) return 'l';
   if (S_ISDIR(st.st_mode)) return 'd';

@@ -20,6 +20,7 @@
 local json = require "kernellogger.json"
 local timeline = require "kernellogger.timeline"
 local outfile = require "kernellogger.outfile"
+local cmdline = require "kernellogger.cmdline"
 
 local M = {}
 
@@ -213,52 +214,22 @@ function M.chrome_json(trace, path, opts)
 end
 
 --- Run the command.
--- @tparam {string,...} args the arguments after `export`
+-- @tparam {string,...} argv the arguments after `export`
 -- @tparam[opt=io.stdout] file out
 -- @tparam[opt=io.stderr] file errout
 -- @treturn int exit code: 0 done, 1 failed, 2 bad usage
-function M.main(args, out, errout)
+function M.main(argv, out, errout)
   out = out or io.stdout
   errout = errout or io.stderr
-  local path, dest, overwrite, only_files
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if only_files or a == "-" or a:sub(1, 1) ~= "-" then
-      if path then
-        errout:write("kernellogger export: one file at a time\n", M.usage)
-        return 2
-      end
-      path = a
-    elseif a == "--" then
-      only_files = true  -- what follows is a file name, even when it starts with '-'
-    elseif a == "-h" or a == "--help" then
-      out:write(M.usage)
-      return 0
-    elseif a == "--chrome-json" then
-      if dest then
-        errout:write("kernellogger export: --chrome-json given twice\n", M.usage)
-        return 2
-      end
-      dest = args[i + 1]
-      if not dest or dest == "" then
-        errout:write("kernellogger export: --chrome-json needs a file name\n", M.usage)
-        return 2
-      end
-      i = i + 1
-    elseif a == "--overwrite" then
-      overwrite = true
-    else
-      errout:write(("kernellogger export: unknown option %s\n"):format(a), M.usage)
-      return 2
-    end
-    i = i + 1
-  end
-  if not path or not dest then
+  local path, opts = cmdline.parse(argv, "kernellogger export",
+    {["chrome-json"] = "file", overwrite = "flag"}, M.usage, out, errout)
+  if not path then return opts end
+  local dest = opts["chrome-json"]
+  if not dest then
     errout:write(M.usage)
     return 2
   end
-  local r, err, code = M.chrome_json(path, dest, {overwrite = overwrite})
+  local r, err, code = M.chrome_json(path, dest, {overwrite = opts.overwrite})
   if not r then
     errout:write(("kernellogger export: %s [%s]\n"):format(err, code))
     return 1

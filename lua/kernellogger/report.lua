@@ -10,6 +10,8 @@
 --     assert(report.html("capture.dat", "capture.html"))          -- also kl.report.html
 --     assert(report.chrome_json("capture.dat", "capture.json"))   -- for Perfetto UI
 -- @module kernellogger.report
+local cmdline = require "kernellogger.cmdline"
+
 local M = {}
 
 local BLOCKS = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"}
@@ -245,60 +247,16 @@ function M.print(r, path, out, opts)
 end
 
 --- Run the command.
--- @tparam {string,...} args the arguments after `report`
+-- @tparam {string,...} argv the arguments after `report`
 -- @tparam[opt=io.stdout] file out
 -- @tparam[opt=io.stderr] file errout
 -- @treturn int exit code: 0 done, 1 the file could not be read, 2 bad usage
-function M.main(args, out, errout)
+function M.main(argv, out, errout)
   out = out or io.stdout
   errout = errout or io.stderr
-  local path, only_files
-  local opts = {}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if only_files or a == "-" or a:sub(1, 1) ~= "-" then
-      if path then
-        errout:write("kernellogger report: one file at a time\n", M.usage)
-        return 2
-      end
-      path = a
-    elseif a == "--" then
-      only_files = true  -- what follows is a file name, even when it starts with '-'
-    elseif a == "-h" or a == "--help" then
-      out:write(M.usage)
-      return 0
-    elseif a == "--width" or a == "--top" then
-      local v = math.tointeger(tonumber(args[i + 1] or ""))
-      if not v or v < 1 then
-        errout:write(("kernellogger report: %s needs a positive integer\n"):format(a), M.usage)
-        return 2
-      end
-      opts[a:sub(3)] = v
-      i = i + 1
-    elseif a == "--html" then
-      if opts.html then
-        errout:write("kernellogger report: --html given twice\n", M.usage)
-        return 2
-      end
-      opts.html = args[i + 1]
-      if not opts.html or opts.html == "" then
-        errout:write("kernellogger report: --html needs a file name\n", M.usage)
-        return 2
-      end
-      i = i + 1
-    elseif a == "--overwrite" then
-      opts.overwrite = true
-    else
-      errout:write(("kernellogger report: unknown option %s\n"):format(a), M.usage)
-      return 2
-    end
-    i = i + 1
-  end
-  if not path then
-    errout:write(M.usage)
-    return 2
-  end
+  local path, opts = cmdline.parse(argv, "kernellogger report",
+    {html = "file", width = "count", top = "count", overwrite = "flag"}, M.usage, out, errout)
+  if not path then return opts end
   if opts.html and (opts.width or opts.top) then
     errout:write(("kernellogger report: --%s is for the text summary, not --html\n"):format(
       opts.width and "width" or "top"), M.usage)

@@ -105,10 +105,10 @@ function H.read(path)
   return s
 end
 
---- Write a whole file.
-function H.write(path, s)
+--- Write a whole file: the strings, in order.
+function H.write(path, ...)
   local f = assert(io.open(path, "wb"))
-  f:write(s)
+  f:write(...)
   f:close()
 end
 
@@ -374,14 +374,18 @@ function H.summary(path)
   return strict_tool("trace-cmd dump", "trace-cmd dump --summary -i " .. H.q(path), path)
 end
 
--- spec/support/tdcheck.c, built by CMake beside the module this run loads.
-local function tdcheck()
+--- A program CMake built beside the module this run loads, by name
+-- ("tdcheck", "getppid_n"). Fails when it is not built.
+function H.built(name)
   local dir = H.LUA_CPATH:match("^([^;]*)/%?%.so") or (H.ROOT .. "/build")
-  local bin = dir .. "/tdcheck"
-  if not exists(bin) then bin = H.ROOT .. "/build/tdcheck" end
-  assert(exists(bin), "no tdcheck: build first (cmake --build build)")
+  local bin = dir .. "/" .. name
+  if not exists(bin) then bin = H.ROOT .. "/build/" .. name end
+  assert(exists(bin), ("no %s: build first (cmake --build build)"):format(name))
   return bin
 end
+
+-- spec/support/tdcheck.c
+local function tdcheck() return H.built("tdcheck") end
 
 --- Read a file with libtracecmd's public reader (tracecmd_open,
 -- tracecmd_read_data, tracecmd_iterate_events). Returns a table
