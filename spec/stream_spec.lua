@@ -296,6 +296,41 @@ describe("streaming #linux #heavy", function()
       nothing_left(name, dir)
     end)
 
+    -- A link put where the data folder was must not make a stop (root)
+    -- delete or write anything in the folder it points to.
+    for _, op in ipairs{"stop", "flush"} do
+      it("data folder swapped for a link to another folder: " .. op .. " touches nothing there",
+         function()
+        local file = dir .. "/swapped.dat"
+        local victim = dir .. "/victim"
+        assert(os.execute("mkdir -p " .. H.q(victim .. "/sub")))
+        for _, f in ipairs{"keep", "reserve", "config", "status", "cpu0.0", "sub/f"} do
+          H.write(victim .. "/" .. f, "mine " .. f)
+        end
+        local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 64})
+        H.markers(name, 1, 200, 50)
+        local data = assert(data_dirs(dir)[1])
+        assert(os.execute(("mv %s %s && ln -s %s %s"):format(H.q(dir .. "/" .. data),
+          H.q(dir .. "/moved"), H.q(victim), H.q(dir .. "/" .. data))))
+        local ok, msg, code = s[op](s)
+        assert.is_nil(ok)
+        assert.equal("io", code)
+        assert.truthy(msg:find("data folder .* lost"), msg)
+        for _, f in ipairs{"keep", "reserve", "config", "status", "cpu0.0", "sub/f"} do
+          assert.equal("mine " .. f, H.read(victim .. "/" .. f))
+        end
+        local left = {}
+        for f in io.popen("ls -A " .. H.q(victim)):lines() do left[#left + 1] = f end
+        assert.same({"config", "cpu0.0", "keep", "reserve", "status", "sub"}, left)
+        if op == "flush" then assert(s:stop{file = false}) end
+        assert.is_false(H.instance_exists(name))
+        assert.is_nil(io.open(file, "r"))
+        assert(os.execute("rm -rf " .. H.q(victim) .. " " .. H.q(dir .. "/moved") .. " "
+          .. H.q(dir .. "/" .. data)))
+        nothing_left(name, dir)
+      end)
+    end
+
     it("data folder deleted: on_conflict = takeover takes the name", function()
       assert(kl.start{name = name, flags = {MARK}, file = dir .. "/a.dat", max_mb = 64,
                       detached = true})

@@ -122,6 +122,19 @@ void kl_remove_stale_tmps(const char *path) {
   if (dir_of(path, dir, sizeof dir) == 0) remove_stale_tmps(path, dir);
 }
 
+int kl_data_dir_open(const char *path) {
+  struct stat sb;
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return -1;
+  if (fstat(fd, &sb) != 0 || !S_ISDIR(sb.st_mode) || sb.st_uid != geteuid() ||
+      (sb.st_mode & 077) != 0) {
+    close(fd);
+    errno = EPERM;
+    return -1;
+  }
+  return fd;
+}
+
 int kl_atomic_open(kl_atomic_file *f, const char *path, int overwrite,
                    unsigned mode, kl_err *err) {
   char dir[KL_PATH_MAX];

@@ -132,6 +132,12 @@ KL_INTERNAL int kl_path_check(const char *path, int overwrite, kl_err *err);
  * or its folder is missing. */
 /* Remove PATH.tmp.PID.N beside path whose PID is no process. */
 KL_INTERNAL void kl_remove_stale_tmps(const char *path);
+/* The recorder's data folder, opened only if it is the folder a start made:
+ * a real folder (never a link to one), ours, closed to group and others.
+ * An fd, or -1 (errno EPERM when something else took its name).  Every
+ * deletion in it goes through this fd, so a folder swapped for a link
+ * makes a stop delete nothing elsewhere. */
+KL_INTERNAL int kl_data_dir_open(const char *path);
 /* A pidfd for pid (pidfd_open), or -1 with errno. */
 KL_INTERNAL int kl_pidfd_open(long pid);
 /* Wait up to seconds for the process of pidfd to end: 1 when it did, 0 on

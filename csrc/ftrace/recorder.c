@@ -729,7 +729,7 @@ int kl_rec_drain_here(const kl_rec_cfg *cfg, kl_err *err) {
   r->cfg = *cfg;
   r->status_fd = r->starter_fd = -1;
   if (kl_rec_read(cfg->data_dir, &r->st) != 0) memset(&r->st, 0, sizeof r->st);
-  r->dir_fd = open(cfg->data_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  r->dir_fd = kl_data_dir_open(cfg->data_dir);
   if (r->dir_fd < 0 || kl_chunks_list(cfg->data_dir, cfg->ncpus, &ch) != 0) {
     rc = kl_err_errno(err, KL_E_IO, "stop %s: data folder %s", cfg->name, cfg->data_dir);
     goto out;

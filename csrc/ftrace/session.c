@@ -686,11 +686,24 @@ static int make_data_dir(const kl_config *cfg, const char *file, kl_state *st, k
 static void remove_data_dir(const char *data_dir) {
   DIR *d;
   struct dirent *de;
-  if (data_dir[0] == '\0' || (d = opendir(data_dir)) == NULL) return;
+  int fd;
+  if (data_dir[0] == '\0' || (fd = kl_data_dir_open(data_dir)) < 0) return;
+  if ((d = fdopendir(fd)) == NULL) {
+    close(fd);
+    return;
+  }
   while ((de = readdir(d)) != NULL)
     if (de->d_name[0] != '.') unlinkat(dirfd(d), de->d_name, 0);
   closedir(d);
-  rmdir(data_dir);
+  rmdir(data_dir); /* never follows a link put in its place meanwhile */
+}
+
+/* Unlink one file of the data folder, through the checked folder. */
+static void unlink_in_data_dir(const char *data_dir, const char *name) {
+  int fd = kl_data_dir_open(data_dir);
+  if (fd < 0) return;
+  unlinkat(fd, name, 0);
+  close(fd);
 }
 
 /* Room held back for the header (and kallsyms) plus one chunk. */
@@ -811,9 +824,13 @@ static int rec_end_by_pid(const kl_state *st, double wait) {
   return 0;
 }
 
-/* Are the recorder's folder and its config still there? */
+/* Are the recorder's folder (the very one the start made) and its config
+ * still there? */
 static int data_dir_lost(const kl_state *st) {
   kl_rec_cfg rc;
+  int fd = kl_data_dir_open(st->data_dir);
+  if (fd < 0) return 1;
+  close(fd);
   return kl_rec_read_cfg(st->data_dir, &rc) != 0;
 }
 
@@ -1291,7 +1308,6 @@ static int stream_consume(const kl_state *st) {
 
 static int stream_stop(kl_session *s, kl_state *state, const char *file, int overwrite,
                        kl_status *st, kl_err *err) {
-  char reserve[KL_PATH_MAX + 16];
   if (data_dir_lost(state)) {
     /* nothing to write from: end the recorder, and the session with it */
     rec_end_by_pid(state, 5);
@@ -1301,8 +1317,7 @@ static int stream_stop(kl_session *s, kl_state *state, const char *file, int ove
   if (stream_drain(s, state, 1, err) != 0) return -1;
   fill_status(s, state, st); /* after the drain: the final counters */
   if (file == NULL) return 0;
-  snprintf(reserve, sizeof reserve, "%s/reserve", state->data_dir);
-  unlink(reserve); /* its room is the header's */
+  unlink_in_data_dir(state->data_dir, "reserve"); /* its room is the header's */
   return stream_write(s, state, file, overwrite, stream_consume(state), err);
 }
 
@@ -1321,6 +1336,13 @@ static int ftrace_flush(kl_session *s, const char *file, int overwrite, kl_err *
                "flush %s: the session has no file; pass one (s:flush{file = ...}) or set "
                "one with update{file = ...}",
                s->name);
+    goto out;
+  }
+  if (state.data_dir[0] && data_dir_lost(&state)) {
+    kl_err_set(err, KL_E_IO, ENOENT,
+               "flush %s: the recorder's data folder %s is lost (gone, or not the folder the "
+               "start made): nothing to write",
+               s->name, state.data_dir);
     goto out;
   }
   if (state.data_dir[0] ? stream_drain(s, &state, 0, err) != 0 ||
