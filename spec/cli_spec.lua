@@ -100,6 +100,51 @@ describe("#linux cli against the kernel", function()
     assert.matches("kernellogger list", err, 1, true)
   end)
 
+  it("stop -o, --overwrite and --no-file finish a session whose own target is taken", function()
+    local a, b = F.uname(), F.uname()
+    local same = dir .. "/same.dat"
+    for _, n in ipairs{a, b} do
+      local _, err, rc = cli(("start --name %s -f sched:sched_process_exec -o %s --max-mb 8")
+        :format(n, H.q(same)))
+      assert.are.equal(0, rc, err)
+    end
+    local _, err, rc = cli("stop " .. a)
+    assert.are.equal(0, rc, err)
+    assert.truthy(H.check_file(same))
+    -- b's own target exists now: refused, the session kept for another try
+    local out
+    out, err, rc = cli("stop " .. b)
+    assert.are.equal(1, rc)
+    assert.are.equal("", out)
+    assert.matches("overwrite", err, 1, true)
+    assert.is_true(H.instance_exists(b))
+    _, err, rc = cli("stop " .. b .. " --no-file -o x.dat")
+    assert.are.equal(1, rc)
+    assert.matches("--no-file excludes", err, 1, true)
+    assert.is_true(H.instance_exists(b))
+    _, err, rc = cli("stop " .. b .. " -o " .. H.q(dir .. "/other.dat"))
+    assert.are.equal(0, rc, err)
+    assert.truthy(H.check_file(dir .. "/other.dat"))
+    assert.is_false(H.instance_exists(b))
+    -- --overwrite replaces the session's own target; --no-file writes none
+    for _, flag in ipairs{"--overwrite", "--no-file"} do
+      local n = F.uname()
+      os.remove(dir .. "/own.dat")
+      _, err, rc = cli(("start --name %s -f sched:sched_process_exec -o %s --max-mb 8")
+        :format(n, H.q(dir .. "/own.dat")))
+      assert.are.equal(0, rc, err)
+      if flag == "--overwrite" then H.write(dir .. "/own.dat", "old") end
+      _, err, rc = cli("stop " .. n .. " " .. flag)
+      assert.are.equal(0, rc, err)
+      assert.is_false(H.instance_exists(n))
+      if flag == "--overwrite" then
+        assert.truthy(H.check_file(dir .. "/own.dat"))
+      else
+        assert.is_nil(io.open(dir .. "/own.dat", "r"))
+      end
+    end
+  end)
+
   it("status of a missing session fails with exit 1 and a hint", function()
     local _, err, rc = cli("status " .. F.uname())
     assert.are.equal(1, rc)

@@ -1329,7 +1329,7 @@ static int ftrace_flush(kl_session *s, const char *file, int overwrite, kl_err *
   if (read_state(s->name, &state) != 0) memset(&state, 0, sizeof state);
   if (file == NULL) {
     file = state.file[0] ? state.file : NULL;
-    overwrite = file != NULL && own_file_replaceable(&state);
+    overwrite = file != NULL && (overwrite || own_file_replaceable(&state));
   }
   if (file == NULL) {
     kl_err_set(err, KL_E_INVALID, 0,
@@ -1407,7 +1407,7 @@ static int ftrace_stop(kl_session *s, const char *file, int overwrite, kl_status
   }
   if (file == NULL && state.file[0]) {
     file = state.file;
-    overwrite = own_file_replaceable(&state);
+    overwrite = overwrite || own_file_replaceable(&state); /* {overwrite = true}: the own file too */
   } else if (file != NULL && file[0] == '\0') {
     file = NULL; /* stop without writing */
   }

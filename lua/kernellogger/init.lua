@@ -74,6 +74,8 @@ end
 --- Stop a session by name, from any process. The file is written first.
 -- @tparam[opt=KERNEL_LOGGER] string name
 -- @tparam[opt] string|table file a file name, or `{file = ..., overwrite = ...}`
+--   (`overwrite` without `file`: the session's own file may be replaced; `file = false`:
+--   no file is written)
 -- @treturn[1] table the final query table
 -- @treturn[2] nil
 -- @treturn[2] string message
