@@ -149,6 +149,25 @@ describe("streaming #linux #heavy", function()
     nothing_left(name, a)
   end)
 
+  it("a recorder someone stopped (SIGSTOP) is woken by flush and stop: nothing lost, no wait",
+     function()
+    local file = dir .. "/stopped.dat"
+    local s = assert(kl.start{name = name, flags = {SYS_ENTER}, file = file, max_mb = 4096})
+    local pid1, nr = getppid_n(20000, 1)
+    local rec = recorder_pid(name)
+    assert(os.execute("kill -STOP " .. rec))
+    local pid2 = getppid_n(20000, 1) -- into the ring only: 4 MB per CPU holds it
+    local t0 = kl._core._monotime()
+    assert(s:flush())
+    assert(os.execute("kill -STOP " .. rec))
+    local st = assert(s:stop())
+    assert.is_true(kl._core._monotime() - t0 < 10, "flush and stop waited for the stopped recorder")
+    assert.equal(0, st.events_lost)
+    assert.equal(20000, report_count(file, pid1, nr))
+    assert.equal(20000, report_count(file, pid2, nr))
+    nothing_left(name, dir)
+  end)
+
   it("flush writes a valid snapshot while recording goes on", function()
     local file = dir .. "/snap.dat"
     local s = assert(kl.start{name = name, flags = {MARK}, file = file, max_mb = 64})

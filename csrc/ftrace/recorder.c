@@ -673,7 +673,9 @@ int kl_rec_signal(const char *data_dir, int sig) {
   kl_rec_state st;
   if (!kl_rec_alive(data_dir) || kl_rec_read(data_dir, &st) != 0 || st.pid <= 0) return -1;
   /* The flock says the worker holds its status file: st.pid is still it. */
-  return kill((pid_t)st.pid, sig);
+  if (kill((pid_t)st.pid, sig) != 0) return -1;
+  (void)kill((pid_t)st.pid, SIGCONT); /* a stopped recorder still answers */
+  return 0;
 }
 
 int kl_rec_flush(const char *data_dir, const char *name, kl_err *err) {

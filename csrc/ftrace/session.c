@@ -814,6 +814,9 @@ static int rec_end_by_pid(const kl_state *st, double wait) {
     return 1;
   }
   kill((pid_t)st->rec_pid, SIGUSR1);
+  /* a recorder someone stopped (SIGSTOP, a debugger's ^Z) finishes too,
+   * instead of losing what sits in its pipe to the SIGKILL below */
+  kill((pid_t)st->rec_pid, SIGCONT);
   while (!rec_gone(st, pidfd)) {
     if (kl_monotime() - t0 > wait) {
       kill((pid_t)st->rec_pid, SIGKILL);
