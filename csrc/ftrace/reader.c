@@ -93,6 +93,7 @@ struct kl_trace {
   int ts_opts;                  /* options that change timestamps (libtracecmd applies them) */
   uint32_t v6_ncpus;            /* CPUs of the CPU table (v7: highest id + 1) */
   int v7_plain, v7_table;       /* v7: uncompressed; its CPU table was read */
+  int zalg;                     /* v7: KL_Z_* of compressed data, -1 unknown */
   uint64_t *cpu_off, *cpu_size; /* v6: each CPU's data */
   kl_pages pages;
   struct tep_record *hrec;      /* own: the head record of each CPU */
@@ -366,6 +367,7 @@ static void v7_options(kl_trace *t, int fd, off_t fsize, uint64_t *printk) {
   /* compression name and version follow the common header */
   if (read_cstr(fd, name, sizeof name) < 0) return;
   t->v7_plain = strcmp(name, "none") == 0;
+  t->zalg = t->v7_plain ? 0 : kl_chunk_alg(name);
   if (read_cstr(fd, name, sizeof name) < 0 || read_full(fd, b, 8) < 0) return;
   off = rd64(b, big);
   for (sections = 0; off && sections < 64; sections++) {
@@ -628,7 +630,8 @@ kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
   if (check_header(t, path, err) < 0) goto error;
 
   tracecmd_set_loglevel(TEP_LOG_NONE);
-  t->own = !t->ts_opts && (t->version == 6 || (t->v7_plain && t->v7_table));
+  t->own = !t->ts_opts &&
+           (t->version == 6 || (t->v7_table && (t->v7_plain || t->zalg > 0)));
   if (probe_open(t, err) < 0) goto error;
   t->h = t->own ? tracecmd_open_head(path, KL_TC_FLAGS) : tracecmd_open(path, KL_TC_FLAGS);
   if (!t->h) {
@@ -1096,6 +1099,7 @@ static int own_init(kl_trace *t, kl_err *err) {
   g.ncpus = t->ncpus;
   g.cpu_off = t->cpu_off;
   g.cpu_size = t->cpu_size;
+  g.zalg = t->version == 7 && !t->v7_plain ? t->zalg : 0;
   t->hrec = calloc((size_t)t->ncpus + 1, sizeof *t->hrec);
   t->has = calloc((size_t)t->ncpus + 1, 1);
   if (!t->hrec || !t->has)
