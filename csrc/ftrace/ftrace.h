@@ -148,14 +148,18 @@ KL_INTERNAL int kl_ftrace_trace_next(kl_trace *t, const kl_filter *f, int rewind
 KL_INTERNAL void kl_ftrace_trace_close(kl_trace *t);
 
 /* ---- checked page reading (pages.c) ---- */
-typedef struct kl_pages_geom {
-  int fd;                          /* open on the file, read with pread */
-  const char *path;                /* for messages */
-  int page_size, long_size, big;   /* from the file header */
-  int ncpus;
-  const uint64_t *cpu_off, *cpu_size;  /* each CPU's data in the file */
-  int zalg;                        /* 0: pages stored as they are; KL_Z_*: in chunks */
-} kl_pages_geom;
+/* ---- timestamp corrections of a trace.dat file's options (tsfix.c) ---- */
+typedef struct kl_tsfix {
+  uint32_t mult, shift;            /* TSC2NSEC: ts * mult >> shift (mult 0: none) */
+  int64_t offset;                  /* DATE and OFFSET: ns added after that */
+} kl_tsfix;
+/* Is option id one that corrects timestamps (DATE, OFFSET, TIME_SHIFT, TSC2NSEC)? */
+KL_INTERNAL int kl_tsfix_option(unsigned id);
+KL_INTERNAL const char *kl_tsfix_name(unsigned id);
+/* Note option id's first n bytes d.  -1: malformed, or an option not applied. */
+KL_INTERNAL int kl_tsfix_add(kl_tsfix *f, unsigned id, const unsigned char *d, uint32_t n,
+                             int big);
+KL_INTERNAL uint64_t kl_tsfix_apply(const kl_tsfix *f, uint64_t ts);
 
 /* ---- compressed v7 data, chunk by chunk (zchunks.c) ---- */
 #define KL_Z_ZSTD 1
@@ -180,6 +184,16 @@ KL_INTERNAL void kl_zchunk_free(kl_zchunk *z);
 KL_INTERNAL int kl_zchunk_page(const kl_zsrc *s, kl_zchunk *z, int c, uint64_t end,
                                unsigned char *dst, size_t page_size, size_t *n, uint64_t *off,
                                kl_err *err);
+
+typedef struct kl_pages_geom {
+  int fd;                          /* open on the file, read with pread */
+  const char *path;                /* for messages */
+  int page_size, long_size, big;   /* from the file header */
+  int ncpus;
+  const uint64_t *cpu_off, *cpu_size;  /* each CPU's data in the file */
+  int zalg;                        /* 0: pages stored as they are; KL_Z_*: in chunks */
+  kl_tsfix tsfix;                  /* applied to every record's timestamp */
+} kl_pages_geom;
 
 typedef struct kl_pcpu {
   uint64_t off;                    /* file offset of the next page */

@@ -245,7 +245,7 @@ int kl_pages_next(kl_pages *p, int c, struct tep_record *r, kl_err *err) {
     q->ts += delta;
     q->pos = pos + len;
     memset(r, 0, sizeof *r);
-    r->ts = q->ts;
+    r->ts = kl_tsfix_apply(&p->g.tsfix, q->ts);
     r->offset = q->page_off + p->hdr + start;
     r->missed_events = start == 0 ? q->missed : 0;  /* only the page's first record */
     r->record_size = (int)(pos + len - start);

@@ -90,7 +90,8 @@ struct kl_trace {
    * only parses the headers (formats, command lines) */
   int own;
   int fd;                       /* own: the file, read with pread */
-  int ts_opts;                  /* options that change timestamps (libtracecmd applies them) */
+  kl_tsfix tsfix;               /* DATE, OFFSET, TSC2NSEC applied to every timestamp */
+  const char *refuse;           /* an option this reader cannot apply (named at open) */
   uint32_t v6_ncpus;            /* CPUs of the CPU table (v7: highest id + 1) */
   int v7_plain, v7_table;       /* v7: uncompressed; its CPU table was read */
   int zalg;                     /* v7: KL_Z_* of compressed data, -1 unknown */
@@ -238,6 +239,19 @@ static int v6_cpu_table(kl_trace *t, int fd, uint32_t ncpus, off_t fsize, kl_err
  * that each size stays inside the file and that every CPU's data does too
  * (libtracecmd 3.1.6 crashes on some truncated files instead of failing).
  * Reads the trace clock that follows the table on the way. */
+/* The body of option id (size bytes at the file position): a timestamp
+ * correction is read and noted in t->tsfix (or t->refuse), anything else
+ * skipped.  -1: the file ends inside it. */
+static int option_body(kl_trace *t, int fd, unsigned id, uint32_t size, off_t fsize) {
+  unsigned char d[64];
+  uint32_t n = size < sizeof d ? size : (uint32_t)sizeof d;
+  if (!kl_tsfix_option(id)) return skip_bytes(fd, size, fsize);
+  if (read_full(fd, d, n) < 0 || skip_bytes(fd, size - n, fsize) < 0) return -1;
+  if (kl_tsfix_add(&t->tsfix, id, d, n, t->big_endian) < 0 && !t->refuse)
+    t->refuse = kl_tsfix_name(id);
+  return 0;
+}
+
 static int v6_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
   unsigned char b[16];
   char name[64];
@@ -281,10 +295,9 @@ static int v6_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
       NEED(read_full(fd, b, 2) == 0, "options");
       id = (uint16_t)(big ? (b[0] << 8 | b[1]) : (b[1] << 8 | b[0]));
       if (id == 0) break;
-      NEED(read_full(fd, b, 4) == 0 && skip_bytes(fd, rd32(b, big), fsize) == 0, "options");
+      NEED(read_full(fd, b, 4) == 0 && option_body(t, fd, id, rd32(b, big), fsize) == 0,
+           "options");
       if (id == 4) have_clock = 1;  /* TRACECLOCK */
-      /* DATE, OFFSET, TIME_SHIFT, TSC2NSEC: libtracecmd corrects timestamps */
-      if (id == 1 || id == 7 || id == 12 || id == 14) t->ts_opts = 1;
     }
     NEED(read_full(fd, name, 10) == 0, "data kind");
   }
@@ -392,9 +405,9 @@ static void v7_options(kl_trace *t, int fd, off_t fsize, uint64_t *printk) {
         off = rd64(b, big);
         break;
       }
-      /* DATE, OFFSET, TIME_SHIFT, TSC2NSEC: libtracecmd corrects timestamps */
-      if (id == 1 || id == 7 || id == 12 || id == 14) t->ts_opts = 1;
-      if (id == 20 && osz == 8) {  /* PRINTK: where its section is */
+      if (kl_tsfix_option(id)) {
+        if (option_body(t, fd, id, osz, fsize) < 0) return;
+      } else if (id == 20 && osz == 8) {  /* PRINTK: where its section is */
         if (read_full(fd, b, 8) < 0) return;
         *printk = rd64(b, big);
       } else if ((id == 3 || id == 4) && osz < sizeof data) {  /* BUFFER, TRACECLOCK */
@@ -630,8 +643,13 @@ kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
   if (check_header(t, path, err) < 0) goto error;
 
   tracecmd_set_loglevel(TEP_LOG_NONE);
-  t->own = !t->ts_opts &&
-           (t->version == 6 || (t->v7_table && (t->v7_plain || t->zalg > 0)));
+  if (t->refuse) {
+    kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
+               "open trace %s: option %s: its timestamp correction is not applied by this "
+               "reader (or its value is malformed)", path, t->refuse);
+    goto error;
+  }
+  t->own = t->version == 6 || (t->v7_table && (t->v7_plain || t->zalg > 0));
   if (probe_open(t, err) < 0) goto error;
   t->h = t->own ? tracecmd_open_head(path, KL_TC_FLAGS) : tracecmd_open(path, KL_TC_FLAGS);
   if (!t->h) {
@@ -1100,6 +1118,7 @@ static int own_init(kl_trace *t, kl_err *err) {
   g.cpu_off = t->cpu_off;
   g.cpu_size = t->cpu_size;
   g.zalg = t->version == 7 && !t->v7_plain ? t->zalg : 0;
+  g.tsfix = t->tsfix;
   t->hrec = calloc((size_t)t->ncpus + 1, sizeof *t->hrec);
   t->has = calloc((size_t)t->ncpus + 1, 1);
   if (!t->hrec || !t->has)
