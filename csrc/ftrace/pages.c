@@ -1,6 +1,7 @@
 /*
- * pages.c - the records of a trace.dat v6 file, read page by page with
- * pread and checked before anything else looks at them.
+ * pages.c - the records of a trace.dat file (v6, v7 uncompressed, and v7
+ * compressed through zchunks.c), read page by page with pread and checked
+ * before anything else looks at them.
  *
  * libtracecmd maps each CPU's data and hands every page to libtraceevent's
  * kbuffer as it is, so a page whose commit field runs past the page, or a

@@ -1,6 +1,8 @@
 /*
- * reader.c - reading trace.dat files (v6 and v7) through libtracecmd's
- * public reader API and libtraceevent.
+ * reader.c - reading trace.dat files (v6 and v7): libtracecmd parses the
+ * headers (formats, command lines) after a probe child has survived them;
+ * the records are read by pages.c (compressed v7 data through zchunks.c),
+ * their timestamps corrected by tsfix.c, and decoded by decode.c.
  *
  * The trace streams: one record per CPU is held at a time (the head of
  * each CPU's stream) and the smallest timestamp wins, so memory does not
