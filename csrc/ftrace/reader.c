@@ -516,6 +516,7 @@ static int probe_open(kl_trace *t, kl_err *err) {
     h = tracecmd_open_head(t->path, KL_TC_FLAGS);
     tep = h ? tracecmd_get_tep(h) : NULL;
     if (tep) v = 'K';
+    if (h) tracecmd_close(h);  /* as the parent will: a close that crashes fails here */
     if (write(fds[1], &v, 1) != 1) _exit(4);
     _exit(v == 'K' ? 0 : 3);
   }
