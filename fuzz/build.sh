@@ -11,8 +11,8 @@ out=${1:-build-fuzz}
 cc=${CC:-clang}
 mkdir -p "$out"
 flags="-g -O1 -std=gnu99 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-       -fno-omit-frame-pointer -Icsrc $(pkg-config --cflags libtracefs libtraceevent libtracecmd)"
-libs=$(pkg-config --libs libtracefs libtraceevent libtracecmd)
+       -fno-omit-frame-pointer -Icsrc $(pkg-config --cflags libtracefs libtraceevent libtracecmd zlib libzstd)"
+libs=$(pkg-config --libs libtracefs libtraceevent libtracecmd zlib libzstd)
 # the portable sources: the flag table, errors, and the .etl reader and the
 # file-format dispatch when this checkout has them
 common="csrc/common.c csrc/flags.c $(ls csrc/etl/*.c csrc/reader.c 2>/dev/null | tr '\n' ' ')"

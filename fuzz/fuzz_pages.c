@@ -3,8 +3,10 @@
  * the record decoder (decode.c) on arbitrary CPU data.
  *
  * The input's first byte picks the geometry (long size 4 or 8, byte order,
- * page size 256 or 4096, one or two CPUs); the rest is the CPU data, cut
- * in two when there are two CPUs.  Records are decoded with the formats
+ * page size 256 or 4096, one or two CPUs, and with bits 5-6 how the data
+ * is stored: pages as they are, or compressed v7 chunks in zstd or zlib,
+ * read through zchunks.c); the rest is the CPU data, cut in two when there
+ * are two CPUs.  Records are decoded with the formats
  * of a small fixed header set, parsed once.
  */
 #define _GNU_SOURCE
@@ -58,6 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fd = memfd_create("fuzz.pages", MFD_CLOEXEC);
   if (fd < 0) return 0;
   if (size && write(fd, data, size) != (ssize_t)size) goto out;
+  memset(&g, 0, sizeof g);
   g.fd = fd;
   g.path = "fuzz";
   g.long_size = geo & 1 ? 4 : 8;
@@ -70,6 +73,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   sz[1] = size - sz[0];
   /* a CPU table that claims more than the file holds, now and then */
   if (geo & 16) sz[g.ncpus - 1] += 4096;
+  g.zalg = (geo >> 5) & 3;  /* 1: KL_Z_ZSTD, 2: KL_Z_ZLIB */
+  if (g.zalg == 3) g.zalg = 0;
   g.cpu_off = off;
   g.cpu_size = sz;
   if (kl_pages_init(&p, &g, &err) < 0) goto out;

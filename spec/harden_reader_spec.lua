@@ -139,8 +139,8 @@ local function write(path, data)
 end
 
 -- The files damaged: the fixture, and its uncompressed v7 conversion (read
--- page by page too).  Compressed v7 files are read by libtracecmd after a
--- probe child has read every record (see reader_spec).
+-- page by page too).  Compressed v7 files (their chunks) are damaged in
+-- spec/reader_v7_spec.lua.
 local SOURCES = {
   -- truncated: "refused" (every cut is refused at open: v6 checks its CPU
   -- table against the file size) or "any" (v7 keeps options after the data:

@@ -160,12 +160,51 @@ KL_INTERNAL int kl_ftrace_trace_next(kl_trace *t, const kl_filter *f, int rewind
 KL_INTERNAL void kl_ftrace_trace_close(kl_trace *t);
 
 /* ---- checked page reading (pages.c) ---- */
+/* ---- timestamp corrections of a trace.dat file's options (tsfix.c) ---- */
+typedef struct kl_tsfix {
+  uint32_t mult, shift;            /* TSC2NSEC: ts * mult >> shift (mult 0: none) */
+  int64_t offset;                  /* DATE and OFFSET: ns added after that */
+} kl_tsfix;
+/* Is option id one that corrects timestamps (DATE, OFFSET, TIME_SHIFT, TSC2NSEC)? */
+KL_INTERNAL int kl_tsfix_option(unsigned id);
+KL_INTERNAL const char *kl_tsfix_name(unsigned id);
+/* Note option id's first n bytes d.  -1: malformed, or an option not applied. */
+KL_INTERNAL int kl_tsfix_add(kl_tsfix *f, unsigned id, const unsigned char *d, uint32_t n,
+                             int big);
+KL_INTERNAL uint64_t kl_tsfix_apply(const kl_tsfix *f, uint64_t ts);
+
+/* ---- compressed v7 data, chunk by chunk (zchunks.c) ---- */
+#define KL_Z_ZSTD 1
+#define KL_Z_ZLIB 2
+#define KL_CHUNK_MAX (64u << 20)       /* largest chunk accepted, either size */
+typedef struct kl_zsrc {
+  int fd, big, alg;                /* alg: KL_Z_* */
+  const char *path;
+} kl_zsrc;
+typedef struct kl_zchunk {
+  uint64_t next;                   /* file offset of the next chunk (or the count) */
+  uint64_t at;                     /* file offset of the loaded chunk */
+  uint32_t left;                   /* chunks not yet loaded */
+  int started;                     /* the count was read */
+  unsigned char *buf;              /* the decompressed chunk */
+  uint32_t cap, len, pos;
+} kl_zchunk;
+/* KL_Z_* for the header's algorithm name, -1 for an unknown one. */
+KL_INTERNAL int kl_chunk_alg(const char *name);
+KL_INTERNAL void kl_zchunk_rewind(kl_zchunk *z, uint64_t off);
+KL_INTERNAL void kl_zchunk_free(kl_zchunk *z);
+KL_INTERNAL int kl_zchunk_page(const kl_zsrc *s, kl_zchunk *z, int c, uint64_t end,
+                               unsigned char *dst, size_t page_size, size_t *n, uint64_t *off,
+                               kl_err *err);
+
 typedef struct kl_pages_geom {
   int fd;                          /* open on the file, read with pread */
   const char *path;                /* for messages */
   int page_size, long_size, big;   /* from the file header */
   int ncpus;
   const uint64_t *cpu_off, *cpu_size;  /* each CPU's data in the file */
+  int zalg;                        /* 0: pages stored as they are; KL_Z_*: in chunks */
+  kl_tsfix tsfix;                  /* applied to every record's timestamp */
 } kl_pages_geom;
 
 typedef struct kl_pcpu {
@@ -176,6 +215,7 @@ typedef struct kl_pcpu {
   uint32_t size, pos;              /* its commit; the next record's index */
   uint64_t ts, last_page_ts;
   long long missed;                /* lost before the page (-1: unknown count) */
+  kl_zchunk z;                     /* compressed files: the current chunk */
 } kl_pcpu;
 
 typedef struct kl_pages {

@@ -1,6 +1,7 @@
 /*
- * pages.c - the records of a trace.dat v6 file, read page by page with
- * pread and checked before anything else looks at them.
+ * pages.c - the records of a trace.dat file (v6, v7 uncompressed, and v7
+ * compressed through zchunks.c), read page by page with pread and checked
+ * before anything else looks at them.
  *
  * libtracecmd maps each CPU's data and hands every page to libtraceevent's
  * kbuffer as it is, so a page whose commit field runs past the page, or a
@@ -77,6 +78,7 @@ void kl_pages_free(kl_pages *p) {
   for (c = 0; c < p->g.ncpus; c++) {
     free(p->cpu[c].buf[0]);
     free(p->cpu[c].buf[1]);
+    kl_zchunk_free(&p->cpu[c].z);
   }
   free(p->cpu);
   p->cpu = NULL;
@@ -85,6 +87,7 @@ void kl_pages_free(kl_pages *p) {
 void kl_pages_rewind(kl_pages *p, int c) {
   kl_pcpu *q = &p->cpu[c];
   q->off = p->g.cpu_off[c];
+  kl_zchunk_rewind(&q->z, p->g.cpu_off[c]);
   q->size = q->pos = 0;
   q->last_page_ts = 0;
 }
@@ -107,21 +110,30 @@ static int cut_short(const kl_pages *p, int c, uint64_t off, kl_err *err) {
                     p->g.path, (unsigned long long)at, c, (unsigned long long)off);
 }
 
-/* Read the next page of CPU c into the buffer not holding the current
- * one (a record handed out from it stays valid) and check its header.
- * 1: loaded; 0: no more pages; -1: error. */
-static int load_page(kl_pages *p, int c, kl_err *err) {
+/* The raw bytes of CPU c's next page into b: *n bytes, from file offset
+ * *at (compressed files: the offset of the page's chunk).  1: read; 0: no
+ * more pages; -1: error. */
+static int fetch_page(kl_pages *p, int c, unsigned char *b, size_t *n, uint64_t *at,
+                      kl_err *err) {
   kl_pcpu *q = &p->cpu[c];
-  uint64_t end = p->g.cpu_off[c] + p->g.cpu_size[c], flags, room;
-  size_t n, got = 0;
-  unsigned char *b;
-  int which = !q->which;
+  uint64_t end = p->g.cpu_off[c] + p->g.cpu_size[c];
+  size_t got = 0;
 
+  if (p->g.zalg) {
+    kl_zsrc s;
+    if (p->g.cpu_size[c] == 0) return 0;  /* no chunks (or a CPU the table lacks) */
+    s.fd = p->g.fd;
+    s.big = p->g.big;
+    s.alg = p->g.zalg;
+    s.path = p->g.path;
+    /* the size in the BUFFER option leaves out the chunk count */
+    return kl_zchunk_page(&s, &q->z, c, end + 4, b, (size_t)p->g.page_size, n, at, err);
+  }
   if (q->off >= end) return 0;
-  n = end - q->off < (uint64_t)p->g.page_size ? (size_t)(end - q->off) : (size_t)p->g.page_size;
-  b = q->buf[which];
-  while (got < n) {
-    ssize_t r = pread(p->g.fd, b + got, n - got, (off_t)(q->off + got));
+  *n = end - q->off < (uint64_t)p->g.page_size ? (size_t)(end - q->off) : (size_t)p->g.page_size;
+  *at = q->off;
+  while (got < *n) {
+    ssize_t r = pread(p->g.fd, b + got, *n - got, (off_t)(q->off + got));
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
       int e = errno;
@@ -131,17 +143,35 @@ static int load_page(kl_pages *p, int c, kl_err *err) {
     if (r == 0) return cut_short(p, c, q->off + got, err);
     got += (size_t)r;
   }
-  if (n < p->hdr) return bad_page(p, c, q->off, "shorter than a page header", err);
+  q->off += *n;
+  return 1;
+}
+
+/* Read the next page of CPU c into the buffer not holding the current
+ * one (a record handed out from it stays valid) and check its header.
+ * 1: loaded; 0: no more pages; -1: error. */
+static int load_page(kl_pages *p, int c, kl_err *err) {
+  kl_pcpu *q = &p->cpu[c];
+  uint64_t flags, room, at = 0;
+  size_t n = 0;
+  unsigned char *b;
+  int which = !q->which, got;
+
+  b = q->buf[which];
+  got = fetch_page(p, c, b, &n, &at, err);
+  if (got <= 0) return got;
+  q->page_off = at;
+  if (n < p->hdr) return bad_page(p, c, at, "shorter than a page header", err);
   flags = p->g.long_size == 8 ? get64(b + 8, p->g.big) : get32(b + 8, p->g.big);
   room = n - p->hdr;
   q->size = (uint32_t)(flags & KL_COMMIT_MASK);
-  if (q->size > room) return bad_page(p, c, q->off, "its commit size exceeds the page", err);
+  if (q->size > room) return bad_page(p, c, at, "its commit size exceeds the page", err);
   q->missed = 0;
   if (flags & KL_MISSED_EVENTS) {
     q->missed = -1;
     if (flags & KL_MISSED_STORED) {
       if (room - q->size < (uint64_t)p->g.long_size)
-        return bad_page(p, c, q->off, "its lost-event count lies outside the page", err);
+        return bad_page(p, c, at, "its lost-event count lies outside the page", err);
       q->missed = (long long)(p->g.long_size == 8 ? get64(b + p->hdr + q->size, p->g.big)
                                                   : get32(b + p->hdr + q->size, p->g.big));
     }
@@ -149,12 +179,10 @@ static int load_page(kl_pages *p, int c, kl_err *err) {
   q->ts = get64(b, p->g.big);
   if (q->size > 0) {
     if (q->ts < q->last_page_ts)
-      return bad_page(p, c, q->off, "its timestamp is older than the previous page's", err);
+      return bad_page(p, c, at, "its timestamp is older than the previous page's", err);
     q->last_page_ts = q->ts;
   }
   q->which = which;
-  q->page_off = q->off;
-  q->off += n;
   q->pos = 0;
   return 1;
 }
@@ -218,7 +246,7 @@ int kl_pages_next(kl_pages *p, int c, struct tep_record *r, kl_err *err) {
     q->ts += delta;
     q->pos = pos + len;
     memset(r, 0, sizeof *r);
-    r->ts = q->ts;
+    r->ts = kl_tsfix_apply(&p->g.tsfix, q->ts);
     r->offset = q->page_off + p->hdr + start;
     r->missed_events = start == 0 ? q->missed : 0;  /* only the page's first record */
     r->record_size = (int)(pos + len - start);

@@ -1,6 +1,8 @@
 /*
- * reader.c - reading trace.dat files (v6 and v7) through libtracecmd's
- * public reader API and libtraceevent.
+ * reader.c - reading trace.dat files (v6 and v7): libtracecmd parses the
+ * headers (formats, command lines) after a probe child has survived them;
+ * the records are read by pages.c (compressed v7 data through zchunks.c),
+ * their timestamps corrected by tsfix.c, and decoded by decode.c.
  *
  * The trace streams: one record per CPU is held at a time (the head of
  * each CPU's stream) and the smallest timestamp wins, so memory does not
@@ -24,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -35,32 +36,6 @@
 
 #define KL_ADDR_TEXT 48          /* INET6_ADDRSTRLEN (46) rounded up */
 
-/* libtracecmd 3.1.6 keeps what it has read: v6 files stay mapped whole
- * (one mapping per CPU, resident as it is read) and v7 files keep every
- * decompressed chunk until the handle is closed (free_zpage never finds
- * the chunk).  So after this many bytes of records the handle is replaced
- * by a fresh one positioned at the same records: memory stays bounded
- * whatever the file size. */
-#define KL_RECYCLE_BYTES ((uint64_t)8 << 20)
-
-/* v6 files cannot be recycled that way: libtracecmd 3.1.6 does not unmap
- * a handle's mappings on close.  Instead, once every record of a trace page
- * has been read, that page is released with madvise(MADV_DONTNEED), but
- * only after checking in /proc/self/maps that the address lies in a
- * read-only private mapping of this very file: there, the advice only
- * drops clean pages that would be read again from the file if touched, so
- * it can never change what libtracecmd sees. */
-typedef struct kl_dropper {
-  dev_t dev;
-  ino_t ino;
-  int disabled;
-  long syspage;
-  int page_size;
-  size_t nranges;
-  struct { uintptr_t a, b; } ranges[32];
-} kl_dropper;
-
-static void drop_init(kl_dropper *d, const char *path, int version, int page_size);
 static int own_init(kl_trace *t, kl_err *err);
 static int own_next(kl_trace *t, const kl_filter *f, int rewind, kl_event *ev, kl_err *err);
 static int own_scan(kl_trace *t, kl_err *err);
@@ -74,31 +49,24 @@ struct kl_trace {
   char clock[32];
   int swap;                     /* file endianness differs from ours */
 
-  struct tep_record **head;     /* next record of each CPU, NULL if not read */
-  unsigned char *done;          /* CPU exhausted */
   int started;                  /* heads positioned at the first records */
-  struct tep_record *cur;       /* record whose fields were handed out */
-  struct tep_record *pending;   /* record to return after a lost marker */
-  uint64_t consumed;            /* record bytes read since the handle was opened */
 
   kl_decoder *dec;              /* decoding plans and the reused output (decode.c) */
 
-  kl_dropper drop;
-  uintptr_t cur_drop, pending_drop;  /* page to release once that record is freed */
-
-  /* v6 files without time corrections are read by pages.c: libtracecmd
-   * only parses the headers (formats, command lines) */
-  int own;
-  int fd;                       /* own: the file, read with pread */
-  int ts_opts;                  /* options that change timestamps (libtracecmd applies them) */
+  /* the records are read by pages.c: libtracecmd only parses the headers
+   * (formats, command lines) */
+  int fd;                       /* the file, read with pread */
+  kl_tsfix tsfix;               /* DATE, OFFSET, TSC2NSEC applied to every timestamp */
+  const char *refuse;           /* an option this reader cannot apply (named at open) */
   uint32_t v6_ncpus;            /* CPUs of the CPU table (v7: highest id + 1) */
   int v7_plain, v7_table;       /* v7: uncompressed; its CPU table was read */
+  int zalg;                     /* v7: KL_Z_* of compressed data, -1 unknown */
   uint64_t *cpu_off, *cpu_size; /* v6: each CPU's data */
   kl_pages pages;
-  struct tep_record *hrec;      /* own: the head record of each CPU */
-  unsigned char *has;           /* own: hrec[c] is valid */
-  struct tep_record taken;      /* own: the record handed out (or pending) */
-  int pend;                     /* own: taken is to be returned after a lost marker */
+  struct tep_record *hrec;      /* the head record of each CPU */
+  unsigned char *has;           /* hrec[c] is valid */
+  struct tep_record taken;      /* the record handed out (or pending) */
+  int pend;                     /* taken is to be returned after a lost marker */
 
   /* info(), computed once by a scan */
   int info_done;
@@ -237,6 +205,19 @@ static int v6_cpu_table(kl_trace *t, int fd, uint32_t ncpus, off_t fsize, kl_err
  * that each size stays inside the file and that every CPU's data does too
  * (libtracecmd 3.1.6 crashes on some truncated files instead of failing).
  * Reads the trace clock that follows the table on the way. */
+/* The body of option id (size bytes at the file position): a timestamp
+ * correction is read and noted in t->tsfix (or t->refuse), anything else
+ * skipped.  -1: the file ends inside it. */
+static int option_body(kl_trace *t, int fd, unsigned id, uint32_t size, off_t fsize) {
+  unsigned char d[64];
+  uint32_t n = size < sizeof d ? size : (uint32_t)sizeof d;
+  if (!kl_tsfix_option(id)) return skip_bytes(fd, size, fsize);
+  if (read_full(fd, d, n) < 0 || skip_bytes(fd, size - n, fsize) < 0) return -1;
+  if (kl_tsfix_add(&t->tsfix, id, d, n, t->big_endian) < 0 && !t->refuse)
+    t->refuse = kl_tsfix_name(id);
+  return 0;
+}
+
 static int v6_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
   unsigned char b[16];
   char name[64];
@@ -280,10 +261,9 @@ static int v6_walk(kl_trace *t, int fd, off_t fsize, kl_err *err) {
       NEED(read_full(fd, b, 2) == 0, "options");
       id = (uint16_t)(big ? (b[0] << 8 | b[1]) : (b[1] << 8 | b[0]));
       if (id == 0) break;
-      NEED(read_full(fd, b, 4) == 0 && skip_bytes(fd, rd32(b, big), fsize) == 0, "options");
+      NEED(read_full(fd, b, 4) == 0 && option_body(t, fd, id, rd32(b, big), fsize) == 0,
+           "options");
       if (id == 4) have_clock = 1;  /* TRACECLOCK */
-      /* DATE, OFFSET, TIME_SHIFT, TSC2NSEC: libtracecmd corrects timestamps */
-      if (id == 1 || id == 7 || id == 12 || id == 14) t->ts_opts = 1;
     }
     NEED(read_full(fd, name, 10) == 0, "data kind");
   }
@@ -366,6 +346,7 @@ static void v7_options(kl_trace *t, int fd, off_t fsize, uint64_t *printk) {
   /* compression name and version follow the common header */
   if (read_cstr(fd, name, sizeof name) < 0) return;
   t->v7_plain = strcmp(name, "none") == 0;
+  t->zalg = t->v7_plain ? 0 : kl_chunk_alg(name);
   if (read_cstr(fd, name, sizeof name) < 0 || read_full(fd, b, 8) < 0) return;
   off = rd64(b, big);
   for (sections = 0; off && sections < 64; sections++) {
@@ -390,9 +371,9 @@ static void v7_options(kl_trace *t, int fd, off_t fsize, uint64_t *printk) {
         off = rd64(b, big);
         break;
       }
-      /* DATE, OFFSET, TIME_SHIFT, TSC2NSEC: libtracecmd corrects timestamps */
-      if (id == 1 || id == 7 || id == 12 || id == 14) t->ts_opts = 1;
-      if (id == 20 && osz == 8) {  /* PRINTK: where its section is */
+      if (kl_tsfix_option(id)) {
+        if (option_body(t, fd, id, osz, fsize) < 0) return;
+      } else if (id == 20 && osz == 8) {  /* PRINTK: where its section is */
         if (read_full(fd, b, 8) < 0) return;
         *printk = rd64(b, big);
       } else if ((id == 3 || id == 4) && osz < sizeof data) {  /* BUFFER, TRACECLOCK */
@@ -507,13 +488,12 @@ error:
  * (a flipped byte in an event format, an error path of tracecmd_open that
  * frees what it never allocated) and on corrupt pages.  Open the file once
  * in a child process first: if that child dies, the file is reported
- * corrupt and this process never runs the code that would crash it.  When
- * pages.c reads the records (t->own), the child parses the headers only;
- * otherwise libtracecmd reads the records too, so the child reads every
- * record of every CPU.  An alarm bounds it in time. */
+ * corrupt and this process never runs the code that would crash it.  The
+ * child parses the headers only (pages.c reads the records, checking every
+ * page itself).  An alarm bounds it in time. */
 static int probe_open(kl_trace *t, kl_err *err) {
   pid_t pid, w;
-  int status = 0, c, fds[2];
+  int status = 0, fds[2];
   char verdict = 0;
   ssize_t got;
 
@@ -532,19 +512,11 @@ static int probe_open(kl_trace *t, kl_err *err) {
     struct tep_handle *tep;
     char v = 'F';
     close(fds[0]);
-    alarm(t->own ? 60 : 600);
-    h = t->own ? tracecmd_open_head(t->path, KL_TC_FLAGS) : tracecmd_open(t->path, KL_TC_FLAGS);
+    alarm(60);
+    h = tracecmd_open_head(t->path, KL_TC_FLAGS);
     tep = h ? tracecmd_get_tep(h) : NULL;
-    if (tep) {
-      for (c = 0; !t->own && c < tep_get_cpus(tep) && c < KL_MAX_CPUS; c++) {
-        struct tep_record *r = tracecmd_read_cpu_first(h, c);
-        while (r) {
-          tracecmd_free_record(r);
-          r = tracecmd_read_data(h, c);
-        }
-      }
-      v = 'K';
-    }
+    if (tep) v = 'K';
+    if (h) tracecmd_close(h);  /* as the parent will: a close that crashes fails here */
     if (write(fds[1], &v, 1) != 1) _exit(4);
     _exit(v == 'K' ? 0 : 3);
   }
@@ -573,28 +545,11 @@ static int probe_open(kl_trace *t, kl_err *err) {
 /* Open / close                                                        */
 /* ------------------------------------------------------------------ */
 
-static void release_records(kl_trace *t) {
-  int c;
-  if (t->cur) tracecmd_free_record(t->cur);
-  if (t->pending) tracecmd_free_record(t->pending);
-  t->cur = t->pending = NULL;
-  t->cur_drop = t->pending_drop = 0;
-  if (t->head) {
-    for (c = 0; c < t->ncpus; c++) {
-      if (t->head[c]) tracecmd_free_record(t->head[c]);
-      t->head[c] = NULL;
-    }
-  }
-}
-
 void kl_ftrace_trace_close(kl_trace *t) {
   size_t i;
   if (!t) return;
-  release_records(t);
   if (t->h) tracecmd_close(t->h);
   kl_decoder_free(t->dec);
-  free(t->head);
-  free(t->done);
   kl_pages_free(&t->pages);
   free(t->hrec);
   free(t->has);
@@ -628,9 +583,23 @@ kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
   if (check_header(t, path, err) < 0) goto error;
 
   tracecmd_set_loglevel(TEP_LOG_NONE);
-  t->own = !t->ts_opts && (t->version == 6 || (t->v7_plain && t->v7_table));
+  if (t->refuse) {
+    kl_err_set(err, KL_E_NOT_SUPPORTED, 0,
+               "open trace %s: option %s: its timestamp correction is not applied by this "
+               "reader (or its value is malformed)", path, t->refuse);
+    goto error;
+  }
+  if (t->version == 7 && !(t->v7_table && (t->v7_plain || t->zalg > 0))) {
+    kl_err_set(err, t->v7_table ? KL_E_NOT_SUPPORTED : KL_E_INVALID, 0,
+               t->v7_table ? "open trace %s: compression algorithm not supported (zstd and zlib "
+                             "are)"
+                           : "open trace %s: no CPU table (a top-level BUFFER option in an "
+                             "uncompressed options section) in this trace.dat v7",
+               path);
+    goto error;
+  }
   if (probe_open(t, err) < 0) goto error;
-  t->h = t->own ? tracecmd_open_head(path, KL_TC_FLAGS) : tracecmd_open(path, KL_TC_FLAGS);
+  t->h = tracecmd_open_head(path, KL_TC_FLAGS);
   if (!t->h) {
     kl_err_set(err, KL_E_INVALID, 0,
                "open trace %s: libtracecmd cannot read it (truncated or corrupt trace.dat v%d)",
@@ -638,20 +607,13 @@ kl_trace *kl_ftrace_trace_open(const char *path, kl_err *err) {
     goto error;
   }
   t->tep = tracecmd_get_tep(t->h);
-  t->ncpus = t->own ? (int)t->v6_ncpus : t->tep ? tep_get_cpus(t->tep) : 0;
+  t->ncpus = (int)t->v6_ncpus;
   if (!t->tep || t->ncpus < 0 || t->ncpus > KL_MAX_CPUS) {
     kl_err_set(err, KL_E_INVALID, 0, "open trace %s: corrupt header (%d CPUs)", path, t->ncpus);
     goto error;
   }
   t->swap = (t->big_endian != 0) != (tep_is_bigendian() != 0);
-  t->head = calloc((size_t)t->ncpus + 1, sizeof *t->head);
-  t->done = calloc((size_t)t->ncpus + 1, 1);
-  if (!t->head || !t->done) {
-    kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "open trace %s: out of memory", path);
-    goto error;
-  }
-  drop_init(&t->drop, path, t->version, t->page_size);
-  if (t->own && own_init(t, err) < 0) goto error;
+  if (own_init(t, err) < 0) goto error;
   {
     char what[KL_PATH_MAX + 16];
     snprintf(what, sizeof what, "read trace %s", path);
@@ -665,204 +627,12 @@ error:
   return NULL;
 }
 
-static void drop_init(kl_dropper *d, const char *path, int version, int page_size) {
-  struct stat st;
-  memset(d, 0, sizeof *d);
-  d->syspage = sysconf(_SC_PAGESIZE);
-  d->page_size = page_size;
-  d->disabled = version != 6 || d->syspage <= 0 || page_size % d->syspage != 0 ||
-                stat(path, &st) != 0;
-  if (!d->disabled) {
-    d->dev = st.st_dev;
-    d->ino = st.st_ino;
-  }
-}
-
-/* Is [a, b) inside a private read-only mapping of the file? */
-static int drop_mapped(kl_dropper *d, uintptr_t a, uintptr_t b) {
-  size_t i;
-  FILE *f;
-  char line[512];
-  for (i = 0; i < d->nranges; i++) {
-    if (a >= d->ranges[i].a && b <= d->ranges[i].b) return 1;
-  }
-  f = fopen("/proc/self/maps", "re");
-  if (!f) {
-    d->disabled = 1;
-    return 0;
-  }
-  d->nranges = 0;
-  while (fgets(line, sizeof line, f)) {
-    unsigned long lo, hi, ino;
-    unsigned maj, min;
-    char perms[8];
-    unsigned long long off;
-    if (sscanf(line, "%lx-%lx %7s %llx %x:%x %lu", &lo, &hi, perms, &off, &maj, &min, &ino) != 7)
-      continue;
-    if (strcmp(perms, "r--p") != 0 || ino != (unsigned long)d->ino ||
-        makedev(maj, min) != d->dev)
-      continue;
-    if (d->nranges < sizeof d->ranges / sizeof d->ranges[0]) {
-      d->ranges[d->nranges].a = lo;
-      d->ranges[d->nranges].b = hi;
-      d->nranges++;
-    }
-  }
-  fclose(f);
-  for (i = 0; i < d->nranges; i++) {
-    if (a >= d->ranges[i].a && b <= d->ranges[i].b) return 1;
-  }
-  d->disabled = 1;  /* not a mapping of the file (read mode): never try again */
-  return 0;
-}
-
-/* The address of the trace page holding r, to release later; 0 if none. */
-static uintptr_t drop_addr(const kl_dropper *d, const struct tep_record *r) {
-  uintptr_t est;
-  if (d->disabled || !r || !r->data) return 0;
-  est = (uintptr_t)r->data - (uintptr_t)(r->offset % (unsigned long long)d->page_size);
-  return est & ~((uintptr_t)d->syspage - 1);
-}
-
-static void drop_release(kl_dropper *d, uintptr_t a) {
-  if (!a || d->disabled) return;
-  if (drop_mapped(d, a, a + (uintptr_t)d->page_size))
-    (void)madvise((void *)a, (size_t)d->page_size, MADV_DONTNEED);
-}
-
-/* Re-read the record at r's offset through handle h; frees r. */
-static struct tep_record *reread(struct tracecmd_input *h, struct tep_record *r, int *ok) {
-  int cpu = -1;
-  struct tep_record *n;
-  if (!r) return NULL;
-  n = tracecmd_read_at(h, r->offset, &cpu);
-  if (!n || cpu != r->cpu || n->ts != r->ts) {
-    if (n) tracecmd_free_record(n);
-    n = NULL;
-    *ok = 0;
-  }
-  tracecmd_free_record(r);
-  return n;
-}
-
-/* Replace the handle by a fresh one at the same position (see
- * KL_RECYCLE_BYTES).  On any failure the trace keeps its old handle. */
-/* libtracecmd opens the path again (recycle, scan_info): only while it is
- * still the file the probe validated (same inode, size and time), never a
- * file changed or replaced since, which libtracecmd would read unchecked. */
-static int same_file(const kl_trace *t) {
-  struct stat st;
-  return stat(t->path, &st) == 0 && st.st_dev == t->opened.st_dev &&
-         st.st_ino == t->opened.st_ino && st.st_size == t->opened.st_size &&
-         st.st_mtime == t->opened.st_mtime;
-}
-
-static void recycle(kl_trace *t) {
-  struct tracecmd_input *nh;
-  struct tep_record **heads = NULL;
-  struct tep_record *pending = NULL;
-  int c, ok = 1;
-
-  t->consumed = 0;
-  if (t->cur) return;  /* its data still points into the old handle */
-  if (!same_file(t)) return;
-  nh = tracecmd_open(t->path, KL_TC_FLAGS);
-  if (!nh) return;
-  heads = calloc((size_t)t->ncpus + 1, sizeof *heads);
-  if (!heads || !tracecmd_get_tep(nh) || tep_get_cpus(tracecmd_get_tep(nh)) != t->ncpus) {
-    free(heads);
-    tracecmd_close(nh);
-    return;
-  }
-  /* position the new handle: read each CPU's head again, at its offset */
-  for (c = 0; c < t->ncpus && ok; c++) {
-    if (!t->head[c]) continue;
-    {
-      int cpu = -1;
-      heads[c] = tracecmd_read_at(nh, t->head[c]->offset, &cpu);
-      if (!heads[c] || cpu != c || heads[c]->ts != t->head[c]->ts) ok = 0;
-    }
-  }
-  if (ok && t->pending) {
-    int cpu = -1;
-    /* the pending record precedes its CPU's head: read it last so the
-     * CPU's cursor ends after the head, as before */
-    pending = tracecmd_read_at(nh, t->pending->offset, &cpu);
-    if (!pending || pending->ts != t->pending->ts) ok = 0;
-    c = t->pending->cpu;
-    if (ok && c >= 0 && c < t->ncpus && t->head[c]) {
-      int cpu2 = -1;
-      tracecmd_free_record(heads[c]);
-      heads[c] = tracecmd_read_at(nh, t->head[c]->offset, &cpu2);
-      if (!heads[c] || heads[c]->ts != t->head[c]->ts) ok = 0;
-    }
-  }
-  if (!ok) {
-    for (c = 0; c < t->ncpus; c++) {
-      if (heads[c]) tracecmd_free_record(heads[c]);
-    }
-    if (pending) tracecmd_free_record(pending);
-    free(heads);
-    tracecmd_close(nh);
-    return;
-  }
-  release_records(t);
-  free(t->head);
-  t->head = heads;
-  t->pending = pending;
-  tracecmd_close(t->h);
-  t->h = nh;
-  t->tep = tracecmd_get_tep(nh);
-  kl_decoder_set_tep(t->dec, t->tep);
-}
-
 /* ------------------------------------------------------------------ */
 /* Iteration                                                           */
 /* ------------------------------------------------------------------ */
 
 static int cpu_wanted(const kl_filter *f, int cpu) {
   return !f || f->cpu < 0 || f->cpu == cpu;
-}
-
-/* Position every wanted CPU at its first record. */
-static void start_heads(kl_trace *t, const kl_filter *f) {
-  int c;
-  release_records(t);
-  for (c = 0; c < t->ncpus; c++) {
-    t->done[c] = 0;
-    if (!cpu_wanted(f, c)) {
-      t->done[c] = 1;
-      continue;
-    }
-    t->head[c] = tracecmd_read_cpu_first(t->h, c);
-    if (!t->head[c]) t->done[c] = 1;
-  }
-  t->started = 1;
-}
-
-/* The record with the smallest timestamp, removed from its CPU's head. */
-static struct tep_record *take_next(kl_trace *t, uintptr_t *drop) {
-  int c, best = -1;
-  struct tep_record *r;
-  for (c = 0; c < t->ncpus; c++) {
-    if (!t->head[c]) continue;
-    if (best < 0 || t->head[c]->ts < t->head[best]->ts) best = c;
-  }
-  if (best < 0) return NULL;
-  r = t->head[best];
-  t->consumed += r->record_size > 0 ? (uint64_t)r->record_size : 16;
-  t->head[best] = t->done[best] ? NULL : tracecmd_read_data(t->h, best);
-  if (!t->head[best]) t->done[best] = 1;
-  *drop = 0;
-  if (!t->head[best] || t->head[best]->offset / (unsigned)t->page_size !=
-                            r->offset / (unsigned)t->page_size)
-    *drop = drop_addr(&t->drop, r);  /* r is the last record of its page */
-  return r;
-}
-
-static void free_rec(kl_trace *t, struct tep_record *r, uintptr_t drop) {
-  tracecmd_free_record(r);
-  drop_release(&t->drop, drop);
 }
 
 /* The header of a lost-events marker for record r. */
@@ -880,57 +650,8 @@ static void fill_lost(const struct tep_record *r, kl_event *ev) {
 
 int kl_ftrace_trace_next(kl_trace *t, const kl_filter *f, int rewind, kl_event *ev,
                          kl_err *err) {
-  struct tep_record *r;
-  uintptr_t drop = 0;
-
   if (!t || !ev) return kl_err_set(err, KL_E_INVALID, 0, "read trace: no trace");
-  if (t->own) return own_next(t, f, rewind, ev, err);
-  if (rewind || !t->started) {
-    start_heads(t, f);
-    kl_decoder_new_filter(t->dec);
-  }
-  if (t->cur) {
-    free_rec(t, t->cur, t->cur_drop);
-    t->cur = NULL;
-  }
-  if (t->consumed >= KL_RECYCLE_BYTES && t->version != 6) recycle(t);
-  for (;;) {
-    int got;
-
-    if (t->pending) {
-      r = t->pending;
-      drop = t->pending_drop;
-      t->pending = NULL;
-    } else {
-      r = take_next(t, &drop);
-      if (!r) return 0;
-      if (f && f->t1 && r->ts > f->t1) {
-        /* ordered by time: nothing after this can match */
-        free_rec(t, r, drop);
-        release_records(t);
-        return 0;
-      }
-      if (r->missed_events != 0 && cpu_wanted(f, r->cpu) && kl_filter_wants_lost(f) &&
-          (!f || f->pid < 0) && (!f || r->ts >= f->t0)) {
-        t->pending = r;
-        t->pending_drop = drop;
-        fill_lost(r, ev);
-        return 1;
-      }
-    }
-    /* a type without a format is skipped, as libtracecmd does */
-    got = kl_decoder_event(t->dec, f, r, ev, err);
-    if (got < 0) {
-      free_rec(t, r, drop);
-      return -1;
-    }
-    if (got > 0) {
-      t->cur = r;
-      t->cur_drop = drop;
-      return 1;
-    }
-    free_rec(t, r, drop);
-  }
+  return own_next(t, f, rewind, ev, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -974,99 +695,9 @@ oom:
   return kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "read trace %s: out of memory", t->path);
 }
 
-/* One pass over every record (no decoding) with a second handle, so an
- * iteration in progress is not disturbed. */
-static int scan_info(kl_trace *t, kl_err *err) {
-  struct tracecmd_input *h = NULL;
-  struct tep_handle *tep;
-  int64_t *byid = NULL;    /* counts per event id */
-  int maxid = 0, c, ncpu;
-  struct tep_event **events;
-  int nev;
-  uint64_t first = UINT64_MAX, last = 0;
-  kl_dropper scandrop;
-
-  drop_init(&scandrop, t->path, t->version, t->page_size);
-  if (!same_file(t)) {
-    kl_err_set(err, KL_E_INVALID, 0, "read trace %s: the file changed since it was opened",
-               t->path);
-    goto error;
-  }
-  h = tracecmd_open(t->path, KL_TC_FLAGS);
-  if (!h) {
-    kl_err_set(err, KL_E_INVALID, 0, "read trace %s: cannot reopen it (changed or corrupt?)",
-               t->path);
-    goto error;
-  }
-  tep = tracecmd_get_tep(h);
-  nev = tep_get_events_count(tep);
-  events = tep_list_events(tep, TEP_EVENT_SORT_ID);
-  for (c = 0; events && c < nev; c++) {
-    if (events[c]->id > maxid) maxid = events[c]->id;
-  }
-  byid = calloc((size_t)maxid + 1, sizeof *byid);
-  if (!byid) goto oom;
-  ncpu = tep_get_cpus(tep);
-  for (c = 0; c < ncpu && c < t->ncpus; c++) {
-    struct tep_record *r = tracecmd_read_cpu_first(h, c);
-    uint64_t consumed = 0;
-    while (r) {
-      int id = r->size >= 0 && (size_t)r->size >= kl_decoder_common_end(t->dec)
-                   ? tep_data_type(tep, r) : -1;
-      if (id >= 0 && id <= maxid) byid[id]++;
-      if (r->ts < first) first = r->ts;
-      if (r->ts > last) last = r->ts;
-      consumed += r->record_size > 0 ? (uint64_t)r->record_size : 16;
-      if (!scandrop.disabled) {
-        struct tep_record *nx = tracecmd_read_data(h, c);
-        uintptr_t da = (!nx || nx->offset / (unsigned)t->page_size !=
-                                   r->offset / (unsigned)t->page_size)
-                           ? drop_addr(&scandrop, r) : 0;
-        tracecmd_free_record(r);
-        drop_release(&scandrop, da);
-        r = nx;
-        continue;
-      }
-      if (consumed >= KL_RECYCLE_BYTES) {
-        /* bound memory as the iteration does: a fresh handle, same place */
-        struct tracecmd_input *nh = same_file(t) ? tracecmd_open(t->path, KL_TC_FLAGS) : NULL;
-        int ok = 1;
-        consumed = 0;
-        if (nh) {
-          r = reread(nh, r, &ok);
-          if (!ok) {
-            tracecmd_close(nh);
-            kl_err_set(err, KL_E_INVALID, 0, "read trace %s: the file changed while read",
-                       t->path);
-            goto error;
-          }
-          tracecmd_close(h);
-          h = nh;
-          tep = tracecmd_get_tep(h);
-          events = tep_list_events(tep, TEP_EVENT_SORT_ID);
-          nev = tep_get_events_count(tep);
-        }
-      }
-      tracecmd_free_record(r);
-      r = tracecmd_read_data(h, c);
-    }
-  }
-  if (store_counts(t, tep, byid, maxid, first, last, err) < 0) goto error;
-  free(byid);
-  tracecmd_close(h);
-  return 0;
-
-oom:
-  kl_err_set(err, KL_E_NO_RESOURCES, ENOMEM, "read trace %s: out of memory", t->path);
-error:
-  free(byid);
-  if (h) tracecmd_close(h);
-  return -1;
-}
-
 int kl_ftrace_trace_info(kl_trace *t, kl_trace_info *info, kl_err *err) {
   if (!t || !info) return kl_err_set(err, KL_E_INVALID, 0, "trace info: no trace");
-  if (!t->info_done && (t->own ? own_scan(t, err) : scan_info(t, err)) < 0) return -1;
+  if (!t->info_done && own_scan(t, err) < 0) return -1;
   memset(info, 0, sizeof *info);
   snprintf(info->format, sizeof info->format, "trace.dat");
   info->version = t->version;
@@ -1096,6 +727,8 @@ static int own_init(kl_trace *t, kl_err *err) {
   g.ncpus = t->ncpus;
   g.cpu_off = t->cpu_off;
   g.cpu_size = t->cpu_size;
+  g.zalg = t->version == 7 && !t->v7_plain ? t->zalg : 0;
+  g.tsfix = t->tsfix;
   t->hrec = calloc((size_t)t->ncpus + 1, sizeof *t->hrec);
   t->has = calloc((size_t)t->ncpus + 1, 1);
   if (!t->hrec || !t->has)
