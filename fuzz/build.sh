@@ -18,12 +18,14 @@ libs=$(pkg-config --libs libtracefs libtraceevent libtracecmd zlib libzstd)
 common="csrc/common.c csrc/flags.c $(ls csrc/etl/*.c csrc/reader.c 2>/dev/null | tr '\n' ' ')"
 ftrace=$(ls csrc/ftrace/*.c)
 no_session=$(ls csrc/ftrace/*.c | grep -v '/session\.c$')
+no_reader=$(ls csrc/ftrace/*.c | grep -v '/reader\.c$')
 state_dir=/dev/shm/klfuzz_state.$(id -u)
 for src in fuzz/fuzz_*.c; do
   name=$(basename "$src" .c)
   case $name in
     fuzz_state) srcs="$src $common $no_session"
                 extra="-DKL_STATE_DIR=\"$state_dir\"" ;;
+    fuzz_header) srcs="$src $common $no_reader"; extra="" ;;  # includes reader.c
     fuzz_options) srcs="$src $common $ftrace $(ls csrc/lua/*.c | tr '\n' ' ')"
                 extra="$(pkg-config --cflags --libs lua5.4)" ;;
     *)          srcs="$src $common $ftrace"; extra="" ;;

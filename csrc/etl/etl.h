@@ -150,17 +150,31 @@ KL_INTERNAL void etl_cursor_free(etl_cursor *c);
 #define ETL_MAX_FIELDS 8192
 #define ETL_ARENA (5u * 65536u)
 
+/* The arrays start small and grow, up to ETL_MAX_FIELDS slots each and
+ * ETL_ARENA bytes, only when an event needs more: a request over the
+ * current size but within those limits fails like a full arena and sets
+ * grow; the reader then calls etl_out_grow and decodes the event again.
+ * So a reader costs a few KB until its events are large, and every event
+ * gets exactly the room it got from fixed arrays of the limits' sizes. */
 typedef struct etl_out {
-  kl_field fields[ETL_MAX_FIELDS];   /* the event's own fields */
-  size_t nf;
-  kl_field nested[ETL_MAX_FIELDS];   /* members of tables inside them */
-  size_t nn;
-  char arena[ETL_ARENA];
-  size_t used;
+  kl_field *fields;          /* the event's own fields */
+  size_t nf, capf;
+  kl_field *nested;          /* members of tables inside them */
+  size_t nn, capn;
+  char *arena;
+  size_t used, capa;
   int full;                  /* set when a field or byte did not fit */
+  int grow;                  /* ... and would fit once grown (want*) */
+  size_t wantf, wantn, wanta;
   const etl_loghdr *hdr;     /* for time conversion */
 } etl_out;
 
+/* Allocate the starting arrays; -1 when out of memory. */
+KL_INTERNAL int etl_out_init(etl_out *o, const etl_loghdr *hdr);
+KL_INTERNAL void etl_out_free(etl_out *o);
+/* After an event set grow: enlarge to what it asked for (at least double);
+ * -1 when out of memory (the arrays stay as they were). */
+KL_INTERNAL int etl_out_grow(etl_out *o);
 KL_INTERNAL void etl_out_reset(etl_out *o);
 /* The next free field slot (named), or NULL when full. */
 KL_INTERNAL kl_field *etl_out_field(etl_out *o, const char *name);

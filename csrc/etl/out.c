@@ -1,26 +1,89 @@
 /*
  * out.c - the fields of the event being decoded: one array and one text
- * arena per reader, reset for each event (no allocation per event), and
+ * arena per reader, reset for each event and grown only when an event
+ * needs more than they hold (etl.h says how), and
  * the conversions to text (UTF-16, GUIDs, addresses, SIDs, times).
  */
 #include "etl.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#define OUT_START_FIELDS 64
+#define OUT_START_ARENA 4096u
+
+int etl_out_init(etl_out *o, const etl_loghdr *hdr) {
+  memset(o, 0, sizeof *o);
+  o->hdr = hdr;
+  o->fields = (kl_field *)malloc(OUT_START_FIELDS * sizeof *o->fields);
+  o->nested = (kl_field *)malloc(OUT_START_FIELDS * sizeof *o->nested);
+  o->arena = (char *)malloc(OUT_START_ARENA);
+  if (o->fields == NULL || o->nested == NULL || o->arena == NULL) {
+    etl_out_free(o);
+    return -1;
+  }
+  o->capf = o->capn = OUT_START_FIELDS;
+  o->capa = OUT_START_ARENA;
+  return 0;
+}
+
+void etl_out_free(etl_out *o) {
+  free(o->fields);
+  free(o->nested);
+  free(o->arena);
+  o->fields = o->nested = NULL;
+  o->arena = NULL;
+  o->capf = o->capn = o->capa = 0;
+}
 
 void etl_out_reset(etl_out *o) {
   o->nf = 0;
   o->nn = 0;
   o->used = 0;
   o->full = 0;
+  o->grow = 0;
+  o->wantf = o->wantn = o->wanta = 0;
+}
+
+/* Room for n more of size, have used, cap allocated, max at most: 1 if it
+ * fits; else 0 (full), noting in *want what growing would need. */
+static int room(etl_out *o, size_t n, size_t have, size_t cap, size_t max, size_t *want) {
+  if (n <= cap - have) return 1;
+  o->full = 1;
+  if (n <= max - have) {
+    o->grow = 1;
+    if (have + n > *want) *want = have + n;
+  }
+  return 0;
+}
+
+static void *enlarge(void *p, size_t *cap, size_t want, size_t max, size_t size) {
+  size_t n = *cap * 2 > want ? *cap * 2 : want;
+  void *q;
+  if (want <= *cap) return p;
+  if (n > max) n = max;
+  if ((q = realloc(p, n * size)) != NULL) *cap = n;
+  return q;
+}
+
+int etl_out_grow(etl_out *o) {
+  kl_field *f;
+  char *a;
+  if ((f = (kl_field *)enlarge(o->fields, &o->capf, o->wantf, ETL_MAX_FIELDS, sizeof *f)) == NULL)
+    return -1;
+  o->fields = f;
+  if ((f = (kl_field *)enlarge(o->nested, &o->capn, o->wantn, ETL_MAX_FIELDS, sizeof *f)) == NULL)
+    return -1;
+  o->nested = f;
+  if ((a = (char *)enlarge(o->arena, &o->capa, o->wanta, ETL_ARENA, 1)) == NULL) return -1;
+  o->arena = a;
+  return 0;
 }
 
 kl_field *etl_out_fields(etl_out *o, size_t n) {
   kl_field *f;
-  if (n > ETL_MAX_FIELDS - o->nf) {
-    o->full = 1;
-    return NULL;
-  }
+  if (!room(o, n, o->nf, o->capf, ETL_MAX_FIELDS, &o->wantf)) return NULL;
   f = &o->fields[o->nf];
   memset(f, 0, n * sizeof *f);
   o->nf += n;
@@ -29,10 +92,7 @@ kl_field *etl_out_fields(etl_out *o, size_t n) {
 
 kl_field *etl_out_nested(etl_out *o, size_t n) {
   kl_field *f;
-  if (n > ETL_MAX_FIELDS - o->nn) {
-    o->full = 1;
-    return NULL;
-  }
+  if (!room(o, n, o->nn, o->capn, ETL_MAX_FIELDS, &o->wantn)) return NULL;
   f = &o->nested[o->nn];
   memset(f, 0, n * sizeof *f);
   o->nn += n;
@@ -57,10 +117,7 @@ void etl_set_uint(kl_field *f, uint64_t v) {
 
 static char *reserve(etl_out *o, size_t n) {
   char *p;
-  if (n > ETL_ARENA - o->used) {
-    o->full = 1;
-    return NULL;
-  }
+  if (!room(o, n, o->used, o->capa, ETL_ARENA, &o->wanta)) return NULL;
   p = o->arena + o->used;
   o->used += n;
   return p;

@@ -156,14 +156,15 @@ static int scan_buffers(kl_etl *t, kl_err *err) {
 
 kl_etl *kl_etl_open_src(etl_src *src, const char *what, kl_err *err) {
   kl_etl *t = (kl_etl *)calloc(1, sizeof *t);
-  if (t == NULL || (t->out = (etl_out *)malloc(sizeof *t->out)) == NULL) {
+  if (t == NULL || (t->out = (etl_out *)malloc(sizeof *t->out)) == NULL ||
+      etl_out_init(t->out, &t->hdr) != 0) {
+    if (t) free(t->out);
     free(t);
     if (src->close) src->close(src->ud);
     kl_err_set(err, KL_E_NO_RESOURCES, 0, "open %s: out of memory", what);
     return NULL;
   }
   t->src = *src;
-  t->out->hdr = &t->hdr;
   if (read_loghdr(t, err) != 0 || scan_buffers(t, err) != 0) {
     char m[KL_MSG_MAX];
     snprintf(m, sizeof m, "%s", err->msg);
@@ -204,6 +205,7 @@ void kl_etl_close(kl_etl *t) {
   free(t->cpus);
   free(t->first);
   free(t->peak);
+  if (t->out) etl_out_free(t->out);
   free(t->out);
   free(t);
 }
@@ -311,6 +313,16 @@ static int identify(etl_out *o, const etl_rec *r, ident *id) {
       id->name = etl_out_str(o, b, (size_t)n);
       return id->name != NULL;
     default: return 0;
+  }
+}
+
+/* identify() into a fresh output, grown and run again if it ran short. */
+static int identify_fresh(etl_out *o, const etl_rec *r, ident *id) {
+  int ok;
+  for (;;) {
+    etl_out_reset(o);
+    ok = identify(o, r, id);
+    if (!o->grow || etl_out_grow(o) != 0) return ok;
   }
 }
 
@@ -428,11 +440,15 @@ int kl_etl_next(kl_etl *t, const kl_filter *f, int rewind, kl_event *ev, kl_err 
     ts = etl_time_ns(&t->hdr, r->raw);
     if (f && f->t1 && ts > f->t1) return 0;   /* in time order: nothing later matches */
     if (f && ts < f->t0) continue;
-    etl_out_reset(t->out);
-    if (!identify(t->out, r, &id)) continue;
+    if (!identify_fresh(t->out, r, &id)) continue;
     if (f && f->pid >= 0 && id.pid != f->pid) continue;
     if (!name_match(f, &id)) continue;
     decode(t, r, &id, t->cur.s[i].cpu, ev);
+    /* the output ran short: grow it and decode again from the start */
+    while (t->out->grow && etl_out_grow(t->out) == 0) {
+      identify_fresh(t->out, r, &id);
+      decode(t, r, &id, t->cur.s[i].cpu, ev);
+    }
     ev->time = ts;
     return 1;
   }
@@ -481,8 +497,7 @@ static int scan_events(kl_etl *t, kl_err *err) {
     const etl_rec *r = &c.s[s].head;
     ident id;
     uint64_t ts = etl_time_ns(&t->hdr, r->raw);
-    etl_out_reset(t->out);
-    if (!identify(t->out, r, &id)) {
+    if (!identify_fresh(t->out, r, &id)) {
       t->skipped++;
       continue;
     }

@@ -9,6 +9,8 @@
  */
 #include "etl.h"
 
+#include <string.h>
+
 typedef struct xca {
   const uint8_t *in;
   size_t nin, i;
@@ -43,6 +45,21 @@ static size_t long_length(xca *x) {
   return len + 3;
 }
 
+/* out[o + k] = out[o + k - off] for k in 0..len-1, as the byte-by-byte
+ * definition reads: when the match overlaps what it writes (off < len),
+ * the bytes repeat with period off, so each chunk copies from a distance
+ * that is a multiple of off, doubling, and never overlaps its source. */
+static void copy_match(uint8_t *out, size_t o, size_t off, size_t len) {
+  size_t d = off;
+  while (len > 0) {
+    size_t n = len < d ? len : d;
+    memcpy(out + o, out + o - d, n);
+    o += n;
+    len -= n;
+    d += n;
+  }
+}
+
 int etl_xca_decompress(const uint8_t *in, size_t nin, uint8_t *out, size_t nout) {
   xca x;
   size_t o = 0;
@@ -72,7 +89,8 @@ int etl_xca_decompress(const uint8_t *in, size_t nin, uint8_t *out, size_t nout)
       len = m & 7u;
       len = len < 7 ? len + 3 : long_length(&x);
       if (len == 0 || off > o || len > nout - o) return -1;
-      for (; len > 0; len--, o++) out[o] = out[o - off];
+      copy_match(out, o, off, len);
+      o += len;
     }
   }
   return 0;

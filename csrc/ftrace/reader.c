@@ -320,6 +320,7 @@ static void v7_buffer(kl_trace *t, const unsigned char *d, uint32_t n, off_t fsi
     if (id >= KL_MAX_CPUS || off > (uint64_t)fsize || size > (uint64_t)fsize - off) return;
     if (id + 1 > maxid) maxid = id + 1;
   }
+  free(t->cpu_off), free(t->cpu_size);  /* a second BUFFER (or a section read twice) replaces it */
   t->cpu_off = calloc((size_t)maxid + 1, sizeof *t->cpu_off);
   t->cpu_size = calloc((size_t)maxid + 1, sizeof *t->cpu_size);
   if (!t->cpu_off || !t->cpu_size) return;

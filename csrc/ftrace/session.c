@@ -161,51 +161,97 @@ static unsigned long long proc_start(long pid) {
   return v;
 }
 
-static int read_state(const char *name, kl_state *s) {
-  char path[KL_PATH_MAX], line[9000];
-  FILE *f;
+/* One "key=value" line of a state file into s; unknown keys are ignored. */
+static void state_line(char *line, kl_state *s) {
+  char *eq = strchr(line, '='), *v;
+  if (eq == NULL) return;
+  *eq = '\0';
+  v = eq + 1;
+  if (!strcmp(line, "file")) snprintf(s->file, sizeof s->file, "%s", v);
+  else if (!strcmp(line, "mode")) {
+    int m;
+    for (m = 0; kl_mode_names[m]; m++)
+      if (!strcmp(kl_mode_names[m], v)) s->mode = (kl_mode)m;
+  } else if (!strcmp(line, "flags")) snprintf(s->flags, sizeof s->flags, "%s", v);
+  else if (!strcmp(line, "tracepoints"))
+    snprintf(s->tracepoints, sizeof s->tracepoints, "%s", v);
+  else if (!strcmp(line, "clock")) snprintf(s->clock, sizeof s->clock, "%s", v);
+  else if (!strcmp(line, "circular_mb")) s->circular_mb = (unsigned)strtoul(v, NULL, 10);
+  else if (!strcmp(line, "max_mb")) s->max_mb = (unsigned)strtoul(v, NULL, 10);
+  else if (!strcmp(line, "file_mode")) s->file_mode = (unsigned)strtoul(v, NULL, 8);
+  else if (!strcmp(line, "overwrite")) s->overwrite = (int)strtol(v, NULL, 10);
+  else if (!strcmp(line, "kallsyms")) s->kallsyms = (int)strtol(v, NULL, 10);
+  else if (!strcmp(line, "stacks")) s->stacks = (int)strtol(v, NULL, 10);
+  else if (!strcmp(line, "owner_pid")) s->owner_pid = strtol(v, NULL, 10);
+  else if (!strcmp(line, "owner_start")) s->owner_start = strtoull(v, NULL, 10);
+  else if (!strcmp(line, "start_time")) s->start_time = strtod(v, NULL);
+  else if (!strcmp(line, "last_flush")) s->last_flush = strtod(v, NULL);
+  else if (!strcmp(line, "bytes_written")) s->bytes_written = strtoull(v, NULL, 10);
+  else if (!strcmp(line, "data_dir")) snprintf(s->data_dir, sizeof s->data_dir, "%s", v);
+  else if (!strcmp(line, "flush_timer")) s->flush_timer = (unsigned)strtoul(v, NULL, 10);
+  else if (!strcmp(line, "rec_pid")) s->rec_pid = strtol(v, NULL, 10);
+  else if (!strcmp(line, "rec_start")) s->rec_start = strtoull(v, NULL, 10);
+  else if (!strcmp(line, "starting")) s->starting = (int)strtol(v, NULL, 10);
+}
+
+/* Parse the n bytes of a state file's contents (no NUL needed) into s.
+ * Lines end at '\n'; a line is read up to its first NUL byte and its first
+ * STATE_LINE_MAX bytes (no value we write is longer), the rest is ignored. */
+#define STATE_LINE_MAX 8999
+static void parse_state(const char *buf, size_t n, kl_state *s) {
+  char line[STATE_LINE_MAX + 1];
+  size_t i = 0;
   memset(s, 0, sizeof *s);
   s->start_time = s->last_flush = -1;
-  if (state_path(path, sizeof path, name) != 0) return -1;
-  f = fopen(path, "re");
-  if (f == NULL) return -1;
-  while (fgets(line, sizeof line, f)) {
-    char *eq = strchr(line, '='), *v;
-    size_t len;
-    if (eq == NULL) continue;
-    *eq = '\0';
-    v = eq + 1;
-    len = strlen(v);
-    if (len && v[len - 1] == '\n') v[--len] = '\0';
-    if (!strcmp(line, "file")) snprintf(s->file, sizeof s->file, "%s", v);
-    else if (!strcmp(line, "mode")) {
-      int m;
-      for (m = 0; kl_mode_names[m]; m++)
-        if (!strcmp(kl_mode_names[m], v)) s->mode = (kl_mode)m;
-    } else if (!strcmp(line, "flags")) snprintf(s->flags, sizeof s->flags, "%s", v);
-    else if (!strcmp(line, "tracepoints"))
-      snprintf(s->tracepoints, sizeof s->tracepoints, "%s", v);
-    else if (!strcmp(line, "clock")) snprintf(s->clock, sizeof s->clock, "%s", v);
-    else if (!strcmp(line, "circular_mb")) s->circular_mb = (unsigned)strtoul(v, NULL, 10);
-    else if (!strcmp(line, "max_mb")) s->max_mb = (unsigned)strtoul(v, NULL, 10);
-    else if (!strcmp(line, "file_mode")) s->file_mode = (unsigned)strtoul(v, NULL, 8);
-    else if (!strcmp(line, "overwrite")) s->overwrite = atoi(v);
-    else if (!strcmp(line, "kallsyms")) s->kallsyms = atoi(v);
-    else if (!strcmp(line, "stacks")) s->stacks = atoi(v);
-    else if (!strcmp(line, "owner_pid")) s->owner_pid = strtol(v, NULL, 10);
-    else if (!strcmp(line, "owner_start")) s->owner_start = strtoull(v, NULL, 10);
-    else if (!strcmp(line, "start_time")) s->start_time = strtod(v, NULL);
-    else if (!strcmp(line, "last_flush")) s->last_flush = strtod(v, NULL);
-    else if (!strcmp(line, "bytes_written")) s->bytes_written = strtoull(v, NULL, 10);
-    else if (!strcmp(line, "data_dir")) snprintf(s->data_dir, sizeof s->data_dir, "%s", v);
-    else if (!strcmp(line, "flush_timer")) s->flush_timer = (unsigned)strtoul(v, NULL, 10);
-    else if (!strcmp(line, "rec_pid")) s->rec_pid = strtol(v, NULL, 10);
-    else if (!strcmp(line, "rec_start")) s->rec_start = strtoull(v, NULL, 10);
-    else if (!strcmp(line, "starting")) s->starting = atoi(v);
+  while (i < n) {
+    const char *nl = memchr(buf + i, '\n', n - i);
+    size_t end = nl ? (size_t)(nl - buf) : n, len = end - i;
+    if (len > STATE_LINE_MAX) len = STATE_LINE_MAX;
+    memcpy(line, buf + i, len);
+    line[len] = '\0';
+    state_line(line, s);
+    i = end + 1;
   }
-  fclose(f);
   s->present = 1;
+}
+
+/* The largest state file read: twice what format_state can write. */
+#define STATE_FILE_MAX 49152
+
+static int read_state(const char *name, kl_state *s) {
+  char path[KL_PATH_MAX], buf[STATE_FILE_MAX];
+  size_t n = 0;
+  ssize_t r;
+  int fd;
+  memset(s, 0, sizeof *s);
+  if (state_path(path, sizeof path, name) != 0) return -1;
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return -1;
+  while (n < sizeof buf) { /* a longer file is read up to here */
+    r = read(fd, buf + n, sizeof buf - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    n += (size_t)r;
+  }
+  close(fd);
+  parse_state(buf, n, s);
   return 0;
+}
+
+/* The state s as the text of a state file into buf (n bytes); its length,
+ * or -1 if it does not fit. */
+static int format_state(const kl_state *s, char *buf, size_t n) {
+  int len = snprintf(buf, n,
+               "file=%s\nmode=%s\nflags=%s\ntracepoints=%s\nclock=%s\ncircular_mb=%u\n"
+               "max_mb=%u\nfile_mode=%o\noverwrite=%d\nkallsyms=%d\nstacks=%d\nowner_pid=%ld\n"
+               "owner_start=%llu\nstart_time=%.6f\nlast_flush=%.6f\nbytes_written=%llu\n"
+               "data_dir=%s\nflush_timer=%u\nrec_pid=%ld\nrec_start=%llu\nstarting=%d\n",
+               s->file, kl_mode_names[s->mode], s->flags, s->tracepoints, s->clock,
+               s->circular_mb, s->max_mb, s->file_mode, s->overwrite, s->kallsyms, s->stacks,
+               s->owner_pid, s->owner_start, s->start_time, s->last_flush,
+               s->bytes_written, s->data_dir, s->flush_timer, s->rec_pid, s->rec_start,
+               s->starting);
+  return len < 0 || (size_t)len >= n ? -1 : len;
 }
 
 static int write_state(const char *name, const kl_state *s, kl_err *err) {
@@ -216,18 +262,8 @@ static int write_state(const char *name, const kl_state *s, kl_err *err) {
     return kl_err_errno(err, KL_E_IO, "state folder %s", KL_STATE_DIR);
   if (state_path(path, sizeof path, name) != 0)
     return kl_err_set(err, KL_E_INVALID, ENAMETOOLONG, "state path too long");
-  n = snprintf(buf, sizeof buf,
-               "file=%s\nmode=%s\nflags=%s\ntracepoints=%s\nclock=%s\ncircular_mb=%u\n"
-               "max_mb=%u\nfile_mode=%o\noverwrite=%d\nkallsyms=%d\nstacks=%d\nowner_pid=%ld\n"
-               "owner_start=%llu\nstart_time=%.6f\nlast_flush=%.6f\nbytes_written=%llu\n"
-               "data_dir=%s\nflush_timer=%u\nrec_pid=%ld\nrec_start=%llu\nstarting=%d\n",
-               s->file, kl_mode_names[s->mode], s->flags, s->tracepoints, s->clock,
-               s->circular_mb, s->max_mb, s->file_mode, s->overwrite, s->kallsyms, s->stacks,
-               s->owner_pid, s->owner_start, s->start_time, s->last_flush,
-               s->bytes_written, s->data_dir, s->flush_timer, s->rec_pid, s->rec_start,
-               s->starting);
-  if (n < 0 || n >= (int)sizeof buf)
-    return kl_err_set(err, KL_E_INVALID, 0, "session %s: state too large", name);
+  n = format_state(s, buf, sizeof buf);
+  if (n < 0) return kl_err_set(err, KL_E_INVALID, 0, "session %s: state too large", name);
   if (kl_atomic_open(&af, path, 1, 0600, err) != 0) return -1;
   /* The state describes a kernel instance, which a reboot removes: it need
    * not outlive a power cut, only a crash of any process, which the rename
