@@ -364,6 +364,29 @@ static int printable(const unsigned char *p, size_t len) {
   return 1;
 }
 
+/* An address field as text (IPv4, IPv6, or a sockaddr by its family, in
+ * txt); as a byte list when it does not read as one.  -1 out of memory. */
+static int set_addr(kl_decoder *t, int kind, kl_field *o, const unsigned char *a, size_t len,
+                    char *txt, size_t *swapused) {
+  int ok = 0;
+  if (kind == FD_IP4) {
+    ok = inet_ntop(AF_INET, a, txt, KL_ADDR_TEXT) != NULL;
+  } else if (kind == FD_IP6) {
+    ok = inet_ntop(AF_INET6, a, txt, KL_ADDR_TEXT) != NULL;
+  } else {
+    /* struct sockaddr_in / sockaddr_in6: family in the recording
+     * machine's byte order, then the port, then the address */
+    unsigned fam = (unsigned)rdnum(a, 2, t->swap);
+    if (fam == AF_INET && len >= 8) ok = inet_ntop(AF_INET, a + 4, txt, KL_ADDR_TEXT) != NULL;
+    else if (fam == AF_INET6 && len >= 24) ok = inet_ntop(AF_INET6, a + 8, txt, KL_ADDR_TEXT) != NULL;
+  }
+  if (!ok) return set_array(t, o, a, len, 1, 0, swapused) < 0 ? -1 : 0;
+  o->type = KL_F_STR;
+  o->v.s.p = txt;
+  o->v.s.len = strlen(txt);
+  return 0;
+}
+
 /* Fill t->out from record r with plan p; returns the number of fields. */
 static int decode(kl_decoder *t, const evplan *p, const struct tep_record *r, size_t *nout,
                   kl_err *err) {
@@ -417,30 +440,11 @@ static int decode(kl_decoder *t, const evplan *p, const struct tep_record *r, si
       }
       case FD_IP4:
       case FD_IP6:
-      case FD_SOCKADDR: {
-        char *txt = t->addrtext + (addr++) * KL_ADDR_TEXT;
-        const unsigned char *a = data + off;
-        int ok = 0;
-        if (d->kind == FD_IP4) {
-          ok = inet_ntop(AF_INET, a, txt, KL_ADDR_TEXT) != NULL;
-        } else if (d->kind == FD_IP6) {
-          ok = inet_ntop(AF_INET6, a, txt, KL_ADDR_TEXT) != NULL;
-        } else {
-          /* struct sockaddr_in / sockaddr_in6: family in the recording
-           * machine's byte order, then the port, then the address */
-          unsigned fam = (unsigned)rdnum(a, 2, t->swap);
-          if (fam == AF_INET && len >= 8) ok = inet_ntop(AF_INET, a + 4, txt, KL_ADDR_TEXT) != NULL;
-          else if (fam == AF_INET6 && len >= 24) ok = inet_ntop(AF_INET6, a + 8, txt, KL_ADDR_TEXT) != NULL;
-        }
-        if (ok) {
-          o->type = KL_F_STR;
-          o->v.s.p = txt;
-          o->v.s.len = strlen(txt);
-        } else if (set_array(t, o, a, len, 1, 0, &swapused) < 0) {
+      case FD_SOCKADDR:
+        if (set_addr(t, d->kind, o, data + off, len, t->addrtext + (addr++) * KL_ADDR_TEXT,
+                     &swapused) < 0)
           goto oom;
-        }
         break;
-      }
     }
     n++;
   }
