@@ -718,12 +718,21 @@ int kl_ftrace_trace_info(kl_trace *t, kl_trace_info *info, kl_err *err) {
 /* v6 records through pages.c                                          */
 /* ------------------------------------------------------------------ */
 
+static int commit_width(const kl_trace *t) {
+  int w = t->tep ? tep_get_header_page_size(t->tep) : 0;
+  return w == 4 || w == 8 ? w : t->long_size;
+}
+
 static int own_init(kl_trace *t, kl_err *err) {
   kl_pages_geom g;
   g.fd = t->fd;
   g.path = t->path;
   g.page_size = t->page_size;
-  g.long_size = t->long_size;
+  /* The page header's commit word (and the lost count after the records)
+   * is as wide as header_page says, which is not always the file's long
+   * size: trace-cmd convert writes 8 there for a 32-bit capture whose
+   * pages keep their 4-byte commit. */
+  g.long_size = commit_width(t);
   g.big = t->big_endian;
   g.ncpus = t->ncpus;
   g.cpu_off = t->cpu_off;
