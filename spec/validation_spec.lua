@@ -16,7 +16,16 @@ local calls_without_a_session = {
   {"tab in start's name", function() return kl.start{name = "a\tb"} end, "name: must not contain control characters"},
   {"DEL in start's name", function() return kl.start{name = "a\127b"} end, "name: must not contain control characters"},
   {"C1 control in start's name", function() return kl.start{name = "a\u{85}b"} end, "name: must not contain control characters"},
-  {"bidi override in start's name", function() return kl.start{name = "a\u{202E}b"} end, "name: must not contain control characters"},
+  {"bidi override in start's name", function() return kl.start{name = "a\u{202E}b"} end, "name: must not contain invisible or bidirectional formatting characters"},
+  {"line separator in start's name", function() return kl.start{name = "a\u{2028}b"} end, "name: must not contain control characters"},
+  {"zero-width space in start's name", function() return kl.start{name = "a\u{200B}b"} end, "name: must not contain invisible or bidirectional formatting characters"},
+  {"BOM in query's name", function() return kl.query("\u{FEFF}x") end, "name: must not contain invisible or bidirectional formatting characters"},
+  {"soft hyphen in stop's name", function() return kl.stop("a\u{AD}b") end, "name: must not contain invisible or bidirectional formatting characters"},
+  {"C1 control in file", function(n) return kl.start{name = n, file = "a\u{85}b.dat"} end, "file: must not contain control characters"},
+  {"bidi override in file", function(n) return kl.start{name = n, file = "x\u{202E}tad.exe"} end, "file: must not contain invisible or bidirectional formatting characters"},
+  {"zero-width joiner in stop's file", function(n) return kl.stop(n, "a\u{200D}.dat") end, "file: must not contain invisible or bidirectional formatting characters"},
+  {"line separator in open's path", function() return kl.open("a\u{2028}b.dat") end, "path: must not contain control characters"},
+  {"invalid UTF-8 in a flag", function(n) return kl.start{name = n, flags = {"tcp\255"}} end, "flags%[1%]: must be valid UTF%-8"},
   {"invalid UTF-8 in start's name", function() return kl.start{name = "a\255\254"} end, "name: must be valid UTF%-8"},
   {"overlong UTF-8 in stop's name", function() return kl.stop("a\xC0\xAF") end, "name: must be valid UTF%-8"},
   {"dot-name", function() return kl.start{name = ".hidden"} end, "name: session name may not start with '%.'"},
@@ -64,6 +73,13 @@ describe("the string and number validator", function()
 
   it("rejects each bad input with an argument error naming the field", function()
     for _, c in ipairs(calls_without_a_session) do check(c[1], c[2], c[3], F.name("val")) end
+  end)
+
+  it("lets a path hold bytes that are not UTF-8 (a Linux file name is bytes)", function()
+    local t, msg, code = kl.open("/nonexistent-dir/a\255\254.dat")
+    assert.is_nil(t)
+    assert.is_string(msg)
+    assert.is_string(code) -- a kernel-side failure, not an argument error
   end)
 
   it("refuses realtime together with a file on Linux (ETW can do both)", function()

@@ -23,27 +23,55 @@ int klua_fail(lua_State *L, const kl_err *err) {
  * comma list: every flag and the tracepoints). */
 static const size_t kind_max[] = {KL_NAME_MAX, 8192, KL_PATH_MAX - 1};
 
-/* What is wrong with a session name's characters beyond ASCII, or NULL:
- * it must be valid UTF-8 (ETW converts it to UTF-16; a listing prints it)
- * without C1 controls (U+0080..U+009F) or the bidirectional controls
- * (U+202A..U+202E, U+2066..U+2069) that make a name read as another. */
-static const char *name_chars(const unsigned char *s, size_t len) {
-  size_t i = 0, n, k;
-  unsigned long c;
+/* Characters that make a string print as another, or not at all: C1
+ * controls, the line and paragraph separators, the bidirectional
+ * controls and the invisible formatting ones (soft hyphen, zero-width
+ * space and joiners, word joiner, invisible operators, the BOM). */
+static const char *bad_char(unsigned long c) {
+  if (c <= 0x9F || c == 0x2028 || c == 0x2029) return "must not contain control characters";
+  if (c == 0xAD || (c >= 0x200B && c <= 0x200F) || (c >= 0x202A && c <= 0x202E) ||
+      (c >= 0x2060 && c <= 0x2064) || (c >= 0x2066 && c <= 0x2069) || c == 0xFEFF)
+    return "must not contain invisible or bidirectional formatting characters";
+  return NULL;
+}
+
+/* One UTF-8 sequence at s[0..left): its code point in *c and its length,
+ * or 0 when it is not valid UTF-8. */
+static size_t utf8_at(const unsigned char *s, size_t left, unsigned long *c) {
+  size_t n = s[0] >= 0xF0 && s[0] < 0xF5 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 && s[0] < 0xE0 ? 2 : 0;
+  size_t k;
+  if (n == 0 || n > left) return 0;
+  *c = s[0] & (0x7F >> n);
+  for (k = 1; k < n; k++) {
+    if ((s[k] & 0xC0) != 0x80) return 0;
+    *c = (*c << 6) | (s[k] & 0x3F);
+  }
+  if ((n == 3 && *c < 0x800) || (n == 4 && (*c < 0x10000 || *c > 0x10FFFF)) ||
+      (*c >= 0xD800 && *c <= 0xDFFF))
+    return 0;
+  return n;
+}
+
+/* What is wrong with a string's characters beyond ASCII, or NULL.  A name
+ * must be valid UTF-8 (ETW converts it to UTF-16; a listing prints it); a
+ * path may hold any bytes (a Linux file name is bytes), but a character
+ * it spells in UTF-8 must not be one of bad_char's. */
+static const char *wide_chars(const unsigned char *s, size_t len, int utf8_only) {
+  size_t i = 0, n;
+  unsigned long c = 0;
+  const char *why;
   while (i < len) {
-    if (s[i] < 0x80) { i++; continue; }
-    n = s[i] >= 0xF0 && s[i] < 0xF5 ? 4 : s[i] >= 0xE0 ? 3 : s[i] >= 0xC2 && s[i] < 0xE0 ? 2 : 0;
-    if (n == 0 || i + n > len) return "must be valid UTF-8";
-    c = s[i] & (0x7F >> n);
-    for (k = 1; k < n; k++) {
-      if ((s[i + k] & 0xC0) != 0x80) return "must be valid UTF-8";
-      c = (c << 6) | (s[i + k] & 0x3F);
+    if (s[i] < 0x80) {
+      i++;
+      continue;
     }
-    if ((n == 3 && c < 0x800) || (n == 4 && (c < 0x10000 || c > 0x10FFFF)) ||
-        (c >= 0xD800 && c <= 0xDFFF))
-      return "must be valid UTF-8";
-    if (c <= 0x9F || (c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069))
-      return "must not contain control characters";
+    n = utf8_at(s + i, len - i, &c);
+    if (n == 0) {
+      if (utf8_only) return "must be valid UTF-8";
+      i++;
+      continue;
+    }
+    if ((why = bad_char(c)) != NULL) return why;
     i += n;
   }
   return NULL;
@@ -64,9 +92,11 @@ const char *klua_check_str(lua_State *L, int idx, klua_kind kind, const char *fi
     if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f)
       luaL_argerror(L, arg,
                     lua_pushfstring(L, "%s: must not contain control characters", field));
-  if (kind == KLUA_NAME) {
-    const char *why = name_chars((const unsigned char *)s, len);
+  {
+    const char *why = wide_chars((const unsigned char *)s, len, kind != KLUA_PATH);
     if (why) luaL_argerror(L, arg, lua_pushfstring(L, "%s: %s", field, why));
+  }
+  if (kind == KLUA_NAME) {
     memset(&err, 0, sizeof err);
     if (kl_name_check(s, &err) != 0)
       luaL_argerror(L, arg, lua_pushfstring(L, "%s: %s", field, err.msg));
