@@ -17,7 +17,16 @@
 struct kl_reader {
   kl_etl *etl;       /* one of the two */
   kl_trace *backend;
+  char path[KL_PATH_MAX];  /* for the .etl reader's messages */
 };
+
+/* An .etl read error names the file, as the trace.dat reader's do. */
+static int etl_fail(const kl_reader *r, kl_err *err) {
+  char m[KL_MSG_MAX];
+  snprintf(m, sizeof m, "%s", err->msg);
+  kl_err_set(err, err->code, err->sys, "read trace %s: %s", r->path, m);
+  return -1;
+}
 
 static int looks_like_etl(const char *path) {
   uint8_t b[ETL_BUF_HDR + 8];
@@ -39,6 +48,7 @@ kl_reader *kl_reader_open(const char *path, kl_err *err) {
     kl_err_set(err, KL_E_NO_RESOURCES, 0, "open %s: out of memory", path);
     return NULL;
   }
+  snprintf(r->path, sizeof r->path, "%s", path);
   if (looks_like_etl(path)) r->etl = kl_etl_open(path, err);
   else r->backend = kl_backend_impl.trace_open(path, err);
   if (r->etl == NULL && r->backend == NULL) {
@@ -50,12 +60,15 @@ kl_reader *kl_reader_open(const char *path, kl_err *err) {
 
 int kl_reader_info(kl_reader *r, kl_trace_info *info, kl_err *err) {
   memset(info, 0, sizeof *info);
-  if (r->etl) return kl_etl_info(r->etl, info, err);
+  if (r->etl) return kl_etl_info(r->etl, info, err) == 0 ? 0 : etl_fail(r, err);
   return kl_backend_impl.trace_info(r->backend, info, err);
 }
 
 int kl_reader_next(kl_reader *r, const kl_filter *f, int rewind, kl_event *ev, kl_err *err) {
-  if (r->etl) return kl_etl_next(r->etl, f, rewind, ev, err);
+  if (r->etl) {
+    int rc = kl_etl_next(r->etl, f, rewind, ev, err);
+    return rc < 0 ? etl_fail(r, err) : rc;
+  }
   return kl_backend_impl.trace_next(r->backend, f, rewind, ev, err);
 }
 

@@ -397,6 +397,29 @@ describe("damaged .etl files", function()
     assert.equal(1, t2:info().buffers)
     t2:close()
   end)
+  it("a file zeroed while its events are read raises naming the buffer, never ends early", function()
+    local data = read(DIR .. "tx_HTTP_Server.etl")
+    local out = tmpfile()
+    H.write(out, data)
+    local t <close> = assert(kl.open(out))
+    local n, whole = 0, #all_events(assert(kl.open(DIR .. "tx_HTTP_Server.etl")))
+    local ok, err = pcall(function()
+      for _ in t:events() do
+        n = n + 1
+        if n == 5 then -- zero 200 KB from offset 5000, in place
+          local f = assert(io.open(out, "r+b"))
+          f:seek("set", 5000)
+          f:write(string.rep("\0", 200 * 1024))
+          f:close()
+        end
+      end
+    end)
+    assert.is_false(ok, ("read %d of %d events and ended without an error"):format(n, whole))
+    assert.matches("buffer at offset %d+: no buffer where open found one %(the file changed while "
+                   .. "it was read%)", err)
+    assert.is_true(n < whole)
+  end)
+
 
   it("a timestamp that does not convert, or goes back on its processor, is an error", function()
     local out = tmpfile()
@@ -504,7 +527,8 @@ describe("the recipes in examples/ on .etl captures #linux", function()
     for _, name in ipairs{"processes", "tcp_connections", "cswitch"} do
       local ok, text = example(name, out)
       assert.is_falsy(ok, text)
-      assert.matches("^" .. name .. ": " .. BACK_IN_TIME .. " %[invalid%]\n$", text)
+      assert.matches("^" .. name .. ": read trace " .. out:gsub("%p", "%%%0") .. ": " .. BACK_IN_TIME
+                     .. " %[invalid%]\n$", text)
     end
   end)
 
@@ -677,7 +701,8 @@ describe("kernellogger report on a capture spanning a century #linux", function(
     local ok, _, status = p:close()
     assert.is_falsy(ok, text)
     assert.equal(1, status)
-    assert.matches("^kernellogger report: " .. BACK_IN_TIME .. " %[invalid%]\n$", text)
+    assert.matches("^kernellogger report: read trace " .. out:gsub("%p", "%%%0") .. ": "
+                   .. BACK_IN_TIME .. " %[invalid%]\n$", text)
   end)
 
   it("keeps a bounded number of rate buckets", function()

@@ -41,6 +41,9 @@ typedef struct etl_src {
    * largest FilledBytes of a compressed buffer, the number of processors. */
   uint32_t fill_max;
   int ncpus;
+  /* Where open found the buffers to end (0: not scanned yet); a stream
+   * that runs out of buffers before it means the file changed since. */
+  uint64_t buffers_end;
 } etl_src;
 
 KL_INTERNAL int etl_src_file(etl_src *s, const char *path, kl_err *err);

@@ -98,6 +98,9 @@ static int next_buffer(etl_cursor *c, etl_stream *st, kl_err *err) {
   for (;;) {
     int r = etl_buf_header(c->src, st->scan, &h, err);
     uint64_t off = st->scan;
+    if (r == 0 && off < c->src->buffers_end)
+      return kl_err_set(err, KL_E_INVALID, 0, "buffer at offset %llu: no buffer where open found "
+                        "one (the file changed while it was read)", (unsigned long long)off);
     if (r <= 0) return r;
     st->scan += h.size;
     if (h.cpu != st->cpu) continue;

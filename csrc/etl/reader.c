@@ -151,6 +151,7 @@ static int scan_buffers(kl_etl *t, kl_err *err) {
     if (h.flags & 0x40u) t->ncompressed++;
     off += h.size;
   }
+  t->src.buffers_end = off;
   return r == 0 ? check_end(t, off, err) : r;
 }
 
