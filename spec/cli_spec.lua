@@ -100,17 +100,32 @@ describe("#linux cli against the kernel", function()
     assert.matches("kernellogger list", err, 1, true)
   end)
 
-  it("stop -o, --overwrite and --no-file finish a session whose own target is taken", function()
+  it("a second session on a running session's file is refused at start, naming the holder",
+     function()
     local a, b = F.uname(), F.uname()
     local same = dir .. "/same.dat"
-    for _, n in ipairs{a, b} do
-      local _, err, rc = cli(("start --name %s -f sched:sched_process_exec -o %s --max-mb 8")
-        :format(n, H.q(same)))
-      assert.are.equal(0, rc, err)
-    end
-    local _, err, rc = cli("stop " .. a)
+    local start = "start --name %s -f sched:sched_process_exec -o %s --max-mb 8"
+    local _, err, rc = cli(start:format(a, H.q(same)))
+    assert.are.equal(0, rc, err)
+    local out
+    out, err, rc = cli(start:format(b, H.q(same)) .. " --overwrite")
+    assert.are.equal(1, rc)
+    assert.are.equal("", out)
+    assert.is_true(one_line(err), err)
+    assert.matches(same .. " is the file of running session " .. a, err, 1, true)
+    assert.is_false(H.instance_exists(b))
+    _, err, rc = cli("stop " .. a)
     assert.are.equal(0, rc, err)
     assert.truthy(H.check_file(same))
+  end)
+
+  it("stop -o, --overwrite and --no-file finish a session whose own target is taken", function()
+    local b = F.uname()
+    local same = dir .. "/taken.dat"
+    local _, err, rc = cli(("start --name %s -f sched:sched_process_exec -o %s --max-mb 8")
+      :format(b, H.q(same)))
+    assert.are.equal(0, rc, err)
+    H.write(same, "somebody else's file, made after the start")
     -- b's own target exists now: refused, the session kept for another try
     local out
     out, err, rc = cli("stop " .. b)
@@ -126,6 +141,7 @@ describe("#linux cli against the kernel", function()
     assert.are.equal(0, rc, err)
     assert.truthy(H.check_file(dir .. "/other.dat"))
     assert.is_false(H.instance_exists(b))
+    assert.equal("somebody else's file, made after the start", H.read(same))
     -- --overwrite replaces the session's own target; --no-file writes none
     for _, flag in ipairs{"--overwrite", "--no-file"} do
       local n = F.uname()

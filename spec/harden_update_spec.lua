@@ -75,6 +75,26 @@ describe("#linux update is all or nothing", function()
     end)
   end
 
+  it("update{file = another running session's file} is bad_path naming it; nothing changes",
+     function()
+    local a, b = H.name("hupa"), H.name("hupb")
+    local dir = H.tmpdir()
+    finally(function()
+      H.cleanup(a)
+      H.cleanup(b)
+      H.rmtree(dir)
+    end)
+    local sa = assert(kl.start{name = a, flags = START.flags, file = dir .. "/a.dat", max_mb = 8})
+    local sb = assert(kl.start{name = b, flags = START.flags, circular_mb = 2})
+    local r, msg, code = sb:update{file = dir .. "/a.dat", overwrite = true}
+    assert.is_nil(r)
+    assert.equal("bad_path", code)
+    assert.matches(dir .. "/a.dat is the file of running session " .. a, msg, 1, true)
+    assert.is_nil(assert(sb:query()).file)
+    assert.is_table(sb:stop{file = false})
+    assert.is_table(sa:stop())
+  end)
+
   it("a good update still applies, and the instance agrees with query()", function()
     local name = H.name("hup")
     finally(function() H.cleanup(name) end)

@@ -898,6 +898,34 @@ static int mark_starting(const char *name, kl_state *st, kl_err *err) {
   return 0;
 }
 
+/* Is file (absolute) the target of another running session?  Two
+ * sessions on one file would find out only at the second stop, after all
+ * their recording (ETW refuses it at once: the first session holds the
+ * file).  bad_path naming the holder, or 0. */
+static int file_taken(const char *file, const char *self, const char *tdir, const char *op,
+                      kl_err *err) {
+  DIR *d = opendir(KL_STATE_DIR);
+  struct dirent *de;
+  kl_state *st = malloc(sizeof *st);
+  char name[KL_NAME_MAX + 1], inst[KL_PATH_MAX];
+  struct stat sb;
+  int rc = 0;
+  while (d && st && rc == 0 && (de = readdir(d)) != NULL) {
+    size_t n = strlen(de->d_name);
+    if (n <= 6 || n - 6 > KL_NAME_MAX || strcmp(de->d_name + n - 6, ".state") != 0) continue;
+    snprintf(name, sizeof name, "%.*s", (int)(n - 6), de->d_name);
+    if (strcmp(name, self) == 0 || read_state(name, st) != 0 || strcmp(st->file, file) != 0)
+      continue;
+    if (inst_path(inst, sizeof inst, tdir, name) != 0 || stat(inst, &sb) != 0) continue;
+    rc = kl_err_set(err, KL_E_BAD_PATH, EBUSY,
+                    "%s %s: %s is the file of running session %s; give another file", op, self,
+                    file, name);
+  }
+  if (d) closedir(d);
+  free(st);
+  return rc;
+}
+
 static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
   const char *dir;
   char path[KL_PATH_MAX], file[KL_PATH_MAX];
@@ -917,6 +945,7 @@ static kl_session *ftrace_start(const kl_config *cfg, kl_err *err) {
     kl_err_set(err, err->code, err->sys, "start %s: %s", cfg->name, msg);
     return NULL;
   }
+  if (cfg->file && file_taken(file, cfg->name, dir, "start", err) != 0) return NULL;
   if (resolve(cfg, st.flags, sizeof st.flags, st.tracepoints, sizeof st.tracepoints, err))
     return NULL;
   if (inst_path(path, sizeof path, dir, cfg->name) != 0) {
@@ -1213,6 +1242,9 @@ static int update_check(kl_session *s, const kl_config *cfg, unsigned what,
     snprintf(m, sizeof m, "%s", err->msg);
     return kl_err_set(err, err->code, err->sys, "update %s: %s", s->name, m);
   }
+  if (p->file[0] && tracefs_tracing_dir() &&
+      file_taken(p->file, s->name, tracefs_tracing_dir(), "update", err) != 0)
+    return -1;
   return 0;
 }
 
