@@ -119,6 +119,20 @@ describe("#linux cli against the kernel", function()
     assert.truthy(H.check_file(same))
   end)
 
+  it("a read-only file system gets its own hint, not 'run it as root'", function()
+    local ro = dir .. "/ro"
+    assert(os.execute("mkdir " .. H.q(ro) .. " && mount -t tmpfs -o size=1m,ro tmpfs " .. H.q(ro)))
+    finally(function() os.execute("umount " .. H.q(ro)) end)
+    local out, err, rc = cli(("capture --name %s -f sched:sched_process_exec -o %s --seconds 1")
+      :format(F.uname(), H.q(ro .. "/c.dat")))
+    assert.are.equal(1, rc)
+    assert.are.equal("", out)
+    assert.is_true(one_line(err), err)
+    assert.matches("Read-only file system", err, 1, true)
+    assert.matches("write the file elsewhere", err, 1, true)
+    assert.is_nil(err:find("as root", 1, true), err)
+  end)
+
   it("stop -o, --overwrite and --no-file finish a session whose own target is taken", function()
     local b = F.uname()
     local same = dir .. "/taken.dat"
