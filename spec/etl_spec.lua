@@ -91,7 +91,9 @@ local function all_events(t, opts)
   return out
 end
 
-describe("kl.open on .etl files", function()
+-- #heavy: decoding whole fixtures takes minutes under valgrind; the plain
+-- and ASan runs read them all, and fuzz_etl covers the parser.
+describe("kl.open on .etl files #heavy", function()
   for _, name in ipairs(FILES) do
     local path = DIR .. name
 
@@ -225,7 +227,7 @@ describe("kl.open on .etl files", function()
   end)
 end)
 
-describe("kernel classes of perfview_net.4.5.2.x64.etl", function()
+describe("kernel classes of perfview_net.4.5.2.x64.etl #heavy", function()
   local path = DIR .. "perfview_net.4.5.2.x64.etl"
 
   it("Process and Thread rundowns agree with each other", function()
@@ -302,7 +304,7 @@ describe("kernel classes of perfview_net.4.5.2.x64.etl", function()
   end)
 end)
 
-describe("Trace:events filters on .etl", function()
+describe("Trace:events filters on .etl #heavy", function()
   local path = DIR .. "perfview_net.4.5.2.x64.etl"
 
   it("match a plain filter in Lua over all events", function()
