@@ -591,26 +591,8 @@ describe("memory #linux #heavy", function()
     assert(s:stop())
     local size = assert(io.open(file, "rb")):seek("end")
     assert.is_true(size > 16 * 1024 * 1024, "capture size " .. size)
-    local code = ([[
-      local kl = require "kernellogger"
-      local function kb(k)
-        for l in io.lines("/proc/self/status") do
-          local v = l:match("^" .. k .. ":%%s+(%%d+)")
-          if v then return tonumber(v) end
-        end
-      end
-      local t = assert(kl.open(%q))
-      local before = kb("VmRSS")
-      local n = 0
-      for _ in t:events() do n = n + 1 end
-      print(n, before, kb("VmHWM"))
-    ]]):format(file)
-    local ok, out = H.run_lua(code)
-    assert.is_true(ok, out)
-    local n, before, peak = out:match("(%d+)%s+(%d+)%s+(%d+)")
-    assert.is_truthy(n, out)
-    local growth = (tonumber(peak) - tonumber(before)) * 1024
-    assert.is_true(tonumber(n) > 200000, out)
+    local n, growth = H.read_growth(file)
+    assert.is_true(n > 200000, "events: " .. n)
     assert.is_true(growth < size / 4, ("peak grew by %d bytes for a %d-byte file"):format(
       growth, size))
   end)

@@ -330,26 +330,8 @@ describe("compressed v7 memory #linux #heavy", function()
     local size = assert(io.open(plain, "rb")):seek("end")
     assert.is_true(size > 16 * 1024 * 1024, "capture size " .. size)
     convert(plain, z, algorithms()[1])
-    local code = ([[
-      local kl = require "kernellogger"
-      local function kb(k)
-        for l in io.lines("/proc/self/status") do
-          local v = l:match("^" .. k .. ":%%s+(%%d+)")
-          if v then return tonumber(v) end
-        end
-      end
-      local t = assert(kl.open(%q))
-      local before = kb("VmRSS")
-      local n = 0
-      for _ in t:events() do n = n + 1 end
-      print(n, before, kb("VmHWM"))
-    ]]):format(z)
-    local ok, out = H.run_lua(code)
-    assert.is_true(ok, out)
-    local n, before, peak = out:match("(%d+)%s+(%d+)%s+(%d+)")
-    assert.is_truthy(n, out)
-    local growth = (tonumber(peak) - tonumber(before)) * 1024
-    assert.is_true(tonumber(n) > 200000, out)
+    local n, growth = H.read_growth(z)
+    assert.is_true(n > 200000, "events: " .. n)
     -- the decompressed data is `size` bytes; memory must not follow it
     assert.is_true(growth < size / 4, ("peak grew by %d bytes for %d bytes of data"):format(
       growth, size))

@@ -404,4 +404,29 @@ function H.check_file(path)
   return text, H.libtracecmd(path)
 end
 
+--- Read every event of the capture at path in a child Lua; returns the
+-- event count and how much its peak RSS grew (bytes) over the RSS it had
+-- right after kl.open: the reader's memory must not follow the file.
+function H.read_growth(path)
+  local code = ([[
+    local kl = require "kernellogger"
+    local function kb(k)
+      for l in io.lines("/proc/self/status") do
+        local v = l:match("^" .. k .. ":%%s+(%%d+)")
+        if v then return tonumber(v) end
+      end
+    end
+    local t = assert(kl.open(%q))
+    local before = kb("VmRSS")
+    local n = 0
+    for _ in t:events() do n = n + 1 end
+    print(n, before, kb("VmHWM"))
+  ]]):format(path)
+  local ok, out = H.run_lua(code)
+  assert(ok, out)
+  local n, before, peak = out:match("(%d+)%s+(%d+)%s+(%d+)")
+  assert(n, out)
+  return tonumber(n), (tonumber(peak) - tonumber(before)) * 1024
+end
+
 return H
